@@ -1,0 +1,357 @@
+/* kvcodec: a codec for the key/value caches of transformer inference.
+ *
+ * This is kvcodec's only public header. It is C99 and stable in the manner of
+ * zstd and libjxl:
+ *  - status values, dtype values, method values and struct layouts are pinned
+ *    forever; new ones are only appended;
+ *  - every struct the caller allocates and the library reads starts with
+ *    `struct_size` (set it with the matching *_init function), so a program
+ *    built against an older header keeps working with a newer library;
+ *  - the caller owns every buffer; the library never keeps a pointer it was
+ *    given after the call returns, and never allocates memory the caller must
+ *    free (except kvc_config objects, freed with kvc_config_destroy);
+ *  - no C++ exception crosses this boundary; no function aborts on bad input.
+ *
+ * Thread safety: every function is thread-safe. Functions that take a
+ * `const kvc_config*` only read it, so one config can serve many threads; a
+ * config must not be modified (kvc_config_set_layer) while another thread reads
+ * it. The only process-wide state is Highway's choice of SIMD target.
+ *
+ * Shapes. A block is one layer x (keys or values) x a range of KV heads x a
+ * range of tokens; its tensor is [heads, tokens, head_dim]. A stream is a whole
+ * cache: keys and values are [layers, heads, tokens, head_dim] each.
+ *
+ * The bitstream is specified in codec/FORMAT.md.
+ */
+#ifndef KVCODEC_KVCODEC_H_
+#define KVCODEC_KVCODEC_H_
+
+#include <stddef.h>
+#include <stdint.h>
+
+#if defined(_WIN32) && defined(KVC_SHARED_BUILD)
+#define KVC_API __declspec(dllexport)
+#elif defined(_WIN32) && defined(KVC_SHARED)
+#define KVC_API __declspec(dllimport)
+#elif defined(__GNUC__)
+#define KVC_API __attribute__((visibility("default")))
+#else
+#define KVC_API
+#endif
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ------------------------------------------------------------------------ */
+/* Versions                                                                  */
+
+#define KVC_VERSION_MAJOR 0 /* incompatible API changes (0.x: may change on minor) */
+#define KVC_VERSION_MINOR 1 /* added functionality */
+#define KVC_VERSION_PATCH 0 /* fixes */
+#define KVC_VERSION_NUMBER \
+  (KVC_VERSION_MAJOR * 1000000 + KVC_VERSION_MINOR * 1000 + KVC_VERSION_PATCH)
+
+/* Bitstream version this library writes (FORMAT.md). It reads every 1.x
+ * stream whose required features it knows. */
+#define KVC_FORMAT_MAJOR 1
+#define KVC_FORMAT_MINOR 0
+
+/* First four bytes of a stream and of a standalone block, as a little-endian
+ * uint32 (bytes B5 4B 56 43 and B5 4B 56 62: "\xB5KVC" and "\xB5KVb"). */
+#define KVC_STREAM_MAGIC 0x43564BB5u
+#define KVC_BLOCK_MAGIC 0x62564BB5u
+
+/* Runtime library version, KVC_VERSION_NUMBER's encoding. */
+KVC_API uint32_t kvc_version(void);
+/* "MAJOR.MINOR.PATCH"; static storage. */
+KVC_API const char* kvc_version_string(void);
+/* Name of the SIMD target in use ("AVX2", "SSE4", "SCALAR", ...); static. */
+KVC_API const char* kvc_simd_target(void);
+
+/* ------------------------------------------------------------------------ */
+/* Status                                                                    */
+
+typedef enum kvc_status {
+  KVC_OK = 0,
+  KVC_ERR_INVALID_ARGUMENT = 1,    /* NULL pointer, bad shape, bad config */
+  KVC_ERR_DST_TOO_SMALL = 2,       /* size dst with kvc_*_bound */
+  KVC_ERR_NOT_KVCODEC = 3,         /* wrong magic number */
+  KVC_ERR_UNSUPPORTED_VERSION = 4, /* bitstream major version unknown */
+  KVC_ERR_UNSUPPORTED_FEATURE = 5, /* required feature, section or method unknown */
+  KVC_ERR_TRUNCATED = 6,           /* input ends before the structure does */
+  KVC_ERR_CHECKSUM = 7,            /* a header or section checksum mismatches */
+  KVC_ERR_CORRUPT = 8,             /* checksums pass but the content is invalid */
+  KVC_ERR_SHAPE_MISMATCH = 9,      /* output tensor does not match the data */
+  KVC_ERR_INVALID_VALUE = 10,      /* non-finite input, or a value the format
+                                      cannot represent (norm beyond f16 range) */
+  KVC_ERR_OUT_OF_MEMORY = 11,
+  KVC_ERR_INTERNAL = 12            /* a bug in kvcodec: please report it */
+} kvc_status;
+
+/* Short description of a status; static storage, never NULL. */
+KVC_API const char* kvc_status_string(kvc_status status);
+
+/* Optional detail for a failed call: pass one as the last argument of any
+ * function that takes it (or NULL). On failure `message` holds one line
+ * naming the problem (for example which layer, head and token); on success
+ * it is set to "". */
+typedef struct kvc_diagnostics {
+  char message[256];
+} kvc_diagnostics;
+
+/* ------------------------------------------------------------------------ */
+/* Tensors                                                                   */
+
+typedef enum kvc_dtype {
+  KVC_DTYPE_F32 = 0,
+  KVC_DTYPE_F16 = 1,
+  KVC_DTYPE_BF16 = 2
+} kvc_dtype;
+
+typedef enum kvc_kind { KVC_KIND_KEYS = 0, KVC_KIND_VALUES = 1 } kvc_kind;
+
+typedef enum kvc_rope_layout {
+  KVC_ROPE_UNKNOWN = 0,
+  KVC_ROPE_SPLIT_HALF = 1, /* dimension i pairs with i + head_dim/2 (HF Llama) */
+  KVC_ROPE_INTERLEAVED = 2 /* dimension 2i pairs with 2i + 1 */
+} kvc_rope_layout;
+
+/* A strided view of caller memory. Layout fixed forever (no struct_size).
+ * shape/strides are outermost first; strides count elements, not bytes; a
+ * tensor whose strides are all 0 is contiguous row-major. Inputs are only
+ * read through `data`; outputs are written. */
+typedef struct kvc_tensor {
+  void* data;
+  uint32_t dtype; /* kvc_dtype */
+  uint32_t ndim;  /* 3 for blocks [heads, tokens, head_dim], 4 for streams */
+  uint64_t shape[4];
+  int64_t strides[4];
+} kvc_tensor;
+
+/* ------------------------------------------------------------------------ */
+/* Tensor configs: one method and its parameters, for K or V of one layer    */
+
+typedef enum kvc_method {
+  KVC_METHOD_RAW = 1,     /* values stored as they are, in scalar_format */
+  KVC_METHOD_TQ_MSE = 2,  /* TurboQuant-MSE: norm + rotated Lloyd-Max indices */
+  KVC_METHOD_TQ_PROD = 3  /* TurboQuant-prod: (bits-1)-bit MSE + QJL signs */
+} kvc_method;
+
+typedef enum kvc_rotation {
+  KVC_ROTATION_NONE = 0,
+  KVC_ROTATION_HADAMARD = 1 /* random signs + orthonormal Walsh-Hadamard */
+} kvc_rotation;
+
+/* Decoded vectors are rescaled to the stored norm exactly (methods.md §1.8). */
+#define KVC_CONFIG_NORM_CORRECTION 0x1u
+
+typedef struct kvc_tensor_config {
+  uint32_t struct_size;   /* sizeof(kvc_tensor_config), set by _init */
+  uint32_t method;        /* kvc_method */
+  uint32_t bits;          /* bits per coordinate, incl. the QJL bit for TQ_PROD */
+  uint32_t scalar_format; /* kvc_dtype of stored norms (RAW: of the values) */
+  uint32_t flags;         /* KVC_CONFIG_* */
+  uint32_t rotation;      /* kvc_rotation */
+  uint64_t seed;          /* seeds every random choice (FORMAT.md, "PRNG") */
+} kvc_tensor_config;
+
+/* Defaults: tq-mse-b4, f16 norms, Hadamard rotation, the default seed. */
+KVC_API void kvc_tensor_config_init(kvc_tensor_config* config);
+
+/* Parses a method string such as "tq-mse-b4", "tq-prod-b3:nc,norm=f32",
+ * "raw-bf16" (FORMAT.md, "Method strings"). */
+KVC_API kvc_status kvc_tensor_config_parse(const char* text,
+                                           kvc_tensor_config* config,
+                                           kvc_diagnostics* diag);
+/* Writes the canonical method string, NUL-terminated. *length (optional)
+ * receives its length without the NUL. */
+KVC_API kvc_status kvc_tensor_config_format(const kvc_tensor_config* config,
+                                            char* buffer, size_t capacity,
+                                            size_t* length);
+
+/* ------------------------------------------------------------------------ */
+/* Cache configs: a rule table giving each layer its K and V tensor config   */
+
+typedef struct kvc_config kvc_config; /* opaque */
+
+/* Built-in presets. Index 0 .. kvc_preset_count()-1; static strings. */
+KVC_API uint32_t kvc_preset_count(void);
+KVC_API const char* kvc_preset_name(uint32_t index);
+KVC_API const char* kvc_preset_description(uint32_t index);
+
+/* Creates a config from a preset name. *out receives an object the caller
+ * frees with kvc_config_destroy. */
+KVC_API kvc_status kvc_config_from_preset(const char* name, kvc_config** out,
+                                          kvc_diagnostics* diag);
+/* Creates a config from config text (FORMAT.md, "Config text"). */
+KVC_API kvc_status kvc_config_parse(const char* text, size_t length,
+                                    kvc_config** out, kvc_diagnostics* diag);
+/* Writes the config as config text, NUL-terminated; *length (optional) gets
+ * the length without the NUL, also when the capacity is too small. */
+KVC_API kvc_status kvc_config_format(const kvc_config* config, char* buffer,
+                                     size_t capacity, size_t* length);
+/* Overrides layer `layer` (K or V) with `tensor`. */
+KVC_API kvc_status kvc_config_set_layer(kvc_config* config, uint32_t layer,
+                                        kvc_kind kind,
+                                        const kvc_tensor_config* tensor);
+/* The tensor config of a layer in a cache of `num_layers` layers (rules such
+ * as "first 2" and "last 2" depend on it). */
+KVC_API kvc_status kvc_config_layer(const kvc_config* config, uint32_t layer,
+                                    uint32_t num_layers, kvc_kind kind,
+                                    kvc_tensor_config* out);
+/* Accepts NULL. */
+KVC_API void kvc_config_destroy(kvc_config* config);
+
+/* ------------------------------------------------------------------------ */
+/* Blocks                                                                    */
+
+/* Exact size in bytes of a standalone block, or 0 if the arguments are
+ * invalid. Usable to size `dst` for kvc_encode_block. */
+KVC_API size_t kvc_block_bound(const kvc_tensor_config* config,
+                               uint32_t head_count, uint32_t token_count,
+                               uint32_t head_dim);
+
+/* Encodes input [heads, tokens, head_dim] (f32, f16 or bf16) as a standalone,
+ * self-describing block that records its layer, kind and first head and
+ * token. Deterministic: the same input and config give the same bytes on
+ * every platform and SIMD target. */
+KVC_API kvc_status kvc_encode_block(const kvc_tensor_config* config,
+                                    uint32_t layer, kvc_kind kind,
+                                    uint32_t head_start, uint32_t token_start,
+                                    const kvc_tensor* input, void* dst,
+                                    size_t dst_capacity, size_t* dst_size,
+                                    kvc_diagnostics* diag);
+
+typedef struct kvc_block_info {
+  uint32_t struct_size; /* sizeof(kvc_block_info) */
+  uint32_t layer;
+  uint32_t kind; /* kvc_kind */
+  uint32_t head_dim;
+  uint32_t head_start;
+  uint32_t head_count;
+  uint32_t token_start;
+  uint32_t token_count;
+} kvc_block_info;
+
+KVC_API void kvc_block_info_init(kvc_block_info* info);
+
+/* Reads a block's header (and, if `config` is not NULL, its tensor config)
+ * after checking its checksum. */
+KVC_API kvc_status kvc_get_block_info(const void* src, size_t src_size,
+                                      kvc_block_info* info,
+                                      kvc_tensor_config* config,
+                                      kvc_diagnostics* diag);
+
+/* Decodes a block into output [head_count, token_count, head_dim] of any
+ * dtype. Nothing is reported as success unless every value was decoded. */
+KVC_API kvc_status kvc_decode_block(const void* src, size_t src_size,
+                                    const kvc_tensor* output,
+                                    kvc_diagnostics* diag);
+
+/* Inner products of queries with the block's decoded vectors, computed in the
+ * codec's rotated domain without materialising them (for TQ_PROD this is the
+ * unbiased estimator of TurboQuant). queries: f32, contiguous
+ * [head_count][queries_per_head][head_dim] (GQA: several query heads per KV
+ * head). scores: f32 [head_count][queries_per_head][token_count]. */
+KVC_API kvc_status kvc_block_scores(const void* src, size_t src_size,
+                                    const float* queries,
+                                    uint32_t queries_per_head, float* scores,
+                                    size_t scores_capacity,
+                                    kvc_diagnostics* diag);
+
+/* ------------------------------------------------------------------------ */
+/* Streams: a whole cache                                                    */
+
+typedef struct kvc_cache_desc {
+  uint32_t struct_size; /* sizeof(kvc_cache_desc) */
+  uint32_t num_layers;
+  uint32_t num_kv_heads;
+  uint32_t head_dim;
+  uint32_t num_tokens;
+  uint32_t dtype;           /* kvc_dtype of the source cache, recorded */
+  uint32_t rope_layout;     /* kvc_rope_layout */
+  uint32_t position_offset; /* RoPE position of token 0 */
+  float rope_base;          /* RoPE theta; 0 if unknown */
+} kvc_cache_desc;
+
+KVC_API void kvc_cache_desc_init(kvc_cache_desc* desc);
+
+typedef struct kvc_encode_options {
+  uint32_t struct_size;  /* sizeof(kvc_encode_options) */
+  uint32_t threads;      /* 0: one per core */
+  uint32_t block_tokens; /* tokens per block; 0: all tokens in one block */
+} kvc_encode_options;
+
+KVC_API void kvc_encode_options_init(kvc_encode_options* options);
+
+typedef struct kvc_decode_options {
+  uint32_t struct_size; /* sizeof(kvc_decode_options) */
+  uint32_t threads;     /* 0: one per core */
+} kvc_decode_options;
+
+KVC_API void kvc_decode_options_init(kvc_decode_options* options);
+
+/* Exact size of the stream kvc_encode_stream writes, or 0 if the arguments
+ * are invalid. options may be NULL (defaults). */
+KVC_API size_t kvc_stream_bound(const kvc_config* config,
+                                const kvc_cache_desc* desc,
+                                const kvc_encode_options* options);
+
+/* Encodes a whole cache. keys and values: [num_layers, num_kv_heads,
+ * num_tokens, head_dim] views of any dtype. options may be NULL. */
+KVC_API kvc_status kvc_encode_stream(const kvc_config* config,
+                                     const kvc_cache_desc* desc,
+                                     const kvc_tensor* keys,
+                                     const kvc_tensor* values,
+                                     const kvc_encode_options* options,
+                                     void* dst, size_t dst_capacity,
+                                     size_t* dst_size, kvc_diagnostics* diag);
+
+typedef struct kvc_stream_info {
+  uint32_t struct_size; /* sizeof(kvc_stream_info) */
+  uint32_t format_major;
+  uint32_t format_minor;
+  uint32_t num_layers;
+  uint32_t num_kv_heads;
+  uint32_t head_dim;
+  uint32_t num_tokens;
+  uint32_t dtype;
+  uint32_t rope_layout;
+  uint32_t position_offset;
+  float rope_base;
+  uint32_t num_blocks;
+} kvc_stream_info;
+
+KVC_API void kvc_stream_info_init(kvc_stream_info* info);
+
+/* Reads and checks the stream header without decoding anything else. */
+KVC_API kvc_status kvc_get_stream_info(const void* src, size_t src_size,
+                                       kvc_stream_info* info,
+                                       kvc_diagnostics* diag);
+
+/* The tensor configs of one layer and the bytes its K and V blocks take
+ * (any output may be NULL). Walks and checks the stream's structure. */
+KVC_API kvc_status kvc_get_stream_layer(const void* src, size_t src_size,
+                                        uint32_t layer,
+                                        kvc_tensor_config* keys_config,
+                                        kvc_tensor_config* values_config,
+                                        uint64_t* keys_bytes,
+                                        uint64_t* values_bytes,
+                                        kvc_diagnostics* diag);
+
+/* Decodes a whole stream. keys and values: [num_layers, num_kv_heads,
+ * num_tokens, head_dim] outputs of any dtype; either may be NULL to skip it.
+ * The whole stream is validated (every checksum, every block present once)
+ * before KVC_OK is returned. options may be NULL. */
+KVC_API kvc_status kvc_decode_stream(const void* src, size_t src_size,
+                                     const kvc_decode_options* options,
+                                     const kvc_tensor* keys,
+                                     const kvc_tensor* values,
+                                     kvc_diagnostics* diag);
+
+#ifdef __cplusplus
+} /* extern "C" */
+#endif
+
+#endif /* KVCODEC_KVCODEC_H_ */

@@ -1,0 +1,546 @@
+// The C ABI: argument checks, size-versioned structs, and the wall that keeps
+// C++ exceptions and Status objects inside the library.
+#include <algorithm>
+#include <cstdio>
+#include <cstring>
+#include <memory>
+#include <new>
+#include <string>
+
+#include <hwy/targets.h>
+
+#include "base/endian.h"
+#include "base/sized_struct.h"
+#include "base/status.h"
+#include "config/config.h"
+#include "config/tensor_config.h"
+#include "format/block.h"
+#include "format/checksum.h"
+#include "format/section.h"
+#include "kvcodec/kvcodec.h"
+#include "stream/stream.h"
+
+struct kvc_config {
+  kvc::CacheConfig rules;
+};
+
+namespace kvc {
+namespace {
+
+kvc_status Report(const Status& status, kvc_diagnostics* diag) {
+  if (diag != nullptr) {
+    std::snprintf(diag->message, sizeof(diag->message), "%s",
+                  status.message().c_str());
+  }
+  return status.code();
+}
+
+// Runs body (returning Status) behind the exception wall.
+template <typename Body>
+kvc_status Guard(kvc_diagnostics* diag, const Body& body) {
+  try {
+    return Report(body(), diag);
+  } catch (const std::bad_alloc&) {
+    return Report(Status(KVC_ERR_OUT_OF_MEMORY, "out of memory"), diag);
+  } catch (const std::exception& e) {
+    return Report(Status(KVC_ERR_INTERNAL, std::string("internal error: ") + e.what()),
+                  diag);
+  } catch (...) {
+    return Report(Status(KVC_ERR_INTERNAL, "internal error"), diag);
+  }
+}
+
+Status NotNull(const void* pointer, const char* name) {
+  if (pointer == nullptr) {
+    return Status(KVC_ERR_INVALID_ARGUMENT, StrFormat("%s is NULL", name));
+  }
+  return OkStatus();
+}
+
+kvc_encode_options DefaultEncodeOptions() {
+  kvc_encode_options o;
+  std::memset(&o, 0, sizeof(o));
+  o.struct_size = sizeof(o);
+  return o;
+}
+
+kvc_decode_options DefaultDecodeOptions() {
+  kvc_decode_options o;
+  std::memset(&o, 0, sizeof(o));
+  o.struct_size = sizeof(o);
+  return o;
+}
+
+Status ImportEncodeOptions(const kvc_encode_options* in, kvc_encode_options* out) {
+  if (in == nullptr) {
+    *out = DefaultEncodeOptions();
+    return OkStatus();
+  }
+  return ImportSized(in, DefaultEncodeOptions(), out, "encode options");
+}
+
+// Locates the block section of a standalone block frame.
+Status ReadBlockFrame(const void* src, size_t size, BlockHeader* header,
+                      SectionRef* section) {
+  KVC_RETURN_IF_ERROR(NotNull(src, "src"));
+  const uint8_t* p = static_cast<const uint8_t*>(src);
+  const uint8_t magic[4] = {0xB5, 0x4B, 0x56, 0x62};
+  if (size < 4) {
+    return size > 0 && std::memcmp(p, magic, size) == 0
+               ? Status(KVC_ERR_TRUNCATED, "input ends inside the block frame header")
+               : Status(KVC_ERR_NOT_KVCODEC, "not a kvcodec block (too short)");
+  }
+  if (LoadLE32(p) != KVC_BLOCK_MAGIC) {
+    return Status(KVC_ERR_NOT_KVCODEC,
+                  LoadLE32(p) == KVC_STREAM_MAGIC
+                      ? "this is a stream, not a standalone block"
+                      : "not a kvcodec block (magic number mismatch)");
+  }
+  if (size < kBlockFrameHeaderSize) {
+    return Status(KVC_ERR_TRUNCATED, "input ends inside the block frame header");
+  }
+  if (p[4] != KVC_FORMAT_MAJOR) {
+    return Status(KVC_ERR_UNSUPPORTED_VERSION,
+                  StrFormat("block format %u.%u; this decoder reads %u.x", p[4],
+                            p[5], KVC_FORMAT_MAJOR));
+  }
+  if (LoadLE16(p + 6) != 0) {
+    return Status(KVC_ERR_CORRUPT, "block frame reserved bytes not zero");
+  }
+  const uint8_t* q = p + kBlockFrameHeaderSize;
+  const size_t rest = size - kBlockFrameHeaderSize;
+  KVC_RETURN_IF_ERROR(ReadSection(q, rest, section));
+  if (section->type != kSectionBlock) {
+    return Status(KVC_ERR_CORRUPT, "block frame holds no block section");
+  }
+  if (section->total_size != rest) {
+    return Status(KVC_ERR_CORRUPT, "bytes after the block");
+  }
+  return ReadBlockHeader(*section, header);
+}
+
+}  // namespace
+}  // namespace kvc
+
+using namespace kvc;  // NOLINT: this file only implements the C API
+
+extern "C" {
+
+uint32_t kvc_version(void) { return KVC_VERSION_NUMBER; }
+
+const char* kvc_version_string(void) {
+#define KVC_STR2(x) #x
+#define KVC_STR(x) KVC_STR2(x)
+  return KVC_STR(KVC_VERSION_MAJOR) "." KVC_STR(KVC_VERSION_MINOR) "." KVC_STR(
+      KVC_VERSION_PATCH);
+}
+
+const char* kvc_simd_target(void) {
+  // The best target compiled in and supported by this CPU: the one that
+  // Highway's dynamic dispatch chooses.
+  const int64_t targets = hwy::SupportedAndGeneratedTargets().empty()
+                              ? 0
+                              : hwy::SupportedAndGeneratedTargets().front();
+  return targets == 0 ? "none" : hwy::TargetName(targets);
+}
+
+const char* kvc_status_string(kvc_status status) {
+  switch (status) {
+    case KVC_OK: return "ok";
+    case KVC_ERR_INVALID_ARGUMENT: return "invalid argument";
+    case KVC_ERR_DST_TOO_SMALL: return "destination buffer too small";
+    case KVC_ERR_NOT_KVCODEC: return "not kvcodec data";
+    case KVC_ERR_UNSUPPORTED_VERSION: return "unsupported format version";
+    case KVC_ERR_UNSUPPORTED_FEATURE: return "unsupported format feature";
+    case KVC_ERR_TRUNCATED: return "truncated input";
+    case KVC_ERR_CHECKSUM: return "checksum mismatch";
+    case KVC_ERR_CORRUPT: return "corrupt data";
+    case KVC_ERR_SHAPE_MISMATCH: return "shape mismatch";
+    case KVC_ERR_INVALID_VALUE: return "invalid value";
+    case KVC_ERR_OUT_OF_MEMORY: return "out of memory";
+    case KVC_ERR_INTERNAL: return "internal error";
+  }
+  return "unknown status";
+}
+
+void kvc_tensor_config_init(kvc_tensor_config* config) {
+  if (config) *config = DefaultTensorConfig();
+}
+
+kvc_status kvc_tensor_config_parse(const char* text, kvc_tensor_config* config,
+                                   kvc_diagnostics* diag) {
+  return Guard(diag, [&] {
+    KVC_RETURN_IF_ERROR(NotNull(text, "text"));
+    kvc_tensor_config parsed;
+    KVC_RETURN_IF_ERROR(ParseMethodString(text, &parsed));
+    return ExportSized(parsed, config, "tensor config");
+  });
+}
+
+kvc_status kvc_tensor_config_format(const kvc_tensor_config* config,
+                                    char* buffer, size_t capacity,
+                                    size_t* length) {
+  return Guard(nullptr, [&] {
+    kvc_tensor_config c;
+    KVC_RETURN_IF_ERROR(ImportTensorConfig(config, &c));
+    KVC_RETURN_IF_ERROR(ValidateTensorConfig(c, "tensor config"));
+    const std::string text = FormatMethodString(c);
+    if (length) *length = text.size();
+    if (buffer == nullptr || capacity <= text.size()) {
+      return Status(KVC_ERR_DST_TOO_SMALL, "buffer too small");
+    }
+    std::memcpy(buffer, text.c_str(), text.size() + 1);
+    return OkStatus();
+  });
+}
+
+uint32_t kvc_preset_count(void) {
+  return static_cast<uint32_t>(Presets().size());
+}
+
+const char* kvc_preset_name(uint32_t index) {
+  return index < Presets().size() ? Presets()[index].name : nullptr;
+}
+
+const char* kvc_preset_description(uint32_t index) {
+  return index < Presets().size() ? Presets()[index].description : nullptr;
+}
+
+kvc_status kvc_config_from_preset(const char* name, kvc_config** out,
+                                  kvc_diagnostics* diag) {
+  return Guard(diag, [&] {
+    KVC_RETURN_IF_ERROR(NotNull(name, "name"));
+    KVC_RETURN_IF_ERROR(NotNull(out, "out"));
+    *out = nullptr;
+    auto config = std::make_unique<kvc_config>();
+    KVC_RETURN_IF_ERROR(CacheConfig::FromPreset(name, &config->rules));
+    *out = config.release();
+    return OkStatus();
+  });
+}
+
+kvc_status kvc_config_parse(const char* text, size_t length, kvc_config** out,
+                            kvc_diagnostics* diag) {
+  return Guard(diag, [&] {
+    KVC_RETURN_IF_ERROR(NotNull(text, "text"));
+    KVC_RETURN_IF_ERROR(NotNull(out, "out"));
+    *out = nullptr;
+    auto config = std::make_unique<kvc_config>();
+    KVC_RETURN_IF_ERROR(CacheConfig::Parse(std::string(text, length), &config->rules));
+    *out = config.release();
+    return OkStatus();
+  });
+}
+
+kvc_status kvc_config_format(const kvc_config* config, char* buffer,
+                             size_t capacity, size_t* length) {
+  return Guard(nullptr, [&] {
+    KVC_RETURN_IF_ERROR(NotNull(config, "config"));
+    const std::string text = config->rules.Format();
+    if (length) *length = text.size();
+    if (buffer == nullptr || capacity <= text.size()) {
+      return Status(KVC_ERR_DST_TOO_SMALL, "buffer too small");
+    }
+    std::memcpy(buffer, text.c_str(), text.size() + 1);
+    return OkStatus();
+  });
+}
+
+kvc_status kvc_config_set_layer(kvc_config* config, uint32_t layer,
+                                kvc_kind kind, const kvc_tensor_config* tensor) {
+  return Guard(nullptr, [&] {
+    KVC_RETURN_IF_ERROR(NotNull(config, "config"));
+    kvc_tensor_config c;
+    KVC_RETURN_IF_ERROR(ImportTensorConfig(tensor, &c));
+    KVC_RETURN_IF_ERROR(ValidateTensorConfig(c, "tensor config"));
+    if (kind != KVC_KIND_KEYS && kind != KVC_KIND_VALUES) {
+      return Status(KVC_ERR_INVALID_ARGUMENT, "kind must be keys or values");
+    }
+    if (layer > 0xFFFF) return Status(KVC_ERR_INVALID_ARGUMENT, "layer > 65535");
+    config->rules.SetLayer(layer, kind, c);
+    return OkStatus();
+  });
+}
+
+kvc_status kvc_config_layer(const kvc_config* config, uint32_t layer,
+                            uint32_t num_layers, kvc_kind kind,
+                            kvc_tensor_config* out) {
+  return Guard(nullptr, [&] {
+    KVC_RETURN_IF_ERROR(NotNull(config, "config"));
+    if (kind != KVC_KIND_KEYS && kind != KVC_KIND_VALUES) {
+      return Status(KVC_ERR_INVALID_ARGUMENT, "kind must be keys or values");
+    }
+    kvc_tensor_config c;
+    KVC_RETURN_IF_ERROR(config->rules.Resolve(layer, num_layers, kind, &c));
+    return ExportSized(c, out, "tensor config");
+  });
+}
+
+void kvc_config_destroy(kvc_config* config) { delete config; }
+
+size_t kvc_block_bound(const kvc_tensor_config* config, uint32_t head_count,
+                       uint32_t token_count, uint32_t head_dim) {
+  try {
+    BlockHeader h;
+    h.head_dim = head_dim;
+    h.head_count = head_count;
+    h.token_count = token_count;
+    size_t payload;
+    if (!ImportTensorConfig(config, &h.config).ok() ||
+        !CheckBlockHeader(h, KVC_ERR_INVALID_ARGUMENT).ok() ||
+        !BlockPayloadSize(h, &payload).ok()) {
+      return 0;
+    }
+    return kBlockFrameHeaderSize + SectionSize(payload);
+  } catch (...) {
+    return 0;
+  }
+}
+
+kvc_status kvc_encode_block(const kvc_tensor_config* config, uint32_t layer,
+                            kvc_kind kind, uint32_t head_start,
+                            uint32_t token_start, const kvc_tensor* input,
+                            void* dst, size_t dst_capacity, size_t* dst_size,
+                            kvc_diagnostics* diag) {
+  return Guard(diag, [&]() -> Status {
+    KVC_RETURN_IF_ERROR(NotNull(dst_size, "dst_size"));
+    BlockHeader h;
+    KVC_RETURN_IF_ERROR(ImportTensorConfig(config, &h.config));
+    TensorView view;
+    KVC_RETURN_IF_ERROR(ImportTensor(input, 3, "input", &view));
+    h.layer = layer;
+    h.kind = kind;
+    h.head_start = head_start;
+    h.token_start = token_start;
+    h.head_count = static_cast<uint32_t>(std::min<uint64_t>(view.shape[0], 0x10000));
+    h.token_count = static_cast<uint32_t>(view.shape[1]);
+    h.head_dim = static_cast<uint32_t>(std::min<uint64_t>(view.shape[2], 0x10000));
+    KVC_RETURN_IF_ERROR(CheckBlockHeader(h, KVC_ERR_INVALID_ARGUMENT));
+    size_t payload;
+    KVC_RETURN_IF_ERROR(BlockPayloadSize(h, &payload));
+    const size_t total = kBlockFrameHeaderSize + SectionSize(payload);
+    if (dst == nullptr || dst_capacity < total) {
+      return Status(KVC_ERR_DST_TOO_SMALL,
+                    StrFormat("block needs %zu bytes, dst holds %zu", total,
+                              dst == nullptr ? size_t{0} : dst_capacity));
+    }
+    uint8_t* p = static_cast<uint8_t*>(dst);
+    StoreLE32(KVC_BLOCK_MAGIC, p);
+    p[4] = KVC_FORMAT_MAJOR;
+    p[5] = KVC_FORMAT_MINOR;
+    StoreLE16(0, p + 6);
+    uint8_t* section = p + kBlockFrameHeaderSize;
+    std::unique_ptr<TensorCodec> codec = TensorCodec::Create(h.config, h.head_dim);
+    KVC_RETURN_IF_ERROR(
+        EncodeBlockPayload(*codec, h, view, section + kSectionHeaderSize));
+    SealSection(kSectionBlock, payload, section);
+    *dst_size = total;
+    return OkStatus();
+  });
+}
+
+void kvc_block_info_init(kvc_block_info* info) {
+  if (info) {
+    std::memset(info, 0, sizeof(*info));
+    info->struct_size = sizeof(*info);
+  }
+}
+
+kvc_status kvc_get_block_info(const void* src, size_t src_size,
+                              kvc_block_info* info, kvc_tensor_config* config,
+                              kvc_diagnostics* diag) {
+  return Guard(diag, [&] {
+    BlockHeader h;
+    SectionRef section;
+    KVC_RETURN_IF_ERROR(ReadBlockFrame(src, src_size, &h, &section));
+    kvc_block_info out;
+    kvc_block_info_init(&out);
+    out.layer = h.layer;
+    out.kind = h.kind;
+    out.head_dim = h.head_dim;
+    out.head_start = h.head_start;
+    out.head_count = h.head_count;
+    out.token_start = h.token_start;
+    out.token_count = h.token_count;
+    KVC_RETURN_IF_ERROR(ExportSized(out, info, "block info"));
+    if (config) KVC_RETURN_IF_ERROR(ExportSized(h.config, config, "tensor config"));
+    return OkStatus();
+  });
+}
+
+kvc_status kvc_decode_block(const void* src, size_t src_size,
+                            const kvc_tensor* output, kvc_diagnostics* diag) {
+  return Guard(diag, [&]() -> Status {
+    BlockHeader h;
+    SectionRef section;
+    KVC_RETURN_IF_ERROR(ReadBlockFrame(src, src_size, &h, &section));
+    TensorView view;
+    KVC_RETURN_IF_ERROR(ImportTensor(output, 3, "output", &view));
+    if (view.shape[0] != h.head_count || view.shape[1] != h.token_count ||
+        view.shape[2] != h.head_dim) {
+      return Status(KVC_ERR_SHAPE_MISMATCH,
+                    StrFormat("output is [%llu, %llu, %llu], the block [%u, %u, %u]",
+                              static_cast<unsigned long long>(view.shape[0]),
+                              static_cast<unsigned long long>(view.shape[1]),
+                              static_cast<unsigned long long>(view.shape[2]),
+                              h.head_count, h.token_count, h.head_dim));
+    }
+    std::unique_ptr<TensorCodec> codec = TensorCodec::Create(h.config, h.head_dim);
+    return DecodeBlockPayload(*codec, h, section.payload, view);
+  });
+}
+
+kvc_status kvc_block_scores(const void* src, size_t src_size,
+                            const float* queries, uint32_t queries_per_head,
+                            float* scores, size_t scores_capacity,
+                            kvc_diagnostics* diag) {
+  return Guard(diag, [&]() -> Status {
+    KVC_RETURN_IF_ERROR(NotNull(queries, "queries"));
+    KVC_RETURN_IF_ERROR(NotNull(scores, "scores"));
+    BlockHeader h;
+    SectionRef section;
+    KVC_RETURN_IF_ERROR(ReadBlockFrame(src, src_size, &h, &section));
+    if (queries_per_head == 0) {
+      return Status(KVC_ERR_INVALID_ARGUMENT, "queries_per_head is 0");
+    }
+    const uint64_t needed = uint64_t{h.head_count} * queries_per_head * h.token_count;
+    if (scores_capacity < needed) {
+      return Status(KVC_ERR_DST_TOO_SMALL,
+                    StrFormat("scores need %llu floats, capacity is %zu",
+                              static_cast<unsigned long long>(needed),
+                              scores_capacity));
+    }
+    std::unique_ptr<TensorCodec> codec = TensorCodec::Create(h.config, h.head_dim);
+    return ScoreBlockPayload(*codec, h, section.payload, queries, queries_per_head,
+                             scores);
+  });
+}
+
+void kvc_cache_desc_init(kvc_cache_desc* desc) {
+  if (desc) *desc = DefaultCacheDesc();
+}
+
+void kvc_encode_options_init(kvc_encode_options* options) {
+  if (options) *options = DefaultEncodeOptions();
+}
+
+void kvc_decode_options_init(kvc_decode_options* options) {
+  if (options) *options = DefaultDecodeOptions();
+}
+
+size_t kvc_stream_bound(const kvc_config* config, const kvc_cache_desc* desc,
+                        const kvc_encode_options* options) {
+  try {
+    kvc_cache_desc d;
+    kvc_encode_options o;
+    size_t size;
+    if (config == nullptr ||
+        !ImportSized(desc, DefaultCacheDesc(), &d, "cache descriptor").ok() ||
+        !ImportEncodeOptions(options, &o).ok() ||
+        !StreamSize(config->rules, d, o.block_tokens, &size).ok()) {
+      return 0;
+    }
+    return size;
+  } catch (...) {
+    return 0;
+  }
+}
+
+kvc_status kvc_encode_stream(const kvc_config* config, const kvc_cache_desc* desc,
+                             const kvc_tensor* keys, const kvc_tensor* values,
+                             const kvc_encode_options* options, void* dst,
+                             size_t dst_capacity, size_t* dst_size,
+                             kvc_diagnostics* diag) {
+  return Guard(diag, [&] {
+    KVC_RETURN_IF_ERROR(NotNull(config, "config"));
+    KVC_RETURN_IF_ERROR(NotNull(dst_size, "dst_size"));
+    kvc_cache_desc d;
+    KVC_RETURN_IF_ERROR(ImportSized(desc, DefaultCacheDesc(), &d, "cache descriptor"));
+    kvc_encode_options o;
+    KVC_RETURN_IF_ERROR(ImportEncodeOptions(options, &o));
+    return EncodeStream(config->rules, d, keys, values, o.block_tokens, o.threads,
+                        static_cast<uint8_t*>(dst), dst_capacity, dst_size);
+  });
+}
+
+void kvc_stream_info_init(kvc_stream_info* info) {
+  if (info) {
+    std::memset(info, 0, sizeof(*info));
+    info->struct_size = sizeof(*info);
+  }
+}
+
+kvc_status kvc_get_stream_info(const void* src, size_t src_size,
+                               kvc_stream_info* info, kvc_diagnostics* diag) {
+  return Guard(diag, [&] {
+    KVC_RETURN_IF_ERROR(NotNull(src, "src"));
+    StreamLayout layout;
+    KVC_RETURN_IF_ERROR(
+        ReadStreamHeader(static_cast<const uint8_t*>(src), src_size, &layout));
+    kvc_stream_info out;
+    kvc_stream_info_init(&out);
+    const kvc_cache_desc& d = layout.desc;
+    out.format_major = layout.format_major;
+    out.format_minor = layout.format_minor;
+    out.num_layers = d.num_layers;
+    out.num_kv_heads = d.num_kv_heads;
+    out.head_dim = d.head_dim;
+    out.num_tokens = d.num_tokens;
+    out.dtype = d.dtype;
+    out.rope_layout = d.rope_layout;
+    out.position_offset = d.position_offset;
+    out.rope_base = d.rope_base;
+    return ExportSized(out, info, "stream info");
+  });
+}
+
+kvc_status kvc_get_stream_layer(const void* src, size_t src_size, uint32_t layer,
+                                kvc_tensor_config* keys_config,
+                                kvc_tensor_config* values_config,
+                                uint64_t* keys_bytes, uint64_t* values_bytes,
+                                kvc_diagnostics* diag) {
+  return Guard(diag, [&] {
+    KVC_RETURN_IF_ERROR(NotNull(src, "src"));
+    StreamLayout layout;
+    KVC_RETURN_IF_ERROR(
+        ReadStreamLayout(static_cast<const uint8_t*>(src), src_size, &layout));
+    if (layer >= layout.desc.num_layers) {
+      return Status(KVC_ERR_INVALID_ARGUMENT,
+                    StrFormat("layer %u out of range (%u layers)", layer,
+                              layout.desc.num_layers));
+    }
+    uint64_t bytes[2] = {0, 0};
+    for (const StreamLayout::Block& b : layout.blocks) {
+      if (b.header.layer == layer) bytes[b.header.kind] += b.section_size;
+    }
+    if (keys_bytes) *keys_bytes = bytes[0];
+    if (values_bytes) *values_bytes = bytes[1];
+    if (keys_config) {
+      KVC_RETURN_IF_ERROR(
+          ExportSized(layout.keys_configs[layer], keys_config, "keys config"));
+    }
+    if (values_config) {
+      KVC_RETURN_IF_ERROR(
+          ExportSized(layout.values_configs[layer], values_config, "values config"));
+    }
+    return OkStatus();
+  });
+}
+
+kvc_status kvc_decode_stream(const void* src, size_t src_size,
+                             const kvc_decode_options* options,
+                             const kvc_tensor* keys, const kvc_tensor* values,
+                             kvc_diagnostics* diag) {
+  return Guard(diag, [&] {
+    KVC_RETURN_IF_ERROR(NotNull(src, "src"));
+    kvc_decode_options o = DefaultDecodeOptions();
+    if (options) {
+      KVC_RETURN_IF_ERROR(ImportSized(options, DefaultDecodeOptions(), &o,
+                                      "decode options"));
+    }
+    return DecodeStream(static_cast<const uint8_t*>(src), src_size, keys, values,
+                        o.threads);
+  });
+}
+
+}  // extern "C"

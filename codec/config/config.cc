@@ -1,0 +1,195 @@
+#include "config/config.h"
+
+#include <cerrno>
+#include <cstdlib>
+#include <sstream>
+
+#include "config/tensor_config.h"
+
+namespace kvc {
+namespace {
+
+bool ParseUint(const std::string& s, uint32_t* value) {
+  if (s.empty() || s.size() > 9) return false;
+  for (char c : s) {
+    if (c < '0' || c > '9') return false;
+  }
+  *value = static_cast<uint32_t>(std::strtoul(s.c_str(), nullptr, 10));
+  return true;
+}
+
+// Splits on spaces and tabs, dropping a trailing "# comment".
+std::vector<std::string> Tokens(const std::string& line) {
+  std::istringstream in(line.substr(0, line.find('#')));
+  std::vector<std::string> tokens;
+  for (std::string t; in >> t;) tokens.push_back(t);
+  return tokens;
+}
+
+std::string ScopeText(const ConfigRule& r) {
+  switch (r.scope) {
+    case ConfigRule::Scope::kAll: return "all";
+    case ConfigRule::Scope::kFirst: return "first " + std::to_string(r.first);
+    case ConfigRule::Scope::kLast: return "last " + std::to_string(r.first);
+    case ConfigRule::Scope::kRange:
+      return r.first == r.last ? "layer " + std::to_string(r.first)
+                               : "layers " + std::to_string(r.first) + "-" +
+                                     std::to_string(r.last);
+  }
+  return "";
+}
+
+}  // namespace
+
+bool ConfigRule::Covers(uint32_t layer, uint32_t num_layers) const {
+  switch (scope) {
+    case Scope::kAll: return true;
+    case Scope::kFirst: return layer < first;
+    case Scope::kLast: return layer + first >= num_layers;
+    case Scope::kRange: return layer >= first && layer <= last;
+  }
+  return false;
+}
+
+Status CacheConfig::Parse(const std::string& text, CacheConfig* out) {
+  CacheConfig config;
+  std::istringstream lines(text);
+  int line_number = 0;
+  bool seen_rule = false;
+  for (std::string line; std::getline(lines, line);) {
+    ++line_number;
+    auto bad = [&](const std::string& why) {
+      return Status(KVC_ERR_INVALID_ARGUMENT,
+                    StrFormat("config line %d: %s", line_number, why.c_str()));
+    };
+    std::vector<std::string> t = Tokens(line);
+    if (t.empty()) continue;
+    if (t[0] == "kvcodec-config") {
+      if (seen_rule || t.size() != 2 || t[1] != "1") {
+        return bad("expected 'kvcodec-config 1' before any rule");
+      }
+      continue;
+    }
+    ConfigRule rule;
+    size_t next = 1;
+    if (t[0] == "all") {
+      rule.scope = ConfigRule::Scope::kAll;
+    } else if (t[0] == "first" || t[0] == "last" || t[0] == "layer") {
+      if (t.size() < 2 || !ParseUint(t[1], &rule.first)) {
+        return bad("'" + t[0] + "' needs a layer number or count");
+      }
+      rule.scope = t[0] == "first"  ? ConfigRule::Scope::kFirst
+                   : t[0] == "last" ? ConfigRule::Scope::kLast
+                                    : ConfigRule::Scope::kRange;
+      rule.last = rule.first;
+      next = 2;
+    } else if (t[0] == "layers") {
+      const size_t dash = t.size() < 2 ? std::string::npos : t[1].find('-');
+      if (dash == std::string::npos ||
+          !ParseUint(t[1].substr(0, dash), &rule.first) ||
+          !ParseUint(t[1].substr(dash + 1), &rule.last) ||
+          rule.first > rule.last) {
+        return bad("'layers' needs a range A-B with A <= B");
+      }
+      rule.scope = ConfigRule::Scope::kRange;
+      next = 2;
+    } else {
+      return bad("unknown scope '" + t[0] +
+                 "' (all, first N, last N, layer N, layers A-B)");
+    }
+    if (next == t.size()) return bad("rule assigns nothing (k=, v= or kv=)");
+    for (; next < t.size(); ++next) {
+      const size_t eq = t[next].find('=');
+      const std::string target = t[next].substr(0, eq);
+      if (eq == std::string::npos || (target != "k" && target != "v" && target != "kv")) {
+        return bad("expected k=METHOD, v=METHOD or kv=METHOD, got '" + t[next] + "'");
+      }
+      kvc_tensor_config tensor;
+      Status status = ParseMethodString(t[next].substr(eq + 1), &tensor);
+      if (!status.ok()) return bad(status.message());
+      if (target != "v") rule.keys = tensor;
+      if (target != "k") rule.values = tensor;
+    }
+    config.rules_.push_back(rule);
+    seen_rule = true;
+  }
+  if (config.rules_.empty()) {
+    return Status(KVC_ERR_INVALID_ARGUMENT, "config has no rules");
+  }
+  *out = std::move(config);
+  return OkStatus();
+}
+
+Status CacheConfig::FromPreset(const std::string& name, CacheConfig* out) {
+  for (const Preset& preset : Presets()) {
+    if (name == preset.name) return Parse(preset.config_text, out);
+  }
+  std::string names;
+  for (const Preset& preset : Presets()) names += std::string(" ") + preset.name;
+  return Status(KVC_ERR_INVALID_ARGUMENT,
+                "unknown preset '" + name + "' (presets:" + names + ")");
+}
+
+std::string CacheConfig::Format() const {
+  std::string text = "kvcodec-config 1\n";
+  for (const ConfigRule& r : rules_) {
+    text += ScopeText(r);
+    if (r.keys && r.values && SameTensorConfig(*r.keys, *r.values)) {
+      text += " kv=" + FormatMethodString(*r.keys);
+    } else {
+      if (r.keys) text += " k=" + FormatMethodString(*r.keys);
+      if (r.values) text += " v=" + FormatMethodString(*r.values);
+    }
+    text += "\n";
+  }
+  return text;
+}
+
+void CacheConfig::SetLayer(uint32_t layer, kvc_kind kind,
+                           const kvc_tensor_config& config) {
+  ConfigRule rule;
+  rule.scope = ConfigRule::Scope::kRange;
+  rule.first = rule.last = layer;
+  (kind == KVC_KIND_KEYS ? rule.keys : rule.values) = config;
+  rules_.push_back(rule);
+}
+
+Status CacheConfig::Resolve(uint32_t layer, uint32_t num_layers, kvc_kind kind,
+                            kvc_tensor_config* out) const {
+  if (layer >= num_layers) {
+    return Status(KVC_ERR_INVALID_ARGUMENT,
+                  StrFormat("layer %u out of range (%u layers)", layer, num_layers));
+  }
+  const kvc_tensor_config* chosen = nullptr;
+  for (const ConfigRule& r : rules_) {
+    const auto& tensor = kind == KVC_KIND_KEYS ? r.keys : r.values;
+    if (tensor && r.Covers(layer, num_layers)) chosen = &*tensor;
+  }
+  if (chosen == nullptr) {
+    return Status(KVC_ERR_INVALID_ARGUMENT,
+                  StrFormat("config gives layer %u %s no method", layer,
+                            kind == KVC_KIND_KEYS ? "K" : "V"));
+  }
+  *out = *chosen;
+  return OkStatus();
+}
+
+const std::vector<Preset>& Presets() {
+  static const std::vector<Preset> presets = {
+      {"raw-f16", "f16 values stored as they are (lossless for f16 caches)",
+       "all kv=raw-f16"},
+      {"tq-mse-b1", "TurboQuant-MSE, 1 bit per coordinate", "all kv=tq-mse-b1"},
+      {"tq-mse-b2", "TurboQuant-MSE, 2 bits per coordinate", "all kv=tq-mse-b2"},
+      {"tq-mse-b3", "TurboQuant-MSE, 3 bits per coordinate", "all kv=tq-mse-b3"},
+      {"tq-mse-b4", "TurboQuant-MSE, 4 bits per coordinate", "all kv=tq-mse-b4"},
+      {"tq-prod-b2", "TurboQuant-prod: 1-bit MSE + 1-bit QJL residual signs",
+       "all kv=tq-prod-b2"},
+      {"tq-prod-b3", "TurboQuant-prod: 2-bit MSE + 1-bit QJL residual signs",
+       "all kv=tq-prod-b3"},
+      {"tq-prod-b4", "TurboQuant-prod: 3-bit MSE + 1-bit QJL residual signs",
+       "all kv=tq-prod-b4"},
+  };
+  return presets;
+}
+
+}  // namespace kvc

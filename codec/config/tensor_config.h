@@ -1,0 +1,46 @@
+// Tensor configs (kvc_tensor_config): validation, their 16-byte wire form
+// (FORMAT.md, "Tensor_Config") and method strings ("tq-mse-b4:nc").
+#ifndef KVCODEC_CODEC_CONFIG_TENSOR_CONFIG_H_
+#define KVCODEC_CODEC_CONFIG_TENSOR_CONFIG_H_
+
+#include <cstddef>
+#include <cstdint>
+#include <string>
+
+#include "base/status.h"
+#include "kvcodec/kvcodec.h"
+
+namespace kvc {
+
+constexpr uint64_t kDefaultSeed = 0x6B76636F64656331ull;  // "kvcodec1"
+constexpr size_t kTensorConfigWireSize = 16;
+
+kvc_tensor_config DefaultTensorConfig();
+
+// Copies a caller's size-versioned struct: the fields it has, defaults for the
+// rest. A newer caller's extra fields must be zero (we would ignore them).
+Status ImportTensorConfig(const kvc_tensor_config* in, kvc_tensor_config* out);
+
+// Checks that a config is one this library implements. `what` prefixes the
+// message ("layer 3 K").
+Status ValidateTensorConfig(const kvc_tensor_config& config,
+                            const std::string& what);
+
+// Bytes per scalar of a kvc_dtype (4 or 2).
+inline size_t ScalarBytes(uint32_t dtype) {
+  return dtype == KVC_DTYPE_F32 ? 4 : 2;
+}
+
+void WriteTensorConfig(const kvc_tensor_config& config, uint8_t* out);
+// Reads and validates; UNSUPPORTED_FEATURE for a method this library does not
+// know, CORRUPT for invalid fields.
+Status ReadTensorConfig(const uint8_t* in, kvc_tensor_config* config);
+
+Status ParseMethodString(const std::string& text, kvc_tensor_config* config);
+std::string FormatMethodString(const kvc_tensor_config& config);
+
+bool SameTensorConfig(const kvc_tensor_config& a, const kvc_tensor_config& b);
+
+}  // namespace kvc
+
+#endif  // KVCODEC_CODEC_CONFIG_TENSOR_CONFIG_H_

@@ -1,0 +1,15 @@
+// Checksums of the format: the low 32 bits of XXH64 with seed 0, as zstd's
+// content checksum (FORMAT.md, "Checksums").
+#ifndef KVCODEC_CODEC_FORMAT_CHECKSUM_H_
+#define KVCODEC_CODEC_FORMAT_CHECKSUM_H_
+
+#include <cstddef>
+#include <cstdint>
+
+namespace kvc {
+
+uint32_t Checksum32(const void* data, size_t size);
+
+}  // namespace kvc
+
+#endif  // KVCODEC_CODEC_FORMAT_CHECKSUM_H_

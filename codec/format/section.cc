@@ -1,0 +1,47 @@
+#include "format/section.h"
+
+#include "base/endian.h"
+#include "format/checksum.h"
+
+namespace kvc {
+
+void SealSection(uint8_t type, size_t payload_size, uint8_t* out) {
+  out[0] = type;
+  out[1] = 0;  // Section_Flags
+  StoreLE16(0, out + 2);
+  StoreLE32(static_cast<uint32_t>(payload_size), out + 4);
+  const size_t checked = kSectionHeaderSize + payload_size;
+  StoreLE32(Checksum32(out, checked), out + checked);
+}
+
+Status ReadSection(const uint8_t* data, size_t size, SectionRef* out) {
+  if (size < kSectionHeaderSize) {
+    return Status(KVC_ERR_TRUNCATED, "input ends inside a section header");
+  }
+  const size_t payload_size = LoadLE32(data + 4);
+  if (payload_size > size - kSectionHeaderSize - kSectionChecksumSize ||
+      size < kSectionHeaderSize + kSectionChecksumSize) {
+    return Status(KVC_ERR_TRUNCATED,
+                  StrFormat("section of %zu bytes extends past the input's end",
+                            payload_size));
+  }
+  const size_t checked = kSectionHeaderSize + payload_size;
+  if (Checksum32(data, checked) != LoadLE32(data + checked)) {
+    return Status(KVC_ERR_CHECKSUM,
+                  StrFormat("section (type 0x%02x) checksum mismatch", data[0]));
+  }
+  if (data[1] != 0) {
+    return Status(KVC_ERR_UNSUPPORTED_FEATURE,
+                  StrFormat("section flags 0x%02x unknown", data[1]));
+  }
+  if (LoadLE16(data + 2) != 0) {
+    return Status(KVC_ERR_CORRUPT, "section reserved bytes not zero");
+  }
+  out->type = data[0];
+  out->payload = data + kSectionHeaderSize;
+  out->payload_size = payload_size;
+  out->total_size = SectionSize(payload_size);
+  return OkStatus();
+}
+
+}  // namespace kvc

@@ -1,0 +1,65 @@
+#include "quant/rotation.h"
+
+#include <cmath>
+
+#include "base/prng.h"
+#include "kvcodec/kvcodec.h"
+
+namespace kvc {
+
+Rotation::Rotation(uint32_t kind, uint32_t head_dim, uint64_t seed)
+    : head_dim_(head_dim) {
+  if (kind != KVC_ROTATION_HADAMARD) return;  // identity
+  pass_size_ = 1;
+  while (pass_size_ * 2 <= head_dim) pass_size_ *= 2;
+  scale_ = static_cast<float>(1.0 / std::sqrt(static_cast<double>(pass_size_)));
+  std::vector<uint32_t> offsets = {0};
+  if (pass_size_ != head_dim) offsets = {0, head_dim - pass_size_, 0};
+
+  // Signs: one SplitMix64 word per 64 coordinates of a pass, bit k % 64 set
+  // meaning -1; passes draw words in order.
+  SplitMix64 rng(DeriveSeed(seed, kTagRotation));
+  for (uint32_t offset : offsets) {
+    Pass pass{offset, std::vector<float>(pass_size_)};
+    uint64_t word = 0;
+    for (uint32_t k = 0; k < pass_size_; ++k) {
+      if (k % 64 == 0) word = rng.Next();
+      pass.signs[k] = ((word >> (k % 64)) & 1) ? -1.0f : 1.0f;
+    }
+    passes_.push_back(std::move(pass));
+  }
+}
+
+void Rotation::ApplyHadamard(float* x) const {
+  // Strides from P/2 down to 1: the order is part of the format (rounding
+  // differs otherwise), chosen so SIMD does cross-register stages first.
+  for (uint32_t h = pass_size_ / 2; h >= 1; h /= 2) {
+    for (uint32_t i = 0; i < pass_size_; i += 2 * h) {
+      for (uint32_t j = i; j < i + h; ++j) {
+        const float a = x[j];
+        const float b = x[j + h];
+        x[j] = a + b;
+        x[j + h] = a - b;
+      }
+    }
+  }
+  for (uint32_t j = 0; j < pass_size_; ++j) x[j] = x[j] * scale_;
+}
+
+void Rotation::Forward(float* x) const {
+  for (const Pass& pass : passes_) {
+    float* v = x + pass.offset;
+    for (uint32_t j = 0; j < pass_size_; ++j) v[j] = v[j] * pass.signs[j];
+    ApplyHadamard(v);
+  }
+}
+
+void Rotation::Inverse(float* x) const {
+  for (auto it = passes_.rbegin(); it != passes_.rend(); ++it) {
+    float* v = x + it->offset;
+    ApplyHadamard(v);
+    for (uint32_t j = 0; j < pass_size_; ++j) v[j] = v[j] * it->signs[j];
+  }
+}
+
+}  // namespace kvc

@@ -1,0 +1,429 @@
+#include "stream/stream.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <map>
+#include <memory>
+
+#include "base/endian.h"
+#include "base/parallel.h"
+#include "config/tensor_config.h"
+#include "format/checksum.h"
+#include "format/tensor_view.h"
+
+namespace kvc {
+namespace {
+
+constexpr size_t kLayerConfigPayload = 4 + 2 * kTensorConfigWireSize;
+constexpr size_t kEndPayload = 4;
+
+const char* KindName(uint32_t kind) { return kind == KVC_KIND_KEYS ? "K" : "V"; }
+
+// The blocks an encoder writes: for each layer, K then V, all heads, tokens
+// in runs of block_tokens.
+std::vector<BlockHeader> PlanBlocks(const kvc_cache_desc& desc,
+                                    const std::vector<kvc_tensor_config>& configs,
+                                    uint32_t block_tokens) {
+  std::vector<BlockHeader> plan;
+  for (uint32_t layer = 0; layer < desc.num_layers; ++layer) {
+    for (uint32_t kind : {KVC_KIND_KEYS, KVC_KIND_VALUES}) {
+      for (uint32_t t0 = 0; t0 < desc.num_tokens; t0 += block_tokens) {
+        BlockHeader h;
+        h.layer = layer;
+        h.kind = kind;
+        h.head_dim = desc.head_dim;
+        h.head_count = desc.num_kv_heads;
+        h.token_start = t0;
+        h.token_count = std::min(block_tokens, desc.num_tokens - t0);
+        h.config = configs[2 * layer + kind];
+        plan.push_back(h);
+      }
+    }
+  }
+  return plan;
+}
+
+Status ResolveConfigs(const CacheConfig& config, const kvc_cache_desc& desc,
+                      std::vector<kvc_tensor_config>* configs) {
+  configs->resize(2 * desc.num_layers);
+  for (uint32_t layer = 0; layer < desc.num_layers; ++layer) {
+    for (kvc_kind kind : {KVC_KIND_KEYS, KVC_KIND_VALUES}) {
+      kvc_tensor_config& c = (*configs)[2 * layer + kind];
+      KVC_RETURN_IF_ERROR(config.Resolve(layer, desc.num_layers, kind, &c));
+      KVC_RETURN_IF_ERROR(ValidateTensorConfig(
+          c, StrFormat("layer %u %s", layer, KindName(kind))));
+    }
+  }
+  return OkStatus();
+}
+
+// One prepared codec per distinct tensor config (the QJL matrix is costly).
+class CodecCache {
+ public:
+  CodecCache(uint32_t head_dim) : head_dim_(head_dim) {}
+  const TensorCodec* Get(const kvc_tensor_config& c) {
+    for (auto& entry : entries_) {
+      if (SameTensorConfig(entry.first, c)) return entry.second.get();
+    }
+    entries_.emplace_back(c, TensorCodec::Create(c, head_dim_));
+    return entries_.back().second.get();
+  }
+
+ private:
+  uint32_t head_dim_;
+  std::vector<std::pair<kvc_tensor_config, std::unique_ptr<TensorCodec>>> entries_;
+};
+
+Status ImportCacheTensor(const kvc_tensor* tensor, const kvc_cache_desc& desc,
+                         const char* name, TensorView* view) {
+  KVC_RETURN_IF_ERROR(ImportTensor(tensor, 4, name, view));
+  const uint64_t expected[4] = {desc.num_layers, desc.num_kv_heads,
+                                desc.num_tokens, desc.head_dim};
+  for (int i = 0; i < 4; ++i) {
+    if (view->shape[i] != expected[i]) {
+      return Status(KVC_ERR_SHAPE_MISMATCH,
+                    StrFormat("%s has shape [%llu, %llu, %llu, %llu], the cache "
+                              "is [%u, %u, %u, %u]", name,
+                              static_cast<unsigned long long>(view->shape[0]),
+                              static_cast<unsigned long long>(view->shape[1]),
+                              static_cast<unsigned long long>(view->shape[2]),
+                              static_cast<unsigned long long>(view->shape[3]),
+                              desc.num_layers, desc.num_kv_heads,
+                              desc.num_tokens, desc.head_dim));
+    }
+  }
+  return OkStatus();
+}
+
+// The [heads, tokens, dim] part of a cache tensor that block h covers.
+TensorView BlockView(const TensorView& cache, const BlockHeader& h) {
+  TensorView v = cache.Sub(h.layer);
+  v.data += static_cast<int64_t>(h.token_start) * v.strides[1] *
+            static_cast<int64_t>(DtypeBytes(v.dtype));
+  v.shape[1] = h.token_count;
+  return v;
+}
+
+void WriteStreamHeader(const kvc_cache_desc& d, uint8_t* p) {
+  StoreLE32(KVC_STREAM_MAGIC, p);
+  p[4] = KVC_FORMAT_MAJOR;
+  p[5] = KVC_FORMAT_MINOR;
+  StoreLE16(kStreamHeaderSize, p + 6);
+  StoreLE32(0, p + 8);  // Required_Features
+  StoreLE16(static_cast<uint16_t>(d.num_layers), p + 12);
+  StoreLE16(static_cast<uint16_t>(d.num_kv_heads), p + 14);
+  StoreLE16(static_cast<uint16_t>(d.head_dim), p + 16);
+  p[18] = static_cast<uint8_t>(d.dtype);
+  p[19] = static_cast<uint8_t>(d.rope_layout);
+  StoreLE32(d.num_tokens, p + 20);
+  StoreLE32(d.position_offset, p + 24);
+  StoreLE32(FloatBits(d.rope_base), p + 28);
+  StoreLE32(0, p + 32);  // Reserved
+  StoreLE32(Checksum32(p, kStreamHeaderSize - 4), p + kStreamHeaderSize - 4);
+}
+
+Status CheckTokenCoverage(const StreamLayout& layout) {
+  const kvc_cache_desc& d = layout.desc;
+  // Token runs per (layer, kind), then sorted: they must tile [0, tokens).
+  std::vector<std::vector<std::pair<uint32_t, uint32_t>>> runs(2 * d.num_layers);
+  for (const StreamLayout::Block& b : layout.blocks) {
+    runs[2 * b.header.layer + b.header.kind].emplace_back(b.header.token_start,
+                                                          b.header.token_count);
+  }
+  for (uint32_t i = 0; i < runs.size(); ++i) {
+    std::sort(runs[i].begin(), runs[i].end());
+    uint64_t covered = 0;
+    for (const auto& run : runs[i]) {
+      if (run.first != covered) {
+        return Status(KVC_ERR_CORRUPT,
+                      StrFormat("layer %u %s: tokens %llu..%u %s", i / 2,
+                                KindName(i % 2),
+                                static_cast<unsigned long long>(
+                                    std::min<uint64_t>(covered, run.first)),
+                                std::max<uint32_t>(run.first, covered) - 1,
+                                run.first > covered ? "are missing"
+                                                    : "appear in two blocks"));
+      }
+      covered += run.second;
+    }
+    if (covered != d.num_tokens) {
+      return Status(KVC_ERR_CORRUPT,
+                    StrFormat("layer %u %s: tokens %llu..%u are missing", i / 2,
+                              KindName(i % 2),
+                              static_cast<unsigned long long>(covered),
+                              d.num_tokens - 1));
+    }
+  }
+  return OkStatus();
+}
+
+}  // namespace
+
+kvc_cache_desc DefaultCacheDesc() {
+  kvc_cache_desc d;
+  std::memset(&d, 0, sizeof(d));
+  d.struct_size = sizeof(d);
+  d.dtype = KVC_DTYPE_F16;
+  return d;
+}
+
+Status CheckCacheDesc(const kvc_cache_desc& d) {
+  auto bad = [](const std::string& why) {
+    return Status(KVC_ERR_INVALID_ARGUMENT, "cache descriptor: " + why);
+  };
+  if (d.num_layers < 1 || d.num_layers > 0xFFFF) return bad("layers must be 1..65535");
+  if (d.num_kv_heads < 1 || d.num_kv_heads > 0xFFFF) return bad("heads must be 1..65535");
+  if (d.num_tokens < 1) return bad("no tokens");
+  Status dim = ValidateHeadDim(d.head_dim);
+  if (!dim.ok()) return bad(dim.message());
+  if (d.dtype > KVC_DTYPE_BF16) return bad(StrFormat("dtype %u unknown", d.dtype));
+  if (d.rope_layout > KVC_ROPE_INTERLEAVED) {
+    return bad(StrFormat("rope layout %u unknown", d.rope_layout));
+  }
+  if (!std::isfinite(d.rope_base) || d.rope_base < 0) return bad("rope_base invalid");
+  return OkStatus();
+}
+
+Status StreamSize(const CacheConfig& config, const kvc_cache_desc& desc,
+                  uint32_t block_tokens, size_t* size) {
+  KVC_RETURN_IF_ERROR(CheckCacheDesc(desc));
+  std::vector<kvc_tensor_config> configs;
+  KVC_RETURN_IF_ERROR(ResolveConfigs(config, desc, &configs));
+  if (block_tokens == 0) block_tokens = desc.num_tokens;
+  uint64_t total = kStreamHeaderSize +
+                   uint64_t{desc.num_layers} * SectionSize(kLayerConfigPayload) +
+                   SectionSize(kEndPayload);
+  for (const BlockHeader& h : PlanBlocks(desc, configs, block_tokens)) {
+    size_t payload;
+    KVC_RETURN_IF_ERROR(BlockPayloadSize(h, &payload));
+    total += SectionSize(payload);
+  }
+  if (total > SIZE_MAX) {
+    return Status(KVC_ERR_INVALID_ARGUMENT, "stream exceeds addressable memory");
+  }
+  *size = static_cast<size_t>(total);
+  return OkStatus();
+}
+
+Status EncodeStream(const CacheConfig& config, const kvc_cache_desc& desc,
+                    const kvc_tensor* keys, const kvc_tensor* values,
+                    uint32_t block_tokens, uint32_t threads, uint8_t* dst,
+                    size_t dst_capacity, size_t* dst_size) {
+  size_t size;
+  KVC_RETURN_IF_ERROR(StreamSize(config, desc, block_tokens, &size));
+  TensorView key_view, value_view;
+  KVC_RETURN_IF_ERROR(ImportCacheTensor(keys, desc, "keys", &key_view));
+  KVC_RETURN_IF_ERROR(ImportCacheTensor(values, desc, "values", &value_view));
+  if (dst == nullptr || dst_capacity < size) {
+    return Status(KVC_ERR_DST_TOO_SMALL,
+                  StrFormat("stream needs %zu bytes, dst holds %zu", size,
+                            dst == nullptr ? size_t{0} : dst_capacity));
+  }
+  std::vector<kvc_tensor_config> configs;
+  KVC_RETURN_IF_ERROR(ResolveConfigs(config, desc, &configs));
+  if (block_tokens == 0) block_tokens = desc.num_tokens;
+
+  uint8_t* p = dst;
+  WriteStreamHeader(desc, p);
+  p += kStreamHeaderSize;
+  for (uint32_t layer = 0; layer < desc.num_layers; ++layer) {
+    uint8_t* payload = p + kSectionHeaderSize;
+    StoreLE16(static_cast<uint16_t>(layer), payload);
+    StoreLE16(0, payload + 2);
+    WriteTensorConfig(configs[2 * layer], payload + 4);
+    WriteTensorConfig(configs[2 * layer + 1], payload + 4 + kTensorConfigWireSize);
+    SealSection(kSectionLayerConfig, kLayerConfigPayload, p);
+    p += SectionSize(kLayerConfigPayload);
+  }
+
+  const std::vector<BlockHeader> plan = PlanBlocks(desc, configs, block_tokens);
+  std::vector<uint8_t*> starts;
+  std::vector<const TensorCodec*> codecs;
+  CodecCache cache(desc.head_dim);
+  for (const BlockHeader& h : plan) {
+    size_t payload;
+    KVC_RETURN_IF_ERROR(BlockPayloadSize(h, &payload));
+    starts.push_back(p);
+    codecs.push_back(cache.Get(h.config));
+    p += SectionSize(payload);
+  }
+  KVC_RETURN_IF_ERROR(ParallelFor(plan.size(), threads, [&](size_t i) {
+    const BlockHeader& h = plan[i];
+    const TensorView& cache_view = h.kind == KVC_KIND_KEYS ? key_view : value_view;
+    KVC_RETURN_IF_ERROR(EncodeBlockPayload(*codecs[i], h, BlockView(cache_view, h),
+                                           starts[i] + kSectionHeaderSize));
+    size_t payload;
+    KVC_RETURN_IF_ERROR(BlockPayloadSize(h, &payload));
+    SealSection(kSectionBlock, payload, starts[i]);
+    return OkStatus();
+  }));
+
+  StoreLE32(static_cast<uint32_t>(desc.num_layers + plan.size()),
+            p + kSectionHeaderSize);
+  SealSection(kSectionEnd, kEndPayload, p);
+  p += SectionSize(kEndPayload);
+  *dst_size = static_cast<size_t>(p - dst);
+  if (*dst_size != size) {
+    return Status(KVC_ERR_INTERNAL, "stream size differs from its bound");
+  }
+  return OkStatus();
+}
+
+Status ReadStreamHeader(const uint8_t* data, size_t size, StreamLayout* layout) {
+  const uint8_t magic[4] = {0xB5, 0x4B, 0x56, 0x43};
+  if (size < 4) {
+    return size > 0 && std::memcmp(data, magic, size) == 0
+               ? Status(KVC_ERR_TRUNCATED, "input ends inside the stream header")
+               : Status(KVC_ERR_NOT_KVCODEC, "not a kvcodec stream (too short)");
+  }
+  if (LoadLE32(data) != KVC_STREAM_MAGIC) {
+    return Status(KVC_ERR_NOT_KVCODEC,
+                  LoadLE32(data) == KVC_BLOCK_MAGIC
+                      ? "this is a standalone block, not a stream"
+                      : "not a kvcodec stream (magic number mismatch)");
+  }
+  if (size < 8) return Status(KVC_ERR_TRUNCATED, "input ends inside the stream header");
+  if (data[4] != KVC_FORMAT_MAJOR) {
+    return Status(KVC_ERR_UNSUPPORTED_VERSION,
+                  StrFormat("stream format %u.%u; this decoder reads %u.x",
+                            data[4], data[5], KVC_FORMAT_MAJOR));
+  }
+  const size_t header_size = LoadLE16(data + 6);
+  if (header_size < kStreamHeaderSize) {
+    return Status(KVC_ERR_CORRUPT,
+                  StrFormat("stream header size %zu < %zu", header_size,
+                            kStreamHeaderSize));
+  }
+  if (size < header_size) {
+    return Status(KVC_ERR_TRUNCATED, "input ends inside the stream header");
+  }
+  if (Checksum32(data, header_size - 4) != LoadLE32(data + header_size - 4)) {
+    return Status(KVC_ERR_CHECKSUM, "stream header checksum mismatch");
+  }
+  if (LoadLE32(data + 8) != 0) {
+    return Status(KVC_ERR_UNSUPPORTED_FEATURE,
+                  StrFormat("stream requires features 0x%08x unknown to this "
+                            "decoder", LoadLE32(data + 8)));
+  }
+  if (LoadLE32(data + 32) != 0) {
+    return Status(KVC_ERR_CORRUPT, "stream header reserved bytes not zero");
+  }
+  kvc_cache_desc& d = layout->desc;
+  d = DefaultCacheDesc();
+  d.num_layers = LoadLE16(data + 12);
+  d.num_kv_heads = LoadLE16(data + 14);
+  d.head_dim = LoadLE16(data + 16);
+  d.dtype = data[18];
+  d.rope_layout = data[19];
+  d.num_tokens = LoadLE32(data + 20);
+  d.position_offset = LoadLE32(data + 24);
+  d.rope_base = BitsToFloat(LoadLE32(data + 28));
+  Status valid = CheckCacheDesc(d);
+  if (!valid.ok()) return Status(KVC_ERR_CORRUPT, "stream " + valid.message());
+  layout->format_major = data[4];
+  layout->format_minor = data[5];
+  return OkStatus();
+}
+
+Status ReadStreamLayout(const uint8_t* data, size_t size, StreamLayout* layout) {
+  KVC_RETURN_IF_ERROR(ReadStreamHeader(data, size, layout));
+  const kvc_cache_desc& d = layout->desc;
+  size_t offset = LoadLE16(data + 6);
+  uint32_t sections = 0;
+  for (;;) {
+    if (offset == size) {
+      return Status(KVC_ERR_TRUNCATED, "stream ends before its End section");
+    }
+    SectionRef s;
+    Status read = ReadSection(data + offset, size - offset, &s);
+    if (!read.ok()) {
+      return Status(read.code(), StrFormat("at byte %zu: %s", offset,
+                                           read.message().c_str()));
+    }
+    auto corrupt = [&](const std::string& why) {
+      return Status(KVC_ERR_CORRUPT, StrFormat("at byte %zu: %s", offset, why.c_str()));
+    };
+    const uint32_t layers_seen = static_cast<uint32_t>(layout->keys_configs.size());
+    if (s.type == kSectionLayerConfig) {
+      if (s.payload_size != kLayerConfigPayload) return corrupt("layer config size");
+      const uint32_t layer = LoadLE16(s.payload);
+      if (layer != layers_seen || layer >= d.num_layers || !layout->blocks.empty()) {
+        return corrupt(StrFormat("layer config %u out of order", layer));
+      }
+      if (LoadLE16(s.payload + 2) != 0) return corrupt("layer config reserved bytes");
+      kvc_tensor_config k, v;
+      KVC_RETURN_IF_ERROR(ReadTensorConfig(s.payload + 4, &k));
+      KVC_RETURN_IF_ERROR(ReadTensorConfig(s.payload + 4 + kTensorConfigWireSize, &v));
+      layout->keys_configs.push_back(k);
+      layout->values_configs.push_back(v);
+    } else if (s.type == kSectionBlock) {
+      if (layers_seen != d.num_layers) return corrupt("block before all layer configs");
+      StreamLayout::Block b{BlockHeader{}, s.payload, s.total_size};
+      Status header = ReadBlockHeader(s, &b.header);
+      if (!header.ok()) {
+        return Status(header.code(), StrFormat("at byte %zu: %s", offset,
+                                               header.message().c_str()));
+      }
+      const BlockHeader& h = b.header;
+      if (h.layer >= d.num_layers || h.head_dim != d.head_dim ||
+          h.head_start != 0 || h.head_count != d.num_kv_heads ||
+          uint64_t{h.token_start} + h.token_count > d.num_tokens) {
+        return corrupt(h.Name() + ": block does not fit the cache");
+      }
+      const auto& expected = h.kind == KVC_KIND_KEYS ? layout->keys_configs
+                                                     : layout->values_configs;
+      if (!SameTensorConfig(h.config, expected[h.layer])) {
+        return corrupt(h.Name() + ": block config differs from its layer's");
+      }
+      layout->blocks.push_back(b);
+    } else if (s.type == kSectionEnd) {
+      if (s.payload_size != kEndPayload || LoadLE32(s.payload) != sections) {
+        return corrupt("End section does not match the sections before it");
+      }
+      if (offset + s.total_size != size) return corrupt("bytes after the End section");
+      break;
+    } else if ((s.type & kSectionAncillary) == 0) {
+      return Status(KVC_ERR_UNSUPPORTED_FEATURE,
+                    StrFormat("at byte %zu: section type 0x%02x unknown", offset,
+                              s.type));
+    }
+    offset += s.total_size;
+    ++sections;
+  }
+  if (layout->keys_configs.size() != d.num_layers) {
+    return Status(KVC_ERR_CORRUPT, "stream lacks layer configs");
+  }
+  return CheckTokenCoverage(*layout);
+}
+
+Status DecodeStream(const uint8_t* data, size_t size, const kvc_tensor* keys,
+                    const kvc_tensor* values, uint32_t threads) {
+  if (keys == nullptr && values == nullptr) {
+    return Status(KVC_ERR_INVALID_ARGUMENT, "neither keys nor values requested");
+  }
+  StreamLayout layout;
+  KVC_RETURN_IF_ERROR(ReadStreamHeader(data, size, &layout));
+  TensorView views[2];
+  if (keys) KVC_RETURN_IF_ERROR(ImportCacheTensor(keys, layout.desc, "keys", &views[0]));
+  if (values) {
+    KVC_RETURN_IF_ERROR(ImportCacheTensor(values, layout.desc, "values", &views[1]));
+  }
+  // Only now, with outputs as large as the header claims, walk the stream.
+  KVC_RETURN_IF_ERROR(ReadStreamLayout(data, size, &layout));
+  std::vector<const StreamLayout::Block*> work;
+  std::vector<const TensorCodec*> codecs;
+  CodecCache cache(layout.desc.head_dim);
+  for (const StreamLayout::Block& b : layout.blocks) {
+    if ((b.header.kind == KVC_KIND_KEYS ? keys : values) == nullptr) continue;
+    work.push_back(&b);
+    codecs.push_back(cache.Get(b.header.config));
+  }
+  return ParallelFor(work.size(), threads, [&](size_t i) {
+    const BlockHeader& h = work[i]->header;
+    return DecodeBlockPayload(*codecs[i], h, work[i]->payload,
+                              BlockView(views[h.kind], h));
+  });
+}
+
+}  // namespace kvc
