@@ -112,3 +112,30 @@ TEST_CASE("tq-prod inner products are unbiased with the QJL variance bound") {
   CAPTURE(mse.mean_error);
   CHECK(std::abs(mse.mean_error) > 10 * mse.stderr_mean);
 }
+
+TEST_CASE("non-power-of-two head dims keep TurboQuant's distortion") {
+  // The three overlapping Hadamard passes must act like a random rotation:
+  // Gaussian-theory MSE on random unit vectors, and no worse than that on
+  // the hardest inputs for a rotation, single spikes (outlier channels).
+  for (size_t d : {80u, 96u, 112u, 192u}) {
+    CAPTURE(d);
+    std::vector<float> x = kvc_test::GaussianVectors(20000, d, d, true);
+    const kvc_tensor_config config = kvc_test::MethodConfig("tq-mse-b3");
+    auto mse = [&](std::vector<float>& v, size_t count) {
+      std::vector<float> copy = v;
+      const auto y = kvc_test::DecodeBlock(kvc_test::EncodeBlock(config, copy, 1, count, d),
+                                           1, count, d);
+      double e = 0;
+      for (size_t i = 0; i < v.size(); ++i) e += (v[i] - y[i]) * double(v[i] - y[i]);
+      return e / count;
+    };
+    const double random = mse(x, 20000);
+    CAPTURE(random);
+    CHECK(std::abs(random / 0.0340 - 1) < 0.03);
+    std::vector<float> spikes(d * d, 0.0f);
+    for (size_t i = 0; i < d; ++i) spikes[i * d + i] = (i % 2) ? -3.0f : 3.0f;
+    const double spike = mse(spikes, d) / 9.0;
+    CAPTURE(spike);
+    CHECK(spike < 1.3 * 0.0340);
+  }
+}

@@ -1,1 +1,149 @@
+// Golden streams freeze bitstream 1.0 (tests/golden/README.md). Each file
+// must (1) decode to output whose SHA-256 is recorded in MANIFEST and (2) be
+// reproduced byte for byte by today's encoder from the same input. Files are
+// never regenerated: a format change adds new files.
 #include <doctest/doctest.h>
+
+#include <cstdlib>
+#include <cstring>
+#include <fstream>
+#include <iterator>
+#include <map>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "base/endian.h"
+#include "base/half.h"
+#include "sha256.h"
+#include "test_util.h"
+
+namespace {
+
+struct Golden {
+  const char* file;
+  const char* config;  // config text
+  uint32_t layers, heads, tokens, dim, block_tokens;
+};
+
+// Inputs: the deterministic cache below, in f16.
+const Golden kGoldens[] = {
+    {"tq-mse-b1.kvc", "all kv=tq-mse-b1", 2, 2, 6, 64, 0},
+    {"tq-mse-b2.kvc", "all kv=tq-mse-b2", 2, 2, 6, 64, 4},
+    {"tq-mse-b3-d80-nc.kvc", "all k=tq-mse-b3:nc v=tq-mse-b3", 1, 2, 5, 80, 0},
+    {"tq-mse-b4.kvc", "all kv=tq-mse-b4", 2, 1, 9, 128, 0},
+    {"tq-mse-b8-f32-norm.kvc", "all kv=tq-mse-b8:norm=f32,seed=0x1234", 1, 1, 4, 64, 0},
+    {"tq-mse-b3-rot-none.kvc", "all kv=tq-mse-b3:rot=none,norm=bf16", 1, 1, 4, 96, 0},
+    {"tq-prod-b2.kvc", "all kv=tq-prod-b2", 1, 2, 4, 64, 0},
+    {"tq-prod-b3-d112.kvc", "all kv=tq-prod-b3", 1, 1, 5, 112, 0},
+    {"tq-prod-b4.kvc", "all kv=tq-prod-b4:nc", 1, 1, 4, 128, 0},
+    {"mixed-raw.kvc", "all kv=tq-mse-b3\nfirst 1 k=raw-f16 v=raw-bf16\nlast 1 v=raw-f32", 3, 1, 3, 64, 2},
+};
+
+std::string GoldenDir() { return KVC_TEST_GOLDEN_DIR; }
+
+std::vector<uint8_t> ReadFile(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  return std::vector<uint8_t>(std::istreambuf_iterator<char>(in), {});
+}
+
+std::map<std::string, std::string> ReadManifest() {
+  std::map<std::string, std::string> hashes;
+  std::ifstream in(GoldenDir() + "/MANIFEST");
+  for (std::string line; std::getline(in, line);) {
+    std::istringstream fields(line);
+    std::string file, hash;
+    if (line.empty() || line[0] == '#' || !(fields >> file >> hash)) continue;
+    hashes[file] = hash;
+  }
+  return hashes;
+}
+
+// f16 values with outlier channels, from the format's own PRNG.
+std::vector<uint16_t> GoldenInput(const Golden& g, uint64_t seed) {
+  const size_t n = size_t{g.layers} * g.heads * g.tokens * g.dim;
+  const std::vector<float> x = kvc_test::GaussianVectors(n / g.dim, g.dim, seed, false);
+  std::vector<uint16_t> out(n);
+  for (size_t i = 0; i < n; ++i) {
+    out[i] = kvc::F32ToF16(x[i] * ((i % g.dim) % 13 == 5 ? 6.0f : 1.5f));
+  }
+  return out;
+}
+
+std::vector<uint8_t> EncodeGolden(const Golden& g) {
+  std::vector<uint16_t> keys = GoldenInput(g, 1), values = GoldenInput(g, 2);
+  kvc_cache_desc desc;
+  kvc_cache_desc_init(&desc);
+  desc.num_layers = g.layers;
+  desc.num_kv_heads = g.heads;
+  desc.num_tokens = g.tokens;
+  desc.head_dim = g.dim;
+  desc.rope_layout = KVC_ROPE_SPLIT_HALF;
+  desc.rope_base = 10000.0f;
+  kvc_config* config = nullptr;
+  REQUIRE(kvc_config_parse(g.config, std::strlen(g.config), &config, nullptr) == KVC_OK);
+  kvc_encode_options options;
+  kvc_encode_options_init(&options);
+  options.block_tokens = g.block_tokens;
+  const kvc_tensor k = kvc_test::Tensor4(keys.data(), KVC_DTYPE_F16, g.layers, g.heads,
+                                         g.tokens, g.dim);
+  const kvc_tensor v = kvc_test::Tensor4(values.data(), KVC_DTYPE_F16, g.layers, g.heads,
+                                         g.tokens, g.dim);
+  std::vector<uint8_t> out(kvc_stream_bound(config, &desc, &options));
+  size_t size = 0;
+  REQUIRE(kvc_encode_stream(config, &desc, &k, &v, &options, out.data(), out.size(), &size,
+                            nullptr) == KVC_OK);
+  kvc_config_destroy(config);
+  return out;
+}
+
+// SHA-256 of the decoded keys then values, as little-endian f32.
+std::string DecodedHash(const std::vector<uint8_t>& stream, const Golden& g) {
+  const size_t n = size_t{g.layers} * g.heads * g.tokens * g.dim;
+  std::vector<float> kv(2 * n);
+  const kvc_tensor k = kvc_test::Tensor4(kv.data(), KVC_DTYPE_F32, g.layers, g.heads,
+                                         g.tokens, g.dim);
+  const kvc_tensor v = kvc_test::Tensor4(kv.data() + n, KVC_DTYPE_F32, g.layers, g.heads,
+                                         g.tokens, g.dim);
+  kvc_diagnostics diag;
+  const kvc_status s = kvc_decode_stream(stream.data(), stream.size(), nullptr, &k, &v, &diag);
+  INFO(diag.message);
+  REQUIRE(s == KVC_OK);
+  std::vector<uint8_t> bytes(kv.size() * 4);
+  for (size_t i = 0; i < kv.size(); ++i) kvc::StoreLE32(kvc::FloatBits(kv[i]), &bytes[4 * i]);
+  return kvc_test::Sha256Hex(bytes.data(), bytes.size());
+}
+
+}  // namespace
+
+TEST_CASE("golden streams decode to their recorded output and re-encode exactly") {
+  const std::map<std::string, std::string> manifest = ReadManifest();
+  const bool write_missing = std::getenv("KVC_WRITE_MISSING_GOLDEN") != nullptr;
+  for (const Golden& g : kGoldens) {
+    const std::string file = g.file;
+    CAPTURE(file);
+    const std::string path = GoldenDir() + "/" + g.file;
+    std::vector<uint8_t> golden = ReadFile(path);
+    if (golden.empty() && write_missing) {
+      // Only for a new golden file; existing ones are never rewritten.
+      golden = EncodeGolden(g);
+      std::ofstream(path, std::ios::binary)
+          .write(reinterpret_cast<const char*>(golden.data()),
+                 static_cast<std::streamsize>(golden.size()));
+      MESSAGE(std::string(g.file) << " " << DecodedHash(golden, g) << "  (add to MANIFEST)");
+      continue;
+    }
+    REQUIRE_MESSAGE(!golden.empty(), "golden file missing: " << path);
+    REQUIRE_MESSAGE(manifest.count(g.file) == 1, "not in MANIFEST: " << g.file);
+    CHECK(DecodedHash(golden, g) == manifest.at(g.file));
+    CHECK(EncodeGolden(g) == golden);
+  }
+}
+
+TEST_CASE("the SHA-256 used for goldens matches FIPS 180-4 test vectors") {
+  const uint8_t abc[3] = {'a', 'b', 'c'};
+  CHECK(kvc_test::Sha256Hex(abc, 3) ==
+        "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+  CHECK(kvc_test::Sha256Hex(abc, 0) ==
+        "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
+}
