@@ -6,6 +6,7 @@
 #include <memory>
 #include <new>
 #include <string>
+#include <vector>
 
 #include <hwy/targets.h>
 
@@ -79,9 +80,25 @@ Status ImportEncodeOptions(const kvc_encode_options* in, kvc_encode_options* out
   return ImportSized(in, DefaultEncodeOptions(), out, "encode options");
 }
 
+// A standalone block's RoPE-dependent parameters default to HF Llama's
+// split-half layout.
+void ResolveStandaloneConfig(kvc_tensor_config* c) {
+  if (c->method == KVC_METHOD_BLOCKGTQ && c->rope_pairing == KVC_ROPE_UNKNOWN) {
+    c->rope_pairing = KVC_ROPE_SPLIT_HALF;
+  }
+}
+
+// A parsed standalone block.
+struct BlockFrame {
+  BlockHeader header;
+  SectionRef section;
+  std::unique_ptr<TensorCodec> codec;
+  BlockLayout layout;
+};
+
 // Locates the block section of a standalone block frame.
-Status ReadBlockFrame(const void* src, size_t size, BlockHeader* header,
-                      SectionRef* section) {
+Status ReadBlockFrameSection(const void* src, size_t size, BlockHeader* header,
+                             SectionRef* section) {
   KVC_RETURN_IF_ERROR(NotNull(src, "src"));
   const uint8_t* p = static_cast<const uint8_t*>(src);
   const uint8_t magic[4] = {0xB5, 0x4B, 0x56, 0x62};
@@ -117,6 +134,12 @@ Status ReadBlockFrame(const void* src, size_t size, BlockHeader* header,
     return Status(KVC_ERR_CORRUPT, "bytes after the block");
   }
   return ReadBlockHeader(*section, header);
+}
+
+Status ReadBlockFrame(const void* src, size_t size, BlockFrame* frame) {
+  KVC_RETURN_IF_ERROR(ReadBlockFrameSection(src, size, &frame->header, &frame->section));
+  frame->codec = TensorCodec::Create(frame->header.config, frame->header.head_dim);
+  return ReadBlockLayout(*frame->codec, frame->header, frame->section, &frame->layout);
 }
 
 }  // namespace
@@ -286,9 +309,10 @@ size_t kvc_block_bound(const kvc_tensor_config* config, uint32_t head_count,
     h.head_count = head_count;
     h.token_count = token_count;
     size_t payload;
-    if (!ImportTensorConfig(config, &h.config).ok() ||
-        !CheckBlockHeader(h, KVC_ERR_INVALID_ARGUMENT).ok() ||
-        !BlockPayloadSize(h, &payload).ok()) {
+    if (!ImportTensorConfig(config, &h.config).ok()) return 0;
+    ResolveStandaloneConfig(&h.config);
+    if (!CheckBlockHeader(h, KVC_ERR_INVALID_ARGUMENT).ok() ||
+        !BlockPayloadBound(h, *TensorCodec::Create(h.config, head_dim), &payload).ok()) {
       return 0;
     }
     return kBlockFrameHeaderSize + SectionSize(payload);
@@ -315,10 +339,14 @@ kvc_status kvc_encode_block(const kvc_tensor_config* config, uint32_t layer,
     h.head_count = static_cast<uint32_t>(std::min<uint64_t>(view.shape[0], 0x10000));
     h.token_count = static_cast<uint32_t>(view.shape[1]);
     h.head_dim = static_cast<uint32_t>(std::min<uint64_t>(view.shape[2], 0x10000));
+    ResolveStandaloneConfig(&h.config);
     KVC_RETURN_IF_ERROR(CheckBlockHeader(h, KVC_ERR_INVALID_ARGUMENT));
-    size_t payload;
-    KVC_RETURN_IF_ERROR(BlockPayloadSize(h, &payload));
-    const size_t total = kBlockFrameHeaderSize + SectionSize(payload);
+    std::unique_ptr<TensorCodec> codec = TensorCodec::Create(h.config, h.head_dim);
+    size_t bound;
+    KVC_RETURN_IF_ERROR(BlockPayloadBound(h, *codec, &bound));
+    std::vector<uint8_t> payload;
+    KVC_RETURN_IF_ERROR(EncodeBlockPayload(*codec, h, view, nullptr, &payload));
+    const size_t total = kBlockFrameHeaderSize + SectionSize(payload.size());
     if (dst == nullptr || dst_capacity < total) {
       return Status(KVC_ERR_DST_TOO_SMALL,
                     StrFormat("block needs %zu bytes, dst holds %zu", total,
@@ -330,10 +358,8 @@ kvc_status kvc_encode_block(const kvc_tensor_config* config, uint32_t layer,
     p[5] = KVC_FORMAT_MINOR;
     StoreLE16(0, p + 6);
     uint8_t* section = p + kBlockFrameHeaderSize;
-    std::unique_ptr<TensorCodec> codec = TensorCodec::Create(h.config, h.head_dim);
-    KVC_RETURN_IF_ERROR(
-        EncodeBlockPayload(*codec, h, view, section + kSectionHeaderSize));
-    SealSection(kSectionBlock, payload, section);
+    std::copy(payload.begin(), payload.end(), section + kSectionHeaderSize);
+    SealSection(kSectionBlock, payload.size(), section);
     *dst_size = total;
     return OkStatus();
   });
@@ -350,9 +376,9 @@ kvc_status kvc_get_block_info(const void* src, size_t src_size,
                               kvc_block_info* info, kvc_tensor_config* config,
                               kvc_diagnostics* diag) {
   return Guard(diag, [&] {
-    BlockHeader h;
-    SectionRef section;
-    KVC_RETURN_IF_ERROR(ReadBlockFrame(src, src_size, &h, &section));
+    BlockFrame frame;
+    KVC_RETURN_IF_ERROR(ReadBlockFrame(src, src_size, &frame));
+    const BlockHeader& h = frame.header;
     kvc_block_info out;
     kvc_block_info_init(&out);
     out.layer = h.layer;
@@ -371,9 +397,9 @@ kvc_status kvc_get_block_info(const void* src, size_t src_size,
 kvc_status kvc_decode_block(const void* src, size_t src_size,
                             const kvc_tensor* output, kvc_diagnostics* diag) {
   return Guard(diag, [&]() -> Status {
-    BlockHeader h;
-    SectionRef section;
-    KVC_RETURN_IF_ERROR(ReadBlockFrame(src, src_size, &h, &section));
+    BlockFrame frame;
+    KVC_RETURN_IF_ERROR(ReadBlockFrame(src, src_size, &frame));
+    const BlockHeader& h = frame.header;
     TensorView view;
     KVC_RETURN_IF_ERROR(ImportTensor(output, 3, "output", &view));
     if (view.shape[0] != h.head_count || view.shape[1] != h.token_count ||
@@ -385,8 +411,7 @@ kvc_status kvc_decode_block(const void* src, size_t src_size,
                               static_cast<unsigned long long>(view.shape[2]),
                               h.head_count, h.token_count, h.head_dim));
     }
-    std::unique_ptr<TensorCodec> codec = TensorCodec::Create(h.config, h.head_dim);
-    return DecodeBlockPayload(*codec, h, section.payload, view);
+    return DecodeBlockPayload(*frame.codec, h, frame.section.payload, frame.layout, view);
   });
 }
 
@@ -397,9 +422,9 @@ kvc_status kvc_block_scores(const void* src, size_t src_size,
   return Guard(diag, [&]() -> Status {
     KVC_RETURN_IF_ERROR(NotNull(queries, "queries"));
     KVC_RETURN_IF_ERROR(NotNull(scores, "scores"));
-    BlockHeader h;
-    SectionRef section;
-    KVC_RETURN_IF_ERROR(ReadBlockFrame(src, src_size, &h, &section));
+    BlockFrame frame;
+    KVC_RETURN_IF_ERROR(ReadBlockFrame(src, src_size, &frame));
+    const BlockHeader& h = frame.header;
     if (queries_per_head == 0) {
       return Status(KVC_ERR_INVALID_ARGUMENT, "queries_per_head is 0");
     }
@@ -410,9 +435,8 @@ kvc_status kvc_block_scores(const void* src, size_t src_size,
                               static_cast<unsigned long long>(needed),
                               scores_capacity));
     }
-    std::unique_ptr<TensorCodec> codec = TensorCodec::Create(h.config, h.head_dim);
-    return ScoreBlockPayload(*codec, h, section.payload, queries, queries_per_head,
-                             scores);
+    return ScoreBlockPayload(*frame.codec, h, frame.section.payload, frame.layout, queries,
+                             queries_per_head, scores);
   });
 }
 
@@ -437,7 +461,7 @@ size_t kvc_stream_bound(const kvc_config* config, const kvc_cache_desc* desc,
     if (config == nullptr ||
         !ImportSized(desc, DefaultCacheDesc(), &d, "cache descriptor").ok() ||
         !ImportEncodeOptions(options, &o).ok() ||
-        !StreamSize(config->rules, d, o.block_tokens, &size).ok()) {
+        !StreamBound(config->rules, d, o.block_tokens, &size).ok()) {
       return 0;
     }
     return size;
@@ -458,8 +482,8 @@ kvc_status kvc_encode_stream(const kvc_config* config, const kvc_cache_desc* des
     KVC_RETURN_IF_ERROR(ImportSized(desc, DefaultCacheDesc(), &d, "cache descriptor"));
     kvc_encode_options o;
     KVC_RETURN_IF_ERROR(ImportEncodeOptions(options, &o));
-    return EncodeStream(config->rules, d, keys, values, o.block_tokens, o.threads,
-                        static_cast<uint8_t*>(dst), dst_capacity, dst_size);
+    return EncodeStream(config->rules, d, keys, values, o.queries, o.block_tokens,
+                        o.threads, static_cast<uint8_t*>(dst), dst_capacity, dst_size);
   });
 }
 

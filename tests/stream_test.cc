@@ -101,7 +101,9 @@ double RelativeError(const std::vector<float>& x, const std::vector<float>& y) {
 const std::map<std::string, double> kMaxError = {
     {"raw-f16", 0.0},       {"tq-mse-b1", 0.40},  {"tq-mse-b2", 0.13},
     {"tq-mse-b3", 0.040},   {"tq-mse-b4", 0.011}, {"tq-prod-b2", 0.75},
-    {"tq-prod-b3", 0.20},   {"tq-prod-b4", 0.065}};
+    {"tq-prod-b3", 0.20},   {"tq-prod-b4", 0.065},  {"tq-2.5", 0.085},
+    {"tq-3.5", 0.025},      {"polarquant", 0.040},  {"turboangle", 0.010},
+    {"turboangle-e4", 0.010}, {"blockgtq-k3v3", 0.045}, {"blockgtq-k2v2", 0.15}};
 
 }  // namespace
 

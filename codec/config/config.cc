@@ -188,6 +188,21 @@ const std::vector<Preset>& Presets() {
        "all kv=tq-prod-b3"},
       {"tq-prod-b4", "TurboQuant-prod: 3-bit MSE + 1-bit QJL residual signs",
        "all kv=tq-prod-b4"},
+      {"tq-2.5", "TurboQuant-MSE, half the channels (the most energetic) at 3 bits, "
+       "half at 2", "all kv=tq-mse-b2.5"},
+      {"tq-3.5", "TurboQuant-MSE, half the channels (the most energetic) at 4 bits, "
+       "half at 3", "all kv=tq-mse-b3.5"},
+      {"polarquant", "PolarQuant: polar angles at 4,2,2,2 bits per level, f16 radius "
+       "per 16 coordinates", "all kv=polar-4222"},
+      {"turboangle", "TurboAngle: K 128 angle bins + 8-bit linear radii, V 64 bins + "
+       "4-bit log radii", "all k=angle-n128 v=angle-n64:radius=log4"},
+      {"turboangle-e4", "TurboAngle with twice the bins in the first 4 layers",
+       "all k=angle-n128 v=angle-n64:radius=log4\n"
+       "first 4 k=angle-n256 v=angle-n128:radius=log4"},
+      {"blockgtq-k3v3", "Block-GTQ keys (RoPE-aware bits, 3 on average) + "
+       "TurboQuant-MSE 3-bit values", "all k=gtq-b3 v=tq-mse-b3"},
+      {"blockgtq-k2v2", "Block-GTQ keys (RoPE-aware bits, 2 on average) + "
+       "TurboQuant-MSE 2-bit values", "all k=gtq-b2 v=tq-mse-b2"},
   };
   return presets;
 }

@@ -13,7 +13,11 @@
 namespace kvc {
 
 constexpr uint64_t kDefaultSeed = 0x6B76636F64656331ull;  // "kvcodec1"
-constexpr size_t kTensorConfigWireSize = 16;
+// Tensor_Config on the wire: 16 fixed bytes, then Param_Size bytes of method
+// parameters (0 for RAW and the TQ methods, 4 for the others).
+constexpr size_t kTensorConfigFixedSize = 16;
+constexpr size_t kMaxTensorConfigWireSize = 20;
+size_t TensorConfigWireSize(const kvc_tensor_config& config);
 
 kvc_tensor_config DefaultTensorConfig();
 
@@ -31,10 +35,17 @@ inline size_t ScalarBytes(uint32_t dtype) {
   return dtype == KVC_DTYPE_F32 ? 4 : 2;
 }
 
+// Checks what depends on the head dim (group sizes, channel splits).
+Status ValidateForHeadDim(const kvc_tensor_config& config, uint32_t head_dim,
+                          const std::string& what);
+
+// Writes TensorConfigWireSize(config) bytes.
 void WriteTensorConfig(const kvc_tensor_config& config, uint8_t* out);
-// Reads and validates; UNSUPPORTED_FEATURE for a method this library does not
-// know, CORRUPT for invalid fields.
-Status ReadTensorConfig(const uint8_t* in, kvc_tensor_config* config);
+// Reads and validates a config from `size` available bytes, setting
+// *wire_size; UNSUPPORTED_FEATURE for a method this library does not know,
+// CORRUPT for invalid fields or too few bytes.
+Status ReadTensorConfig(const uint8_t* in, size_t size, kvc_tensor_config* config,
+                        size_t* wire_size);
 
 Status ParseMethodString(const std::string& text, kvc_tensor_config* config);
 std::string FormatMethodString(const kvc_tensor_config& config);

@@ -1,7 +1,7 @@
 #include "format/block.h"
 
 #include <algorithm>
-#include <vector>
+#include <cmath>
 
 #include "base/endian.h"
 #include "config/tensor_config.h"
@@ -11,51 +11,64 @@ namespace {
 
 // Vectors converted to f32 per codec call: enough to amortise the call,
 // small enough to stay in L1.
+// A multiple of 8, so that every chunk starts on a byte boundary whatever
+// the section widths in bits.
 constexpr uint32_t kChunkVectors = 32;
 
-// Pointers to vector `first`'s record in each section.
-std::vector<uint8_t*> SectionPointers(const TensorCodec& codec,
-                                      const BlockHeader& header,
-                                      uint8_t* payload, uint64_t first) {
+std::string Where(const BlockHeader& h, uint32_t head, uint64_t token) {
+  return StrFormat("%s head %u token %llu", h.Name().c_str(), h.head_start + head,
+                   static_cast<unsigned long long>(h.token_start + token));
+}
+
+// Computes widths and offsets from the records; fails past 4 GiB.
+Status PlanLayout(const TensorCodec& codec, const BlockHeader& h, const uint8_t* records,
+                  BlockLayout* layout) {
+  layout->records = records;
+  layout->record_size = codec.head_record_size();
+  layout->widths.clear();
+  for (uint32_t head = 0; head < h.head_count; ++head) {
+    layout->widths.push_back(codec.SectionWidths(
+        layout->record_size ? records + head * layout->record_size : nullptr));
+  }
+  const size_t sections = layout->widths[0].size();
+  uint64_t offset = h.header_size() + uint64_t{h.head_count} * layout->record_size;
+  layout->offsets.assign(h.head_count, std::vector<size_t>(sections));
+  for (size_t s = 0; s < sections; ++s) {
+    for (uint32_t head = 0; head < h.head_count; ++head) {
+      layout->offsets[head][s] = static_cast<size_t>(offset);
+      offset += (uint64_t{h.token_count} * layout->widths[head][s] + 7) / 8;
+      if (offset > kMaxSectionPayload) {
+        return Status(KVC_ERR_INVALID_ARGUMENT,
+                      StrFormat("%s: block exceeds 4 GiB (use fewer tokens per block)",
+                                h.Name().c_str()));
+      }
+    }
+  }
+  layout->payload_size = static_cast<size_t>(offset);
+  return OkStatus();
+}
+
+// Pointers to the record of token t (a multiple of 8) of `head` in every
+// section.
+std::vector<uint8_t*> SectionPointers(const BlockLayout& layout, uint8_t* payload,
+                                      uint32_t head, uint32_t t) {
   std::vector<uint8_t*> pointers;
-  uint8_t* section = payload + kBlockHeaderSize;
-  for (size_t width : codec.section_widths()) {
-    pointers.push_back(section + first * width);
-    section += header.num_vectors() * width;
+  for (size_t s = 0; s < layout.widths[head].size(); ++s) {
+    pointers.push_back(payload + layout.offsets[head][s] +
+                       size_t{t} * layout.widths[head][s] / 8);
   }
   return pointers;
 }
 
-std::string Where(const BlockHeader& h, uint32_t head, uint64_t token) {
-  return StrFormat("%s head %u token %llu", h.Name().c_str(),
-                   h.head_start + head,
-                   static_cast<unsigned long long>(h.token_start + token));
-}
-
-// Runs `step(head, first_token, count, section_pointers)` over the block in
-// chunks; on failure prefixes the message with where it happened.
-template <typename Step>
-Status ForEachChunk(const TensorCodec& codec, const BlockHeader& header,
-                    const uint8_t* payload, const Step& step) {
-  for (uint32_t head = 0; head < header.head_count; ++head) {
-    for (uint32_t t0 = 0; t0 < header.token_count; t0 += kChunkVectors) {
-      const uint32_t count = std::min(kChunkVectors, header.token_count - t0);
-      const uint64_t first = uint64_t{head} * header.token_count + t0;
-      size_t bad = 0;
-      Status status = step(head, t0, count,
-                           SectionPointers(codec, header,
-                                           const_cast<uint8_t*>(payload), first),
-                           &bad);
-      if (!status.ok()) {
-        return Status(status.code(),
-                      Where(header, head, t0 + bad) + ": " + status.message());
-      }
-    }
-  }
-  return OkStatus();
+const uint8_t* HeadRecord(const BlockLayout& layout, uint32_t head) {
+  return layout.record_size ? layout.records + head * layout.record_size : nullptr;
 }
 
 }  // namespace
+
+size_t BlockHeader::header_size() const {
+  return kBlockFixedHeaderSize + TensorConfigWireSize(config);
+}
 
 std::string BlockHeader::Name() const {
   return StrFormat("layer %u %s", layer, kind == KVC_KIND_KEYS ? "K" : "V");
@@ -67,51 +80,38 @@ Status CheckBlockHeader(const BlockHeader& h, kvc_status code) {
   if (h.kind > KVC_KIND_VALUES) return fail(StrFormat("kind %u unknown", h.kind));
   Status dim = ValidateHeadDim(h.head_dim);
   if (!dim.ok()) return fail(dim.message());
-  if (h.head_count == 0 || h.token_count == 0) {
-    return fail("block has no heads or no tokens");
-  }
-  if (uint64_t{h.head_start} + h.head_count > 0xFFFF) {
-    return fail("head range exceeds 65535");
-  }
+  if (h.head_count == 0 || h.token_count == 0) return fail("block has no heads or no tokens");
+  if (uint64_t{h.head_start} + h.head_count > 0xFFFF) return fail("head range exceeds 65535");
   if (uint64_t{h.token_start} + h.token_count > 0xFFFFFFFFull) {
     return fail("token range exceeds 2^32 - 1");
   }
   Status config = ValidateTensorConfig(h.config, h.Name());
+  if (config.ok()) config = ValidateForHeadDim(h.config, h.head_dim, h.Name());
   if (!config.ok()) return fail(config.message());
   return OkStatus();
 }
 
-Status BlockPayloadSize(const BlockHeader& h, size_t* size) {
-  uint64_t bytes = 0;
-  for (size_t width : TensorCodec::SectionWidths(h.config, h.head_dim)) {
-    bytes += h.num_vectors() * width;  // < 2^32 * 2^16 * 2^13: no overflow
+Status BlockPayloadBound(const BlockHeader& h, const TensorCodec& codec, size_t* bound) {
+  uint64_t bytes = h.header_size() + uint64_t{h.head_count} * codec.head_record_size();
+  if (codec.head_record_size() == 0) {  // every head alike: exact
+    for (size_t width : codec.SectionWidths(nullptr)) {
+      bytes += h.head_count * ((uint64_t{h.token_count} * width + 7) / 8);
+    }
+  } else {  // plus the rounding of each head's (at most 8) sections
+    bytes += (h.num_vectors() * codec.MaxBitsPerVector() + 7) / 8 + 8 * uint64_t{h.head_count};
   }
-  bytes += kBlockHeaderSize;
   if (bytes > kMaxSectionPayload) {
     return Status(KVC_ERR_INVALID_ARGUMENT,
-                  StrFormat("%s: block of %llu bytes exceeds 4 GiB (use fewer "
+                  StrFormat("%s: block of up to %llu bytes exceeds 4 GiB (use fewer "
                             "tokens per block)", h.Name().c_str(),
                             static_cast<unsigned long long>(bytes)));
   }
-  *size = static_cast<size_t>(bytes);
+  *bound = static_cast<size_t>(bytes);
   return OkStatus();
 }
 
-void WriteBlockHeader(const BlockHeader& h, uint8_t* p) {
-  StoreLE16(static_cast<uint16_t>(h.layer), p);
-  p[2] = static_cast<uint8_t>(h.kind);
-  p[3] = 0;  // Block_Flags
-  StoreLE16(static_cast<uint16_t>(h.head_dim), p + 4);
-  StoreLE16(static_cast<uint16_t>(h.head_start), p + 6);
-  StoreLE16(static_cast<uint16_t>(h.head_count), p + 8);
-  StoreLE16(0, p + 10);
-  StoreLE32(h.token_start, p + 12);
-  StoreLE32(h.token_count, p + 16);
-  WriteTensorConfig(h.config, p + 20);
-}
-
 Status ReadBlockHeader(const SectionRef& section, BlockHeader* out) {
-  if (section.payload_size < kBlockHeaderSize) {
+  if (section.payload_size < kBlockFixedHeaderSize) {
     return Status(KVC_ERR_CORRUPT, "block shorter than its header");
   }
   const uint8_t* p = section.payload;
@@ -124,79 +124,171 @@ Status ReadBlockHeader(const SectionRef& section, BlockHeader* out) {
   h.token_start = LoadLE32(p + 12);
   h.token_count = LoadLE32(p + 16);
   if (p[3] != 0) {
-    return Status(KVC_ERR_UNSUPPORTED_FEATURE,
-                  StrFormat("block flags 0x%02x unknown", p[3]));
+    return Status(KVC_ERR_UNSUPPORTED_FEATURE, StrFormat("block flags 0x%02x unknown", p[3]));
   }
-  if (LoadLE16(p + 10) != 0) {
-    return Status(KVC_ERR_CORRUPT, "block reserved bytes not zero");
-  }
-  KVC_RETURN_IF_ERROR(ReadTensorConfig(p + 20, &h.config));
+  if (LoadLE16(p + 10) != 0) return Status(KVC_ERR_CORRUPT, "block reserved bytes not zero");
+  size_t config_size;
+  KVC_RETURN_IF_ERROR(ReadTensorConfig(p + kBlockFixedHeaderSize,
+                                       section.payload_size - kBlockFixedHeaderSize,
+                                       &h.config, &config_size));
   KVC_RETURN_IF_ERROR(CheckBlockHeader(h, KVC_ERR_CORRUPT));
-  size_t expected;
-  Status size = BlockPayloadSize(h, &expected);
-  if (!size.ok()) return Status(KVC_ERR_CORRUPT, size.message());
-  if (expected != section.payload_size) {
-    return Status(KVC_ERR_CORRUPT,
-                  StrFormat("%s: block holds %zu bytes, its header implies %zu",
-                            h.Name().c_str(), section.payload_size, expected));
-  }
   *out = h;
   return OkStatus();
 }
 
-Status EncodeBlockPayload(const TensorCodec& codec, const BlockHeader& header,
-                          const TensorView& input, uint8_t* payload) {
-  WriteBlockHeader(header, payload);
-  const size_t d = header.head_dim;
-  std::vector<float> rows(kChunkVectors * d);
-  return ForEachChunk(
-      codec, header, payload,
-      [&](uint32_t head, uint32_t t0, uint32_t count,
-          const std::vector<uint8_t*>& sections, size_t* bad) {
-        for (uint32_t i = 0; i < count; ++i) {
-          LoadRow(input.Row(head, t0 + i), input.dtype, input.strides[2], d,
-                  &rows[i * d]);
-        }
-        return codec.Encode(rows.data(), count, sections.data(), bad);
-      });
+Status ReadBlockLayout(const TensorCodec& codec, const BlockHeader& h,
+                       const SectionRef& section, BlockLayout* layout) {
+  const uint64_t records_end =
+      h.header_size() + uint64_t{h.head_count} * codec.head_record_size();
+  if (records_end > section.payload_size) {
+    return Status(KVC_ERR_CORRUPT, h.Name() + ": block shorter than its head records");
+  }
+  const uint8_t* records = section.payload + h.header_size();
+  for (uint32_t head = 0; head < h.head_count && codec.head_record_size(); ++head) {
+    Status record = codec.CheckHeadRecord(records + head * codec.head_record_size());
+    if (!record.ok()) {
+      return Status(record.code(), StrFormat("%s head %u: %s", h.Name().c_str(),
+                                             h.head_start + head, record.message().c_str()));
+    }
+  }
+  Status plan = PlanLayout(codec, h, records, layout);
+  if (!plan.ok()) return Status(KVC_ERR_CORRUPT, plan.message());
+  if (layout->payload_size != section.payload_size) {
+    return Status(KVC_ERR_CORRUPT,
+                  StrFormat("%s: block holds %zu bytes, its header implies %zu",
+                            h.Name().c_str(), section.payload_size, layout->payload_size));
+  }
+  // Bits after a head's last record, up to its section's byte boundary.
+  for (uint32_t head = 0; head < h.head_count; ++head) {
+    for (size_t s = 0; s < layout->widths[head].size(); ++s) {
+      const uint64_t bits = uint64_t{h.token_count} * layout->widths[head][s];
+      if (bits % 8 == 0) continue;
+      const uint8_t last = section.payload[layout->offsets[head][s] + bits / 8];
+      if ((last >> (bits % 8)) != 0) {
+        return Status(KVC_ERR_CORRUPT, h.Name() + ": padding bits set");
+      }
+    }
+  }
+  return OkStatus();
 }
 
-Status DecodeBlockPayload(const TensorCodec& codec, const BlockHeader& header,
-                          const uint8_t* payload, const TensorView& output) {
-  const size_t d = header.head_dim;
+Status EncodeBlockPayload(const TensorCodec& codec, const BlockHeader& h,
+                          const TensorView& input, const TensorView* queries,
+                          std::vector<uint8_t>* payload) {
+  const size_t d = h.head_dim;
   std::vector<float> rows(kChunkVectors * d);
-  return ForEachChunk(
-      codec, header, payload,
-      [&](uint32_t head, uint32_t t0, uint32_t count,
-          const std::vector<uint8_t*>& sections, size_t* bad) {
-        KVC_RETURN_IF_ERROR(codec.Decode(sections.data(), count, rows.data(), bad));
-        for (uint32_t i = 0; i < count; ++i) {
-          *bad = i;
-          KVC_RETURN_IF_ERROR(StoreRow(&rows[i * d], d, output.dtype,
-                                       output.strides[2],
-                                       output.Row(head, t0 + i)));
+  auto load = [&](const TensorView& view, uint32_t head, uint32_t t0, uint32_t count) {
+    for (uint32_t i = 0; i < count; ++i) {
+      LoadRow(view.Row(head, t0 + i), view.dtype, view.strides[2], d, &rows[i * d]);
+    }
+  };
+  // Head records first: they decide the sizes of everything after them.
+  const size_t record_size = codec.head_record_size();
+  std::vector<uint8_t> records(size_t{h.head_count} * record_size);
+  if (record_size > 0) {
+    std::vector<double> stats(codec.head_stats_size());
+    for (uint32_t head = 0; head < h.head_count; ++head) {
+      std::fill(stats.begin(), stats.end(), 0.0);
+      for (uint32_t t0 = 0; t0 < h.token_count; t0 += kChunkVectors) {
+        const uint32_t count = std::min(kChunkVectors, h.token_count - t0);
+        load(input, head, t0, count);
+        codec.ObserveHead(rows.data(), count, stats.data());
+      }
+      if (queries != nullptr) {
+        const uint64_t group = queries->shape[0] / h.head_count;
+        const uint32_t tokens = static_cast<uint32_t>(queries->shape[1]);
+        for (uint64_t q = head * group; q < (head + 1) * group; ++q) {
+          for (uint32_t t0 = 0; t0 < tokens; t0 += kChunkVectors) {
+            const uint32_t count = std::min(kChunkVectors, tokens - t0);
+            load(*queries, static_cast<uint32_t>(q), t0, count);
+            codec.ObserveQueries(rows.data(), count, stats.data());
+          }
         }
-        return OkStatus();
-      });
+      }
+      codec.FinishHead(stats.data(), &records[head * record_size]);
+    }
+  }
+  BlockLayout layout;
+  KVC_RETURN_IF_ERROR(PlanLayout(codec, h, records.data(), &layout));
+  payload->assign(layout.payload_size, 0);
+  uint8_t* p = payload->data();
+  StoreLE16(static_cast<uint16_t>(h.layer), p);
+  p[2] = static_cast<uint8_t>(h.kind);
+  p[3] = 0;  // Block_Flags
+  StoreLE16(static_cast<uint16_t>(h.head_dim), p + 4);
+  StoreLE16(static_cast<uint16_t>(h.head_start), p + 6);
+  StoreLE16(static_cast<uint16_t>(h.head_count), p + 8);
+  StoreLE16(0, p + 10);
+  StoreLE32(h.token_start, p + 12);
+  StoreLE32(h.token_count, p + 16);
+  WriteTensorConfig(h.config, p + kBlockFixedHeaderSize);
+  std::copy(records.begin(), records.end(), p + h.header_size());
+  layout.records = p + h.header_size();
+
+  for (uint32_t head = 0; head < h.head_count; ++head) {
+    for (uint32_t t0 = 0; t0 < h.token_count; t0 += kChunkVectors) {
+      const uint32_t count = std::min(kChunkVectors, h.token_count - t0);
+      load(input, head, t0, count);
+      size_t bad = 0;
+      Status status = codec.Encode(HeadRecord(layout, head), rows.data(), count,
+                                   SectionPointers(layout, p, head, t0).data(), &bad);
+      if (!status.ok()) {
+        return Status(status.code(), Where(h, head, t0 + bad) + ": " + status.message());
+      }
+    }
+  }
+  return OkStatus();
 }
 
-Status ScoreBlockPayload(const TensorCodec& codec, const BlockHeader& header,
-                         const uint8_t* payload, const float* queries,
-                         uint32_t queries_per_head, float* scores) {
-  const size_t d = header.head_dim;
-  const size_t tokens = header.token_count;
-  for (uint32_t head = 0; head < header.head_count; ++head) {
-    const uint64_t first = uint64_t{head} * tokens;
+Status DecodeBlockPayload(const TensorCodec& codec, const BlockHeader& h,
+                          const uint8_t* payload, const BlockLayout& layout,
+                          const TensorView& output) {
+  const size_t d = h.head_dim;
+  std::vector<float> rows(kChunkVectors * d);
+  uint8_t* p = const_cast<uint8_t*>(payload);  // sections are only read
+  for (uint32_t head = 0; head < h.head_count; ++head) {
+    for (uint32_t t0 = 0; t0 < h.token_count; t0 += kChunkVectors) {
+      const uint32_t count = std::min(kChunkVectors, h.token_count - t0);
+      size_t bad = 0;
+      Status status = codec.Decode(HeadRecord(layout, head),
+                                   SectionPointers(layout, p, head, t0).data(), count,
+                                   rows.data(), &bad);
+      // Crafted norms within their format but beyond any encoder's reach
+      // could overflow a decoded value: never hand back a non-finite one.
+      for (size_t i = 0; status.ok() && i < count * d; ++i) {
+        if (!std::isfinite(rows[i])) {
+          bad = i / d;
+          status = Status(KVC_ERR_CORRUPT, "decoded value is not finite");
+        }
+      }
+      for (uint32_t i = 0; status.ok() && i < count; ++i) {
+        bad = i;
+        status = StoreRow(&rows[i * d], d, output.dtype, output.strides[2],
+                          output.Row(head, t0 + i));
+      }
+      if (!status.ok()) {
+        return Status(status.code(), Where(h, head, t0 + bad) + ": " + status.message());
+      }
+    }
+  }
+  return OkStatus();
+}
+
+Status ScoreBlockPayload(const TensorCodec& codec, const BlockHeader& h,
+                         const uint8_t* payload, const BlockLayout& layout,
+                         const float* queries, uint32_t queries_per_head, float* scores) {
+  const size_t d = h.head_dim;
+  const size_t tokens = h.token_count;
+  uint8_t* p = const_cast<uint8_t*>(payload);
+  for (uint32_t head = 0; head < h.head_count; ++head) {
     size_t bad = 0;
-    Status status = codec.Scores(
-        SectionPointers(codec, header, const_cast<uint8_t*>(payload), first)
-            .data(),
-        tokens, queries + size_t{head} * queries_per_head * d,
-        queries_per_head, scores + size_t{head} * queries_per_head * tokens,
-        &bad);
+    Status status = codec.Scores(HeadRecord(layout, head),
+                                 SectionPointers(layout, p, head, 0).data(), tokens,
+                                 queries + size_t{head} * queries_per_head * d,
+                                 queries_per_head,
+                                 scores + size_t{head} * queries_per_head * tokens, &bad);
     if (!status.ok()) {
-      return Status(status.code(),
-                    Where(header, head, bad) + ": " + status.message());
+      return Status(status.code(), Where(h, head, bad) + ": " + status.message());
     }
   }
   return OkStatus();

@@ -1,13 +1,15 @@
 // Blocks: one layer x (K or V) x a range of heads x a range of tokens
-// (FORMAT.md, "Block"). The payload is a 36-byte header, the tensor config
-// included, then the method's sections, each holding one record per vector in
-// head-major order (vector n = head * Token_Count + token).
+// (FORMAT.md, "Block"). Payload:
+//   Block_Header (20 bytes) | Tensor_Config | Head_Records | Sections
+// Section s holds, head after head, that head's Token_Count records of the
+// width the method gives for the head's record.
 #ifndef KVCODEC_CODEC_FORMAT_BLOCK_H_
 #define KVCODEC_CODEC_FORMAT_BLOCK_H_
 
 #include <cstddef>
 #include <cstdint>
 #include <string>
+#include <vector>
 
 #include "base/status.h"
 #include "format/section.h"
@@ -17,7 +19,7 @@
 
 namespace kvc {
 
-constexpr size_t kBlockHeaderSize = 36;
+constexpr size_t kBlockFixedHeaderSize = 20;
 // Standalone blocks: Block_Magic u32 | Version_Major u8 | Version_Minor u8 |
 // Reserved u16, then the block section.
 constexpr size_t kBlockFrameHeaderSize = 8;
@@ -33,33 +35,50 @@ struct BlockHeader {
   kvc_tensor_config config{};
 
   uint64_t num_vectors() const { return uint64_t{head_count} * token_count; }
-  // "layer 3 K" for messages.
-  std::string Name() const;
+  size_t header_size() const;  // fixed header + tensor config
+  std::string Name() const;    // "layer 3 K", for messages
+};
+
+// Where everything of a block's payload is.
+struct BlockLayout {
+  const uint8_t* records = nullptr;        // head_count records
+  size_t record_size = 0;
+  std::vector<std::vector<size_t>> widths;   // [head][section] bytes per vector
+  std::vector<std::vector<size_t>> offsets;  // [head][section] payload offset
+  size_t payload_size = 0;
 };
 
 // Checks every field against the format's limits; the failure status is
 // `code` (INVALID_ARGUMENT when encoding, CORRUPT when decoding).
 Status CheckBlockHeader(const BlockHeader& header, kvc_status code);
 
-// Payload bytes of a block (header included); fails if it exceeds a
-// section's 4 GiB limit. The header must have passed CheckBlockHeader.
-Status BlockPayloadSize(const BlockHeader& header, size_t* size);
+// Most bytes the payload of such a block can take.
+Status BlockPayloadBound(const BlockHeader& header, const TensorCodec& codec,
+                         size_t* bound);
 
-void WriteBlockHeader(const BlockHeader& header, uint8_t* payload);
-// Parses and checks a block section's payload, its size included.
+// Parses a block section's header and tensor config.
 Status ReadBlockHeader(const SectionRef& section, BlockHeader* header);
+// Locates records and sections, checks the records and that the payload has
+// exactly the size they imply.
+Status ReadBlockLayout(const TensorCodec& codec, const BlockHeader& header,
+                       const SectionRef& section, BlockLayout* layout);
 
-// input: [head_count, token_count, head_dim] view of this block's vectors.
+// Encodes input ([head_count, token_count, head_dim] of this block) into a
+// whole payload. queries (optional): [head_count * group, tokens, head_dim],
+// a sample some methods use to choose their head records.
 Status EncodeBlockPayload(const TensorCodec& codec, const BlockHeader& header,
-                          const TensorView& input, uint8_t* payload);
+                          const TensorView& input, const TensorView* queries,
+                          std::vector<uint8_t>* payload);
 // output: [head_count, token_count, head_dim].
 Status DecodeBlockPayload(const TensorCodec& codec, const BlockHeader& header,
-                          const uint8_t* payload, const TensorView& output);
+                          const uint8_t* payload, const BlockLayout& layout,
+                          const TensorView& output);
 // queries: [head_count][queries_per_head][head_dim]; scores:
 // [head_count][queries_per_head][token_count].
 Status ScoreBlockPayload(const TensorCodec& codec, const BlockHeader& header,
-                         const uint8_t* payload, const float* queries,
-                         uint32_t queries_per_head, float* scores);
+                         const uint8_t* payload, const BlockLayout& layout,
+                         const float* queries, uint32_t queries_per_head,
+                         float* scores);
 
 }  // namespace kvc
 

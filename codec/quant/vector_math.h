@@ -50,6 +50,48 @@ inline bool AllFinite(const float* a, size_t n) {
 void PackBits(const uint8_t* values, size_t n, int bits, uint8_t* out);
 void UnpackBits(const uint8_t* in, size_t n, int bits, uint8_t* values);
 
+// The same bit order for fields of varying widths (up to 8 bits each). The
+// writer expects zeroed output.
+class BitWriter {
+ public:
+  explicit BitWriter(uint8_t* out) : out_(out) {}
+  void Put(uint32_t value, int bits) {
+    const uint32_t shifted = value << (bit_ % 8);
+    out_[bit_ / 8] |= static_cast<uint8_t>(shifted);
+    if ((bit_ % 8) + static_cast<size_t>(bits) > 8) {
+      out_[bit_ / 8 + 1] |= static_cast<uint8_t>(shifted >> 8);
+    }
+    bit_ += static_cast<size_t>(bits);
+  }
+  size_t bits_written() const { return bit_; }
+
+ private:
+  uint8_t* out_;
+  size_t bit_ = 0;
+};
+
+class BitReader {
+ public:
+  explicit BitReader(const uint8_t* in) : in_(in) {}
+  uint32_t Get(int bits) {
+    uint32_t word = in_[bit_ / 8];
+    if ((bit_ % 8) + static_cast<size_t>(bits) > 8) {
+      word |= static_cast<uint32_t>(in_[bit_ / 8 + 1]) << 8;
+    }
+    const uint32_t value = (word >> (bit_ % 8)) & ((1u << bits) - 1);
+    bit_ += static_cast<size_t>(bits);
+    return value;
+  }
+  // True if the bits after the last one read, up to the byte boundary, are 0.
+  bool PaddingIsZero() const {
+    return bit_ % 8 == 0 || (in_[bit_ / 8] >> (bit_ % 8)) == 0;
+  }
+
+ private:
+  const uint8_t* in_;
+  size_t bit_ = 0;
+};
+
 }  // namespace kvc
 
 #endif  // KVCODEC_CODEC_QUANT_VECTOR_MATH_H_

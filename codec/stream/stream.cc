@@ -15,8 +15,11 @@
 namespace kvc {
 namespace {
 
-constexpr size_t kLayerConfigPayload = 4 + 2 * kTensorConfigWireSize;
 constexpr size_t kEndPayload = 4;
+
+size_t LayerConfigPayload(const kvc_tensor_config& k, const kvc_tensor_config& v) {
+  return 4 + TensorConfigWireSize(k) + TensorConfigWireSize(v);
+}
 
 const char* KindName(uint32_t kind) { return kind == KVC_KIND_KEYS ? "K" : "V"; }
 
@@ -51,29 +54,18 @@ Status ResolveConfigs(const CacheConfig& config, const kvc_cache_desc& desc,
     for (kvc_kind kind : {KVC_KIND_KEYS, KVC_KIND_VALUES}) {
       kvc_tensor_config& c = (*configs)[2 * layer + kind];
       KVC_RETURN_IF_ERROR(config.Resolve(layer, desc.num_layers, kind, &c));
-      KVC_RETURN_IF_ERROR(ValidateTensorConfig(
-          c, StrFormat("layer %u %s", layer, KindName(kind))));
+      // Block-GTQ pairs RoPE dimensions the way the cache does.
+      if (c.method == KVC_METHOD_BLOCKGTQ && c.rope_pairing == KVC_ROPE_UNKNOWN) {
+        c.rope_pairing = desc.rope_layout == KVC_ROPE_INTERLEAVED ? KVC_ROPE_INTERLEAVED
+                                                                   : KVC_ROPE_SPLIT_HALF;
+      }
+      const std::string what = StrFormat("layer %u %s", layer, KindName(kind));
+      KVC_RETURN_IF_ERROR(ValidateTensorConfig(c, what));
+      KVC_RETURN_IF_ERROR(ValidateForHeadDim(c, desc.head_dim, what));
     }
   }
   return OkStatus();
 }
-
-// One prepared codec per distinct tensor config (the QJL matrix is costly).
-class CodecCache {
- public:
-  CodecCache(uint32_t head_dim) : head_dim_(head_dim) {}
-  const TensorCodec* Get(const kvc_tensor_config& c) {
-    for (auto& entry : entries_) {
-      if (SameTensorConfig(entry.first, c)) return entry.second.get();
-    }
-    entries_.emplace_back(c, TensorCodec::Create(c, head_dim_));
-    return entries_.back().second.get();
-  }
-
- private:
-  uint32_t head_dim_;
-  std::vector<std::pair<kvc_tensor_config, std::unique_ptr<TensorCodec>>> entries_;
-};
 
 Status ImportCacheTensor(const kvc_tensor* tensor, const kvc_cache_desc& desc,
                          const char* name, TensorView* view) {
@@ -185,18 +177,29 @@ Status CheckCacheDesc(const kvc_cache_desc& d) {
   return OkStatus();
 }
 
-Status StreamSize(const CacheConfig& config, const kvc_cache_desc& desc,
-                  uint32_t block_tokens, size_t* size) {
+const TensorCodec* StreamLayout::Codec(const kvc_tensor_config& c) {
+  for (auto& entry : codecs) {
+    if (SameTensorConfig(entry.first, c)) return entry.second.get();
+  }
+  codecs.emplace_back(c, TensorCodec::Create(c, desc.head_dim));
+  return codecs.back().second.get();
+}
+
+Status StreamBound(const CacheConfig& config, const kvc_cache_desc& desc,
+                   uint32_t block_tokens, size_t* size) {
   KVC_RETURN_IF_ERROR(CheckCacheDesc(desc));
   std::vector<kvc_tensor_config> configs;
   KVC_RETURN_IF_ERROR(ResolveConfigs(config, desc, &configs));
   if (block_tokens == 0) block_tokens = desc.num_tokens;
-  uint64_t total = kStreamHeaderSize +
-                   uint64_t{desc.num_layers} * SectionSize(kLayerConfigPayload) +
-                   SectionSize(kEndPayload);
+  StreamLayout codecs;
+  codecs.desc = desc;
+  uint64_t total = kStreamHeaderSize + SectionSize(kEndPayload);
+  for (uint32_t layer = 0; layer < desc.num_layers; ++layer) {
+    total += SectionSize(LayerConfigPayload(configs[2 * layer], configs[2 * layer + 1]));
+  }
   for (const BlockHeader& h : PlanBlocks(desc, configs, block_tokens)) {
     size_t payload;
-    KVC_RETURN_IF_ERROR(BlockPayloadSize(h, &payload));
+    KVC_RETURN_IF_ERROR(BlockPayloadBound(h, *codecs.Codec(h.config), &payload));
     total += SectionSize(payload);
   }
   if (total > SIZE_MAX) {
@@ -208,65 +211,75 @@ Status StreamSize(const CacheConfig& config, const kvc_cache_desc& desc,
 
 Status EncodeStream(const CacheConfig& config, const kvc_cache_desc& desc,
                     const kvc_tensor* keys, const kvc_tensor* values,
-                    uint32_t block_tokens, uint32_t threads, uint8_t* dst,
-                    size_t dst_capacity, size_t* dst_size) {
-  size_t size;
-  KVC_RETURN_IF_ERROR(StreamSize(config, desc, block_tokens, &size));
-  TensorView key_view, value_view;
-  KVC_RETURN_IF_ERROR(ImportCacheTensor(keys, desc, "keys", &key_view));
-  KVC_RETURN_IF_ERROR(ImportCacheTensor(values, desc, "values", &value_view));
-  if (dst == nullptr || dst_capacity < size) {
-    return Status(KVC_ERR_DST_TOO_SMALL,
-                  StrFormat("stream needs %zu bytes, dst holds %zu", size,
-                            dst == nullptr ? size_t{0} : dst_capacity));
-  }
+                    const kvc_tensor* queries, uint32_t block_tokens, uint32_t threads,
+                    uint8_t* dst, size_t dst_capacity, size_t* dst_size) {
+  KVC_RETURN_IF_ERROR(CheckCacheDesc(desc));
   std::vector<kvc_tensor_config> configs;
   KVC_RETURN_IF_ERROR(ResolveConfigs(config, desc, &configs));
+  TensorView key_view, value_view, query_view;
+  KVC_RETURN_IF_ERROR(ImportCacheTensor(keys, desc, "keys", &key_view));
+  KVC_RETURN_IF_ERROR(ImportCacheTensor(values, desc, "values", &value_view));
+  if (queries != nullptr) {
+    KVC_RETURN_IF_ERROR(ImportTensor(queries, 4, "queries", &query_view));
+    if (query_view.shape[0] != desc.num_layers || query_view.shape[3] != desc.head_dim ||
+        query_view.shape[1] % desc.num_kv_heads != 0) {
+      return Status(KVC_ERR_SHAPE_MISMATCH,
+                    "queries must be [layers, a multiple of kv heads, tokens, head_dim]");
+    }
+  }
+  if (dst == nullptr) return Status(KVC_ERR_INVALID_ARGUMENT, "dst is NULL");
   if (block_tokens == 0) block_tokens = desc.num_tokens;
 
+  // Blocks encode in parallel into their own buffers (their sizes can depend
+  // on the data), then everything is laid out in order.
+  const std::vector<BlockHeader> plan = PlanBlocks(desc, configs, block_tokens);
+  StreamLayout codecs;
+  codecs.desc = desc;
+  std::vector<const TensorCodec*> block_codecs;
+  for (const BlockHeader& h : plan) block_codecs.push_back(codecs.Codec(h.config));
+  std::vector<std::vector<uint8_t>> payloads(plan.size());
+  KVC_RETURN_IF_ERROR(ParallelFor(plan.size(), threads, [&](size_t i) {
+    const BlockHeader& h = plan[i];
+    const TensorView& cache_view = h.kind == KVC_KIND_KEYS ? key_view : value_view;
+    TensorView layer_queries;
+    const bool use_queries = queries != nullptr && h.kind == KVC_KIND_KEYS;
+    if (use_queries) layer_queries = query_view.Sub(h.layer);
+    return EncodeBlockPayload(*block_codecs[i], h, BlockView(cache_view, h),
+                              use_queries ? &layer_queries : nullptr, &payloads[i]);
+  }));
+
+  size_t size = kStreamHeaderSize + SectionSize(kEndPayload);
+  for (uint32_t layer = 0; layer < desc.num_layers; ++layer) {
+    size += SectionSize(LayerConfigPayload(configs[2 * layer], configs[2 * layer + 1]));
+  }
+  for (const auto& payload : payloads) size += SectionSize(payload.size());
+  if (dst_capacity < size) {
+    return Status(KVC_ERR_DST_TOO_SMALL,
+                  StrFormat("stream needs %zu bytes, dst holds %zu", size, dst_capacity));
+  }
   uint8_t* p = dst;
   WriteStreamHeader(desc, p);
   p += kStreamHeaderSize;
   for (uint32_t layer = 0; layer < desc.num_layers; ++layer) {
+    const kvc_tensor_config& k = configs[2 * layer];
+    const kvc_tensor_config& v = configs[2 * layer + 1];
     uint8_t* payload = p + kSectionHeaderSize;
     StoreLE16(static_cast<uint16_t>(layer), payload);
     StoreLE16(0, payload + 2);
-    WriteTensorConfig(configs[2 * layer], payload + 4);
-    WriteTensorConfig(configs[2 * layer + 1], payload + 4 + kTensorConfigWireSize);
-    SealSection(kSectionLayerConfig, kLayerConfigPayload, p);
-    p += SectionSize(kLayerConfigPayload);
+    WriteTensorConfig(k, payload + 4);
+    WriteTensorConfig(v, payload + 4 + TensorConfigWireSize(k));
+    SealSection(kSectionLayerConfig, LayerConfigPayload(k, v), p);
+    p += SectionSize(LayerConfigPayload(k, v));
   }
-
-  const std::vector<BlockHeader> plan = PlanBlocks(desc, configs, block_tokens);
-  std::vector<uint8_t*> starts;
-  std::vector<const TensorCodec*> codecs;
-  CodecCache cache(desc.head_dim);
-  for (const BlockHeader& h : plan) {
-    size_t payload;
-    KVC_RETURN_IF_ERROR(BlockPayloadSize(h, &payload));
-    starts.push_back(p);
-    codecs.push_back(cache.Get(h.config));
-    p += SectionSize(payload);
+  for (const auto& payload : payloads) {
+    std::copy(payload.begin(), payload.end(), p + kSectionHeaderSize);
+    SealSection(kSectionBlock, payload.size(), p);
+    p += SectionSize(payload.size());
   }
-  KVC_RETURN_IF_ERROR(ParallelFor(plan.size(), threads, [&](size_t i) {
-    const BlockHeader& h = plan[i];
-    const TensorView& cache_view = h.kind == KVC_KIND_KEYS ? key_view : value_view;
-    KVC_RETURN_IF_ERROR(EncodeBlockPayload(*codecs[i], h, BlockView(cache_view, h),
-                                           starts[i] + kSectionHeaderSize));
-    size_t payload;
-    KVC_RETURN_IF_ERROR(BlockPayloadSize(h, &payload));
-    SealSection(kSectionBlock, payload, starts[i]);
-    return OkStatus();
-  }));
-
-  StoreLE32(static_cast<uint32_t>(desc.num_layers + plan.size()),
-            p + kSectionHeaderSize);
+  StoreLE32(static_cast<uint32_t>(desc.num_layers + plan.size()), p + kSectionHeaderSize);
   SealSection(kSectionEnd, kEndPayload, p);
   p += SectionSize(kEndPayload);
   *dst_size = static_cast<size_t>(p - dst);
-  if (*dst_size != size) {
-    return Status(KVC_ERR_INTERNAL, "stream size differs from its bound");
-  }
   return OkStatus();
 }
 
@@ -346,20 +359,27 @@ Status ReadStreamLayout(const uint8_t* data, size_t size, StreamLayout* layout) 
     };
     const uint32_t layers_seen = static_cast<uint32_t>(layout->keys_configs.size());
     if (s.type == kSectionLayerConfig) {
-      if (s.payload_size != kLayerConfigPayload) return corrupt("layer config size");
+      if (s.payload_size < 4) return corrupt("layer config size");
       const uint32_t layer = LoadLE16(s.payload);
       if (layer != layers_seen || layer >= d.num_layers || !layout->blocks.empty()) {
         return corrupt(StrFormat("layer config %u out of order", layer));
       }
       if (LoadLE16(s.payload + 2) != 0) return corrupt("layer config reserved bytes");
       kvc_tensor_config k, v;
-      KVC_RETURN_IF_ERROR(ReadTensorConfig(s.payload + 4, &k));
-      KVC_RETURN_IF_ERROR(ReadTensorConfig(s.payload + 4 + kTensorConfigWireSize, &v));
+      size_t k_size, v_size;
+      KVC_RETURN_IF_ERROR(ReadTensorConfig(s.payload + 4, s.payload_size - 4, &k, &k_size));
+      KVC_RETURN_IF_ERROR(ReadTensorConfig(s.payload + 4 + k_size,
+                                           s.payload_size - 4 - k_size, &v, &v_size));
+      if (4 + k_size + v_size != s.payload_size) return corrupt("layer config size");
+      for (const kvc_tensor_config* c : {&k, &v}) {
+        Status fits = ValidateForHeadDim(*c, d.head_dim, StrFormat("layer %u", layer));
+        if (!fits.ok()) return corrupt(fits.message());
+      }
       layout->keys_configs.push_back(k);
       layout->values_configs.push_back(v);
     } else if (s.type == kSectionBlock) {
       if (layers_seen != d.num_layers) return corrupt("block before all layer configs");
-      StreamLayout::Block b{BlockHeader{}, s.payload, s.total_size};
+      StreamLayout::Block b{BlockHeader{}, BlockLayout{}, s.payload, s.total_size, nullptr};
       Status header = ReadBlockHeader(s, &b.header);
       if (!header.ok()) {
         return Status(header.code(), StrFormat("at byte %zu: %s", offset,
@@ -376,7 +396,13 @@ Status ReadStreamLayout(const uint8_t* data, size_t size, StreamLayout* layout) 
       if (!SameTensorConfig(h.config, expected[h.layer])) {
         return corrupt(h.Name() + ": block config differs from its layer's");
       }
-      layout->blocks.push_back(b);
+      b.codec = layout->Codec(h.config);
+      Status block = ReadBlockLayout(*b.codec, h, s, &b.layout);
+      if (!block.ok()) {
+        return Status(block.code(), StrFormat("at byte %zu: %s", offset,
+                                              block.message().c_str()));
+      }
+      layout->blocks.push_back(std::move(b));
     } else if (s.type == kSectionEnd) {
       if (s.payload_size != kEndPayload || LoadLE32(s.payload) != sections) {
         return corrupt("End section does not match the sections before it");
@@ -412,17 +438,13 @@ Status DecodeStream(const uint8_t* data, size_t size, const kvc_tensor* keys,
   // Only now, with outputs as large as the header claims, walk the stream.
   KVC_RETURN_IF_ERROR(ReadStreamLayout(data, size, &layout));
   std::vector<const StreamLayout::Block*> work;
-  std::vector<const TensorCodec*> codecs;
-  CodecCache cache(layout.desc.head_dim);
   for (const StreamLayout::Block& b : layout.blocks) {
-    if ((b.header.kind == KVC_KIND_KEYS ? keys : values) == nullptr) continue;
-    work.push_back(&b);
-    codecs.push_back(cache.Get(b.header.config));
+    if ((b.header.kind == KVC_KIND_KEYS ? keys : values) != nullptr) work.push_back(&b);
   }
   return ParallelFor(work.size(), threads, [&](size_t i) {
-    const BlockHeader& h = work[i]->header;
-    return DecodeBlockPayload(*codecs[i], h, work[i]->payload,
-                              BlockView(views[h.kind], h));
+    const StreamLayout::Block& b = *work[i];
+    return DecodeBlockPayload(*b.codec, b.header, b.payload, b.layout,
+                              BlockView(views[b.header.kind], b.header));
   });
 }
 

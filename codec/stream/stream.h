@@ -5,6 +5,8 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <memory>
+#include <utility>
 #include <vector>
 
 #include "base/status.h"
@@ -20,14 +22,15 @@ kvc_cache_desc DefaultCacheDesc();
 // Validates a cache descriptor (INVALID_ARGUMENT).
 Status CheckCacheDesc(const kvc_cache_desc& desc);
 
-// Exact size of the stream EncodeStream writes.
-Status StreamSize(const CacheConfig& config, const kvc_cache_desc& desc,
-                  uint32_t block_tokens, size_t* size);
+// Most bytes EncodeStream can write.
+Status StreamBound(const CacheConfig& config, const kvc_cache_desc& desc,
+                   uint32_t block_tokens, size_t* size);
 
+// queries: optional sample, [layers, query_heads, tokens, head_dim].
 Status EncodeStream(const CacheConfig& config, const kvc_cache_desc& desc,
                     const kvc_tensor* keys, const kvc_tensor* values,
-                    uint32_t block_tokens, uint32_t threads, uint8_t* dst,
-                    size_t dst_capacity, size_t* dst_size);
+                    const kvc_tensor* queries, uint32_t block_tokens, uint32_t threads,
+                    uint8_t* dst, size_t dst_capacity, size_t* dst_size);
 
 // The result of walking a stream's structure: every section's checksum and
 // every header checked, nothing decoded.
@@ -37,10 +40,15 @@ struct StreamLayout {
   std::vector<kvc_tensor_config> keys_configs, values_configs;
   struct Block {
     BlockHeader header;
+    BlockLayout layout;
     const uint8_t* payload;
     size_t section_size;
+    const TensorCodec* codec;
   };
   std::vector<Block> blocks;
+  // One prepared codec per distinct tensor config (the QJL matrix is costly).
+  std::vector<std::pair<kvc_tensor_config, std::unique_ptr<TensorCodec>>> codecs;
+  const TensorCodec* Codec(const kvc_tensor_config& config);
 };
 
 // Header only (cheap): fills desc and versions.

@@ -133,10 +133,21 @@ typedef struct kvc_tensor {
 /* Tensor configs: one method and its parameters, for K or V of one layer    */
 
 typedef enum kvc_method {
-  KVC_METHOD_RAW = 1,     /* values stored as they are, in scalar_format */
-  KVC_METHOD_TQ_MSE = 2,  /* TurboQuant-MSE: norm + rotated Lloyd-Max indices */
-  KVC_METHOD_TQ_PROD = 3  /* TurboQuant-prod: (bits-1)-bit MSE + QJL signs */
+  KVC_METHOD_RAW = 1,        /* values stored as they are, in scalar_format */
+  KVC_METHOD_TQ_MSE = 2,     /* TurboQuant-MSE: norm + rotated Lloyd-Max indices */
+  KVC_METHOD_TQ_PROD = 3,    /* TurboQuant-prod: (bits-1)-bit MSE + QJL signs */
+  KVC_METHOD_TQ_OUTLIER = 4, /* TurboQuant-MSE with outlier channels at bits+1 */
+  KVC_METHOD_POLARQUANT = 5, /* recursive polar angles over groups of 16 */
+  KVC_METHOD_TURBOANGLE = 6, /* pair angles on a uniform n-bin codebook + radii */
+  KVC_METHOD_BLOCKGTQ = 7    /* RoPE-aware per-block bit allocation (keys) */
 } kvc_method;
+
+/* TurboAngle pair radii, relative to the vector norm. */
+typedef enum kvc_radius_format {
+  KVC_RADIUS_EXACT = 0,  /* f32 radii: for measuring angle error alone */
+  KVC_RADIUS_LINEAR8 = 1, /* 8-bit linear on [0, 4] x rms radius */
+  KVC_RADIUS_LOG4 = 2     /* 4-bit log-spaced levels */
+} kvc_radius_format;
 
 typedef enum kvc_rotation {
   KVC_ROTATION_NONE = 0,
@@ -149,11 +160,23 @@ typedef enum kvc_rotation {
 typedef struct kvc_tensor_config {
   uint32_t struct_size;   /* sizeof(kvc_tensor_config), set by _init */
   uint32_t method;        /* kvc_method */
-  uint32_t bits;          /* bits per coordinate, incl. the QJL bit for TQ_PROD */
+  uint32_t bits;          /* bits per coordinate (TQ_PROD: incl. the QJL bit;
+                             TQ_OUTLIER: of the ordinary channels; BLOCKGTQ:
+                             the average over the head) */
   uint32_t scalar_format; /* kvc_dtype of stored norms (RAW: of the values) */
   uint32_t flags;         /* KVC_CONFIG_* */
   uint32_t rotation;      /* kvc_rotation */
   uint64_t seed;          /* seeds every random choice (FORMAT.md, "PRNG") */
+  /* Method parameters; 0 where a method does not use them. */
+  uint32_t outlier_sixteenths; /* TQ_OUTLIER: channels at bits+1, in 16ths of
+                                  head_dim (8: half, giving bits + 0.5) */
+  uint32_t angle_bins;         /* TURBOANGLE: n, 2..4096 */
+  uint32_t radius_format;      /* TURBOANGLE: kvc_radius_format */
+  uint32_t level_bits;         /* POLARQUANT: bits of levels 1-4, one hex digit
+                                  each, level 1 first: 0x4222 */
+  uint32_t min_bits;           /* BLOCKGTQ: fewest bits of a RoPE block, 0 or 1 */
+  uint32_t rope_pairing;       /* BLOCKGTQ: kvc_rope_layout of the RoPE pairs;
+                                  0: the cache's (split-half if unknown) */
 } kvc_tensor_config;
 
 /* Defaults: tq-mse-b4, f16 norms, Hadamard rotation, the default seed. */
@@ -206,8 +229,9 @@ KVC_API void kvc_config_destroy(kvc_config* config);
 /* ------------------------------------------------------------------------ */
 /* Blocks                                                                    */
 
-/* Exact size in bytes of a standalone block, or 0 if the arguments are
- * invalid. Usable to size `dst` for kvc_encode_block. */
+/* Most bytes a standalone block of this shape can take (methods with
+ * per-head side information use less), or 0 if the arguments are invalid.
+ * Usable to size `dst` for kvc_encode_block. */
 KVC_API size_t kvc_block_bound(const kvc_tensor_config* config,
                                uint32_t head_count, uint32_t token_count,
                                uint32_t head_dim);
@@ -281,6 +305,10 @@ typedef struct kvc_encode_options {
   uint32_t struct_size;  /* sizeof(kvc_encode_options) */
   uint32_t threads;      /* 0: one per core */
   uint32_t block_tokens; /* tokens per block; 0: all tokens in one block */
+  /* Optional sample of post-RoPE queries, [num_layers, query_heads, tokens,
+   * head_dim] with query_heads a multiple of num_kv_heads (GQA), or NULL.
+   * Block-GTQ adds their energy to the keys' when it allocates bits. */
+  const kvc_tensor* queries;
 } kvc_encode_options;
 
 KVC_API void kvc_encode_options_init(kvc_encode_options* options);
@@ -292,8 +320,9 @@ typedef struct kvc_decode_options {
 
 KVC_API void kvc_decode_options_init(kvc_decode_options* options);
 
-/* Exact size of the stream kvc_encode_stream writes, or 0 if the arguments
- * are invalid. options may be NULL (defaults). */
+/* Most bytes kvc_encode_stream can write for this cache (exact for methods
+ * without per-head side information), or 0 if the arguments are invalid.
+ * options may be NULL (defaults). */
 KVC_API size_t kvc_stream_bound(const kvc_config* config,
                                 const kvc_cache_desc* desc,
                                 const kvc_encode_options* options);
@@ -320,7 +349,6 @@ typedef struct kvc_stream_info {
   uint32_t rope_layout;
   uint32_t position_offset;
   float rope_base;
-  uint32_t num_blocks;
 } kvc_stream_info;
 
 KVC_API void kvc_stream_info_init(kvc_stream_info* info);
@@ -341,9 +369,10 @@ KVC_API kvc_status kvc_get_stream_layer(const void* src, size_t src_size,
                                         kvc_diagnostics* diag);
 
 /* Decodes a whole stream. keys and values: [num_layers, num_kv_heads,
- * num_tokens, head_dim] outputs of any dtype; either may be NULL to skip it.
- * The whole stream is validated (every checksum, every block present once)
- * before KVC_OK is returned. options may be NULL. */
+ * num_tokens, head_dim] outputs of any dtype; either may be NULL to skip it
+ * (its blocks' checksums and structure are still checked, their values are
+ * not decoded). KVC_OK means every checksum matched, every block was present
+ * once and every requested value was decoded. options may be NULL. */
 KVC_API kvc_status kvc_decode_stream(const void* src, size_t src_size,
                                      const kvc_decode_options* options,
                                      const kvc_tensor* keys,

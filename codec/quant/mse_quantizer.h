@@ -1,0 +1,59 @@
+// TurboQuant-MSE on one (sub)vector: rotate, store the norm, quantize each
+// coordinate on the Lloyd-Max codebook scaled by sqrt(dim) / norm. Used whole
+// by tq-mse and tq-prod, and on channel groups by the outlier split and
+// Block-GTQ.
+#ifndef KVCODEC_CODEC_QUANT_MSE_QUANTIZER_H_
+#define KVCODEC_CODEC_QUANT_MSE_QUANTIZER_H_
+
+#include <cstddef>
+#include <cstdint>
+#include <vector>
+
+#include "base/status.h"
+#include "quant/codebooks.h"
+#include "quant/rotation.h"
+
+namespace kvc {
+
+class MseQuantizer {
+ public:
+  // dim >= 2; bits 1..8; rotation: kvc_rotation; format: scalar format of the
+  // norm.
+  MseQuantizer(uint32_t dim, int bits, uint32_t rotation, uint64_t seed,
+               bool norm_correction, uint32_t format);
+
+  uint32_t dim() const { return dim_; }
+  size_t norm_bytes() const;
+  size_t index_bytes() const { return (size_t{dim_} * bits_ + 7) / 8; }
+  const Rotation& rotation() const { return rotation_; }
+
+  // Rotates x (finite) into y (dim floats), writes the norm and the packed
+  // indices. INVALID_VALUE if the norm overflows its format.
+  Status Encode(const float* x, float* y, uint8_t* norm, uint8_t* indices) const;
+  // The reconstruction in the rotated domain: centroid * gain per coordinate.
+  // CORRUPT if the stored norm is invalid or padding bits are set.
+  Status DecodeRotated(const uint8_t* norm, const uint8_t* indices, float* y) const;
+  // DecodeRotated then the inverse rotation.
+  Status Decode(const uint8_t* norm, const uint8_t* indices, float* x) const;
+  // <rotated_query, reconstruction> without materialising it.
+  Status Dot(const uint8_t* norm, const uint8_t* indices, const float* rotated_query,
+             float* dot) const;
+
+ private:
+  // Scale from codebook units to the vector's (FORMAT.md, TurboQuant-MSE).
+  float Gain(const uint8_t* idx, float norm) const;
+  Status Unpack(const uint8_t* norm_record, const uint8_t* indices, float* norm,
+                uint8_t* idx) const;
+
+  uint32_t dim_;
+  int bits_;
+  bool norm_correction_;
+  uint32_t format_;
+  const Codebook& book_;
+  Rotation rotation_;
+  float sqrt_dim_;
+};
+
+}  // namespace kvc
+
+#endif  // KVCODEC_CODEC_QUANT_MSE_QUANTIZER_H_

@@ -1,0 +1,135 @@
+// TurboQuant with outlier channels (methods.md §1.5): per head, the
+// outlier_sixteenths/16 channels of highest energy over the block (listed in
+// the head record as a channel bitmask) are quantized with bits+1, the rest
+// with bits, each part by its own TurboQuant-MSE instance. Half the channels
+// at one more bit gives bits + 0.5 per coordinate ("tq-mse-b2.5").
+#include <algorithm>
+#include <numeric>
+
+#include "base/prng.h"
+#include "config/tensor_config.h"
+#include "quant/mse_quantizer.h"
+#include "quant/tensor_codec.h"
+#include "quant/vector_math.h"
+
+namespace kvc {
+namespace {
+
+constexpr uint64_t kTagOutliers = 0x4F55544C49455253ull;  // "OUTLIERS"
+constexpr uint64_t kTagInliers = 0x494E4C4945525321ull;   // "INLIERS!"
+
+class OutlierCodec final : public TensorCodec {
+ public:
+  OutlierCodec(const kvc_tensor_config& c, uint32_t d)
+      : TensorCodec(d),
+        outliers_(d * c.outlier_sixteenths / 16),
+        high_(outliers_, static_cast<int>(c.bits + 1), c.rotation,
+              DeriveSeed(c.seed, kTagOutliers),
+              (c.flags & KVC_CONFIG_NORM_CORRECTION) != 0, c.scalar_format),
+        low_(d - outliers_, static_cast<int>(c.bits), c.rotation,
+             DeriveSeed(c.seed, kTagInliers),
+             (c.flags & KVC_CONFIG_NORM_CORRECTION) != 0, c.scalar_format) {}
+
+  size_t head_record_size() const override { return head_dim() / 8; }
+  size_t head_stats_size() const override { return head_dim(); }
+
+  void ObserveHead(const float* x, size_t count, double* energy) const override {
+    const size_t d = head_dim();
+    for (size_t n = 0; n < count; ++n) {
+      for (size_t j = 0; j < d; ++j) {
+        energy[j] += static_cast<double>(x[n * d + j]) * x[n * d + j];
+      }
+    }
+  }
+
+  // The channels of highest energy; ties go to the lower channel.
+  void FinishHead(const double* energy, uint8_t* mask) const override {
+    const size_t d = head_dim();
+    std::vector<uint32_t> order(d);
+    std::iota(order.begin(), order.end(), 0);
+    std::stable_sort(order.begin(), order.end(),
+                     [&](uint32_t a, uint32_t b) { return energy[a] > energy[b]; });
+    std::fill(mask, mask + d / 8, 0);
+    for (size_t i = 0; i < outliers_; ++i) {
+      mask[order[i] / 8] |= static_cast<uint8_t>(1u << (order[i] % 8));
+    }
+  }
+
+  Status CheckHeadRecord(const uint8_t* mask) const override {
+    size_t set = 0;
+    for (size_t i = 0; i < head_dim() / 8; ++i) set += __builtin_popcount(mask[i]);
+    if (set != outliers_) {
+      return Status(KVC_ERR_CORRUPT, StrFormat("outlier mask lists %zu channels, not %zu",
+                                               set, outliers_));
+    }
+    return OkStatus();
+  }
+
+  std::vector<size_t> SectionWidths(const uint8_t* record) const override {
+    std::vector<size_t> widths = ByteWidths(record);
+    for (size_t& w : widths) w *= 8;
+    return widths;
+  }
+
+  // Every record of this method is whole bytes.
+  std::vector<size_t> ByteWidths(const uint8_t*) const {
+    return {high_.norm_bytes(), high_.index_bytes(), low_.norm_bytes(), low_.index_bytes()};
+  }
+
+  Status Encode(const uint8_t* mask, const float* x, size_t count, uint8_t* const* sections,
+                size_t* bad_vector) const override {
+    const size_t d = head_dim();
+    const std::vector<size_t> w = ByteWidths(mask);
+    std::vector<float> high(outliers_), low(d - outliers_), work(d);
+    for (size_t n = 0; n < count; ++n) {
+      *bad_vector = n;
+      if (!AllFinite(x + n * d, d)) {
+        return Status(KVC_ERR_INVALID_VALUE, "vector has a non-finite value");
+      }
+      Split(mask, x + n * d, high.data(), low.data());
+      KVC_RETURN_IF_ERROR(high_.Encode(high.data(), work.data(), sections[0] + n * w[0],
+                                       sections[1] + n * w[1]));
+      KVC_RETURN_IF_ERROR(low_.Encode(low.data(), work.data(), sections[2] + n * w[2],
+                                      sections[3] + n * w[3]));
+    }
+    return OkStatus();
+  }
+
+  Status Decode(const uint8_t* mask, const uint8_t* const* sections, size_t count,
+                float* out, size_t* bad_vector) const override {
+    const size_t d = head_dim();
+    const std::vector<size_t> w = ByteWidths(mask);
+    std::vector<float> high(outliers_), low(d - outliers_);
+    for (size_t n = 0; n < count; ++n) {
+      *bad_vector = n;
+      KVC_RETURN_IF_ERROR(high_.Decode(sections[0] + n * w[0], sections[1] + n * w[1],
+                                       high.data()));
+      KVC_RETURN_IF_ERROR(low_.Decode(sections[2] + n * w[2], sections[3] + n * w[3],
+                                      low.data()));
+      Merge(mask, high.data(), low.data(), out + n * d);
+    }
+    return OkStatus();
+  }
+
+ private:
+  static bool IsOutlier(const uint8_t* mask, size_t j) {
+    return (mask[j / 8] >> (j % 8)) & 1;
+  }
+  void Split(const uint8_t* mask, const float* x, float* high, float* low) const {
+    for (size_t j = 0; j < head_dim(); ++j) *(IsOutlier(mask, j) ? high++ : low++) = x[j];
+  }
+  void Merge(const uint8_t* mask, const float* high, const float* low, float* x) const {
+    for (size_t j = 0; j < head_dim(); ++j) x[j] = IsOutlier(mask, j) ? *high++ : *low++;
+  }
+
+  size_t outliers_;
+  MseQuantizer high_, low_;
+};
+
+}  // namespace
+
+std::unique_ptr<TensorCodec> MakeOutlierCodec(const kvc_tensor_config& c, uint32_t d) {
+  return std::make_unique<OutlierCodec>(c, d);
+}
+
+}  // namespace kvc

@@ -1,0 +1,72 @@
+// RAW: values stored as they are, in the config's scalar format.
+#include <cmath>
+
+#include "config/tensor_config.h"
+#include "quant/scalars.h"
+#include "quant/tensor_codec.h"
+
+namespace kvc {
+namespace {
+
+class RawCodec final : public TensorCodec {
+ public:
+  RawCodec(uint32_t head_dim, uint32_t format)
+      : TensorCodec(head_dim), format_(format), bytes_(ScalarBytes(format)) {}
+
+  std::vector<size_t> SectionWidths(const uint8_t* record) const override {
+    std::vector<size_t> widths = ByteWidths(record);
+    for (size_t& w : widths) w *= 8;
+    return widths;
+  }
+
+  // Every record of this method is whole bytes.
+  std::vector<size_t> ByteWidths(const uint8_t*) const {
+    return {head_dim() * bytes_};
+  }
+
+  Status Encode(const uint8_t*, const float* x, size_t count, uint8_t* const* sections,
+                size_t* bad_vector) const override {
+    const size_t d = head_dim();
+    for (size_t n = 0; n < count; ++n) {
+      uint8_t* record = sections[0] + n * d * bytes_;
+      for (size_t j = 0; j < d; ++j) {
+        if (!std::isfinite(x[n * d + j]) ||
+            !StoreFiniteScalar(x[n * d + j], format_, record + j * bytes_)) {
+          *bad_vector = n;
+          return Status(KVC_ERR_INVALID_VALUE,
+                        StrFormat("value %g at dimension %zu cannot be stored",
+                                  static_cast<double>(x[n * d + j]), j));
+        }
+      }
+    }
+    return OkStatus();
+  }
+
+  Status Decode(const uint8_t*, const uint8_t* const* sections, size_t count, float* out,
+                size_t* bad_vector) const override {
+    const size_t d = head_dim();
+    for (size_t n = 0; n < count; ++n) {
+      const uint8_t* record = sections[0] + n * d * bytes_;
+      for (size_t j = 0; j < d; ++j) {
+        out[n * d + j] = LoadScalar(record + j * bytes_, format_);
+        if (!std::isfinite(out[n * d + j])) {
+          *bad_vector = n;
+          return Status(KVC_ERR_CORRUPT, "stored value is not finite");
+        }
+      }
+    }
+    return OkStatus();
+  }
+
+ private:
+  uint32_t format_;
+  size_t bytes_;
+};
+
+}  // namespace
+
+std::unique_ptr<TensorCodec> MakeRawCodec(const kvc_tensor_config& c, uint32_t d) {
+  return std::make_unique<RawCodec>(d, c.scalar_format);
+}
+
+}  // namespace kvc

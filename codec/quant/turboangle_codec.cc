@@ -1,0 +1,244 @@
+// TurboAngle (methods.md §4): a randomized Hadamard rotation makes each
+// consecutive pair (y_2i, y_2i+1) uniform on a circle; its angle goes on a
+// uniform codebook of n bins (any n in 2..4096: the d/2 bin indices of a
+// vector are packed as one base-n number, so a vector costs
+// ceil(d/2 * log2 n) bits, not d/2 * ceil(log2 n)), and its radius, relative
+// to the vector's rms pair radius, in 8-bit linear, 4-bit log-spaced or exact
+// f32 form.
+#include <algorithm>
+#include <cmath>
+
+#include "base/portable_math.h"
+#include "config/tensor_config.h"
+#include "quant/rotation.h"
+#include "quant/scalars.h"
+#include "quant/tensor_codec.h"
+#include "quant/vector_math.h"
+
+namespace kvc {
+namespace {
+
+// 4-bit log-spaced radius levels: 2.6 * 2^((k - 15) / 4), k = 0..15, and the
+// geometric midpoints between them (f32). Relative to the rms pair radius,
+// radii follow a Rayleigh law; these levels minimise its squared error among
+// quarter-octave grids.
+constexpr float kLog4Levels[16] = {
+    0.193246156f, 0.229809701f, 0.273291349f, 0.324999988f, 0.386492312f, 0.459619403f,
+    0.546582699f, 0.649999976f, 0.772984624f, 0.919238806f, 1.0931654f,   1.29999995f,
+    1.54596925f,  1.83847761f,  2.1863308f,   2.5999999f};
+constexpr float kLog4Thresholds[15] = {
+    0.210736424f, 0.250609249f, 0.298026323f, 0.354414999f, 0.421472847f,
+    0.501218498f, 0.596052647f, 0.708829999f, 0.842945695f, 1.002437f,
+    1.19210529f,  1.41766f,     1.68589139f,  2.00487399f,  2.38421059f};
+// 8-bit linear levels: q * 4 / 255 times the rms radius, q = 0..255.
+constexpr float kLinear8Range = 4.0f;
+
+// Unsigned integers of a few hundred bits, little-endian 32-bit limbs: the
+// base-n packing of a vector's angle bins.
+class BigNumber {
+ public:
+  void MultiplyAdd(uint32_t factor, uint32_t addend) {
+    uint64_t carry = addend;
+    for (uint32_t& limb : limbs_) {
+      const uint64_t v = uint64_t{limb} * factor + carry;
+      limb = static_cast<uint32_t>(v);
+      carry = v >> 32;
+    }
+    if (carry) limbs_.push_back(static_cast<uint32_t>(carry));
+  }
+  uint32_t DivideBy(uint32_t divisor) {  // returns the remainder
+    uint64_t remainder = 0;
+    for (size_t i = limbs_.size(); i-- > 0;) {
+      const uint64_t v = (remainder << 32) | limbs_[i];
+      limbs_[i] = static_cast<uint32_t>(v / divisor);
+      remainder = v % divisor;
+    }
+    return static_cast<uint32_t>(remainder);
+  }
+  size_t BitLength() const {
+    size_t bits = 32 * limbs_.size();
+    for (size_t i = limbs_.size(); i-- > 0; bits -= 32) {
+      if (limbs_[i]) return bits - static_cast<size_t>(__builtin_clz(limbs_[i]));
+    }
+    return 0;
+  }
+  bool IsZero() const { return BitLength() == 0; }
+  void Decrement() {  // of a non-zero number
+    for (uint32_t& limb : limbs_) {
+      if (limb-- != 0) return;
+    }
+  }
+  void Store(uint8_t* out, size_t bytes) const {
+    for (size_t i = 0; i < bytes; ++i) {
+      out[i] = i / 4 < limbs_.size() ? static_cast<uint8_t>(limbs_[i / 4] >> (8 * (i % 4))) : 0;
+    }
+  }
+  static BigNumber Load(const uint8_t* in, size_t bytes) {
+    BigNumber v;
+    v.limbs_.assign((bytes + 3) / 4, 0);
+    for (size_t i = 0; i < bytes; ++i) v.limbs_[i / 4] |= uint32_t{in[i]} << (8 * (i % 4));
+    return v;
+  }
+
+ private:
+  std::vector<uint32_t> limbs_;
+};
+
+class TurboAngleCodec final : public TensorCodec {
+ public:
+  TurboAngleCodec(const kvc_tensor_config& c, uint32_t d)
+      : TensorCodec(d),
+        format_(c.scalar_format),
+        radius_format_(c.radius_format),
+        norm_correction_((c.flags & KVC_CONFIG_NORM_CORRECTION) != 0),
+        bins_(c.angle_bins),
+        rotation_(c.rotation, d, c.seed),
+        rms_per_norm_(static_cast<float>(std::sqrt(2.0 / d))),
+        norm_per_rms_(static_cast<float>(std::sqrt(d / 2.0))) {
+    for (uint32_t k = 0; k < bins_; ++k) {
+      double s, co;
+      PortableSinCos((k + 0.5) * (2 * kPi) / bins_, &s, &co);
+      cos_.push_back(static_cast<float>(co));
+      sin_.push_back(static_cast<float>(s));
+    }
+    // The largest packed value, n^(d/2) - 1, sets the record's size.
+    BigNumber largest;
+    largest.MultiplyAdd(1, 1);
+    for (uint32_t i = 0; i < d / 2; ++i) largest.MultiplyAdd(bins_, 0);
+    largest.Decrement();
+    angle_bits_ = largest.BitLength();
+  }
+
+  // Bits: the norm, the base-n angle number (not rounded to bytes), radii.
+  std::vector<size_t> SectionWidths(const uint8_t*) const override {
+    const size_t pairs = head_dim() / 2;
+    const size_t radius_bits = radius_format_ == KVC_RADIUS_EXACT     ? 32
+                               : radius_format_ == KVC_RADIUS_LINEAR8 ? 8
+                                                                      : 4;
+    return {8 * ScalarBytes(format_), angle_bits_, pairs * radius_bits};
+  }
+
+  Status Encode(const uint8_t*, const float* x, size_t count, uint8_t* const* sections,
+                size_t* bad_vector) const override {
+    const size_t d = head_dim(), pairs = d / 2;
+    const std::vector<size_t> w = SectionWidths(nullptr);
+    std::vector<float> y(d);
+    std::vector<uint8_t> number((angle_bits_ + 7) / 8);
+    BitWriter angles(sections[1]);
+    for (size_t n = 0; n < count; ++n) {
+      *bad_vector = n;
+      if (!AllFinite(x + n * d, d)) {
+        return Status(KVC_ERR_INVALID_VALUE, "vector has a non-finite value");
+      }
+      std::copy(x + n * d, x + (n + 1) * d, y.begin());
+      rotation_.Forward(y.data());
+      const float sum_squares = SumOfSquares(y.data(), d);
+      uint8_t* norm_record = sections[0] + n * w[0] / 8;
+      if (!std::isfinite(sum_squares) ||
+          !StoreFiniteScalar(std::sqrt(sum_squares), format_, norm_record)) {
+        return Status(KVC_ERR_INVALID_VALUE, "vector norm exceeds the norm format's range");
+      }
+      // Radii are relative to the rms pair radius of the stored norm, as the
+      // decoder will see it.
+      const float norm = LoadScalar(norm_record, format_);
+      const float inverse_rms = norm > 0 ? norm_per_rms_ / norm : 0.0f;
+      uint8_t* radii = sections[2] + n * w[2] / 8;
+      BitWriter log4(radii);
+      BigNumber packed;
+      for (size_t i = pairs; i-- > 0;) {
+        packed.MultiplyAdd(bins_, AngleBin(y[2 * i], y[2 * i + 1], bins_));
+      }
+      packed.Store(number.data(), number.size());
+      for (size_t bit = 0; bit < angle_bits_; bit += 8) {
+        angles.Put(number[bit / 8], static_cast<int>(std::min<size_t>(8, angle_bits_ - bit)));
+      }
+      for (size_t i = 0; i < pairs; ++i) {
+        const float r = std::sqrt(y[2 * i] * y[2 * i] + y[2 * i + 1] * y[2 * i + 1]);
+        const float u = r * inverse_rms;
+        switch (radius_format_) {
+          case KVC_RADIUS_EXACT: StoreLE32(FloatBits(r), radii + 4 * i); break;
+          case KVC_RADIUS_LINEAR8: {
+            const float q = u * (255.0f / kLinear8Range) + 0.5f;
+            radii[i] = static_cast<uint8_t>(q >= 255.0f ? 255 : static_cast<uint32_t>(q));
+            break;
+          }
+          default: {
+            uint32_t q = 0;
+            while (q < 15 && u > kLog4Thresholds[q]) ++q;
+            log4.Put(q, 4);
+          }
+        }
+      }
+    }
+    return OkStatus();
+  }
+
+  Status Decode(const uint8_t*, const uint8_t* const* sections, size_t count, float* out,
+                size_t* bad_vector) const override {
+    const size_t d = head_dim(), pairs = d / 2;
+    const std::vector<size_t> w = SectionWidths(nullptr);
+    std::vector<uint8_t> number((angle_bits_ + 7) / 8);
+    BitReader angles(sections[1]);
+    for (size_t n = 0; n < count; ++n) {
+      *bad_vector = n;
+      float* y = out + n * d;
+      float norm;
+      if (!LoadNorm(sections[0] + n * w[0] / 8, format_, &norm)) {
+        return Status(KVC_ERR_CORRUPT, "stored norm is negative or not finite");
+      }
+      const float rms = norm * rms_per_norm_;
+      for (size_t bit = 0; bit < angle_bits_; bit += 8) {
+        number[bit / 8] = static_cast<uint8_t>(
+            angles.Get(static_cast<int>(std::min<size_t>(8, angle_bits_ - bit))));
+      }
+      BigNumber packed = BigNumber::Load(number.data(), number.size());
+      const uint8_t* radii = sections[2] + n * w[2] / 8;
+      BitReader log4(radii);
+      for (size_t i = 0; i < pairs; ++i) {
+        const uint32_t bin = packed.DivideBy(bins_);
+        float r;
+        switch (radius_format_) {
+          case KVC_RADIUS_EXACT:
+            if (!LoadNorm(radii + 4 * i, KVC_DTYPE_F32, &r)) {
+              return Status(KVC_ERR_CORRUPT, "stored radius is negative or not finite");
+            }
+            break;
+          case KVC_RADIUS_LINEAR8:
+            r = static_cast<float>(radii[i] * (kLinear8Range / 255.0)) * rms;
+            break;
+          default: r = kLog4Levels[log4.Get(4)] * rms;
+        }
+        y[2 * i] = r * cos_[bin];
+        y[2 * i + 1] = r * sin_[bin];
+      }
+      // What is left after d/2 digits must be 0: the value was < n^(d/2).
+      if (!packed.IsZero()) return Status(KVC_ERR_CORRUPT, "packed angles exceed n^(d/2)");
+      if (norm_correction_) {
+        const float length = std::sqrt(SumOfSquares(y, d));
+        const float gain = length > 0 ? norm / length : 0.0f;
+        for (size_t j = 0; j < d; ++j) y[j] = y[j] * gain;
+      }
+      rotation_.Inverse(y);
+    }
+    return OkStatus();
+  }
+
+ private:
+  uint32_t format_;
+  uint32_t radius_format_;
+  bool norm_correction_;
+  uint32_t bins_;
+  Rotation rotation_;
+  float rms_per_norm_;  // f32(sqrt(2 / d))
+  float norm_per_rms_;  // f32(sqrt(d / 2))
+  std::vector<float> cos_, sin_;
+  size_t angle_bits_ = 0;  // of n^(d/2) - 1: one vector's angle record
+};
+
+}  // namespace
+
+std::unique_ptr<TensorCodec> MakeTurboAngleCodec(const kvc_tensor_config& c, uint32_t d) {
+  return std::make_unique<TurboAngleCodec>(c, d);
+}
+
+}  // namespace kvc

@@ -1,0 +1,175 @@
+// TurboQuant (methods.md §1.1-1.2). MSE: a norm and the Lloyd-Max indices of
+// the rotated unit vector. Prod: the same at bits-1, then the 1-bit QJL
+// sketch sign(S r) of the residual r and its norm, all in the rotated domain.
+#include <cmath>
+
+#include "base/prng.h"
+#include "base/portable_math.h"
+#include "config/tensor_config.h"
+#include "quant/mse_quantizer.h"
+#include "quant/scalars.h"
+#include "quant/tensor_codec.h"
+#include "quant/vector_math.h"
+
+namespace kvc {
+namespace {
+
+class TurboQuantCodec final : public TensorCodec {
+ public:
+  TurboQuantCodec(const kvc_tensor_config& c, uint32_t head_dim)
+      : TensorCodec(head_dim),
+        format_(c.scalar_format),
+        prod_(c.method == KVC_METHOD_TQ_PROD),
+        mse_(head_dim, static_cast<int>(prod_ ? c.bits - 1 : c.bits), c.rotation,
+             c.seed, (c.flags & KVC_CONFIG_NORM_CORRECTION) != 0, c.scalar_format),
+        qjl_scale_(static_cast<float>(std::sqrt(kPi / 2) / head_dim)) {
+    if (prod_) {
+      GaussianSource gauss(DeriveSeed(c.seed, kTagQjl));
+      qjl_.resize(size_t{head_dim} * head_dim);
+      for (float& s : qjl_) s = static_cast<float>(gauss.Next());
+    }
+  }
+
+  std::vector<size_t> SectionWidths(const uint8_t* record) const override {
+    std::vector<size_t> widths = ByteWidths(record);
+    for (size_t& w : widths) w *= 8;
+    return widths;
+  }
+
+  // Every record of this method is whole bytes.
+  std::vector<size_t> ByteWidths(const uint8_t*) const {
+    if (!prod_) return {mse_.norm_bytes(), mse_.index_bytes()};
+    return {mse_.norm_bytes(), mse_.index_bytes(), mse_.norm_bytes(), head_dim() / 8u};
+  }
+
+  Status Encode(const uint8_t*, const float* x, size_t count, uint8_t* const* sections,
+                size_t* bad_vector) const override {
+    const size_t d = head_dim();
+    const std::vector<size_t> w = ByteWidths(nullptr);
+    std::vector<float> y(d), reconstruction(d), residual(d);
+    std::vector<uint8_t> signs(d);
+    for (size_t n = 0; n < count; ++n) {
+      *bad_vector = n;
+      if (!AllFinite(x + n * d, d)) {
+        return Status(KVC_ERR_INVALID_VALUE, "vector has a non-finite value");
+      }
+      uint8_t* norm = sections[0] + n * w[0];
+      uint8_t* indices = sections[1] + n * w[1];
+      KVC_RETURN_IF_ERROR(mse_.Encode(x + n * d, y.data(), norm, indices));
+      if (!prod_) continue;
+      // The residual against exactly what the decoder will reconstruct.
+      KVC_RETURN_IF_ERROR(mse_.DecodeRotated(norm, indices, reconstruction.data()));
+      for (size_t j = 0; j < d; ++j) residual[j] = y[j] - reconstruction[j];
+      const float gamma = std::sqrt(SumOfSquares(residual.data(), d));
+      if (!StoreFiniteScalar(gamma, format_, sections[2] + n * w[2])) {
+        return Status(KVC_ERR_INVALID_VALUE, "residual norm out of range");
+      }
+      for (size_t i = 0; i < d; ++i) {
+        const float* row = qjl_.data() + i * d;
+        float z = 0.0f;
+        for (size_t j = 0; j < d; ++j) z = z + row[j] * residual[j];
+        signs[i] = z < 0.0f ? 1 : 0;
+      }
+      PackBits(signs.data(), d, 1, sections[3] + n * w[3]);
+    }
+    return OkStatus();
+  }
+
+  Status Decode(const uint8_t*, const uint8_t* const* sections, size_t count, float* out,
+                size_t* bad_vector) const override {
+    const size_t d = head_dim();
+    const std::vector<size_t> w = ByteWidths(nullptr);
+    std::vector<float> correction(d);
+    for (size_t n = 0; n < count; ++n) {
+      *bad_vector = n;
+      float* y = out + n * d;
+      KVC_RETURN_IF_ERROR(mse_.DecodeRotated(sections[0] + n * w[0], sections[1] + n * w[1], y));
+      if (prod_) {
+        float gamma;
+        if (!LoadNorm(sections[2] + n * w[2], format_, &gamma)) {
+          return Status(KVC_ERR_CORRUPT, "stored residual norm is negative or not finite");
+        }
+        QjlTranspose(sections[3] + n * w[3], correction.data());
+        const float factor = qjl_scale_ * gamma;
+        for (size_t j = 0; j < d; ++j) y[j] = y[j] + correction[j] * factor;
+      }
+      mse_.rotation().Inverse(y);
+    }
+    return OkStatus();
+  }
+
+  Status Scores(const uint8_t*, const uint8_t* const* sections, size_t count,
+                const float* queries, size_t num_queries, float* scores,
+                size_t* bad_vector) const override {
+    const size_t d = head_dim();
+    const std::vector<size_t> w = ByteWidths(nullptr);
+    // Rotate each query once (and sketch it once for QJL), then every token
+    // costs a dot product with its centroids in the rotated domain.
+    std::vector<float> rotated(num_queries * d), sketched(num_queries * d);
+    for (size_t q = 0; q < num_queries; ++q) {
+      float* r = rotated.data() + q * d;
+      std::copy(queries + q * d, queries + (q + 1) * d, r);
+      mse_.rotation().Forward(r);
+      if (prod_) {
+        for (size_t i = 0; i < d; ++i) {
+          sketched[q * d + i] = DotProduct(qjl_.data() + i * d, r, d);
+        }
+      }
+    }
+    std::vector<uint8_t> signs(d);
+    std::vector<float> sign_values(d);
+    for (size_t n = 0; n < count; ++n) {
+      *bad_vector = n;
+      float gamma = 0.0f;
+      if (prod_) {
+        if (!LoadNorm(sections[2] + n * w[2], format_, &gamma)) {
+          return Status(KVC_ERR_CORRUPT, "stored residual norm is negative or not finite");
+        }
+        UnpackBits(sections[3] + n * w[3], d, 1, signs.data());
+        for (size_t i = 0; i < d; ++i) sign_values[i] = signs[i] ? -1.0f : 1.0f;
+      }
+      for (size_t q = 0; q < num_queries; ++q) {
+        float score;
+        KVC_RETURN_IF_ERROR(mse_.Dot(sections[0] + n * w[0], sections[1] + n * w[1],
+                                     &rotated[q * d], &score));
+        if (prod_) {
+          score += qjl_scale_ * gamma * DotProduct(sign_values.data(), &sketched[q * d], d);
+        }
+        scores[q * count + n] = score;
+      }
+    }
+    return OkStatus();
+  }
+
+ private:
+  // correction = S^T s for the stored signs s (+1/-1), summed over rows in
+  // ascending order.
+  void QjlTranspose(const uint8_t* packed, float* correction) const {
+    const size_t d = head_dim();
+    std::vector<uint8_t> signs(d);
+    UnpackBits(packed, d, 1, signs.data());
+    std::fill(correction, correction + d, 0.0f);
+    for (size_t i = 0; i < d; ++i) {
+      const float* row = qjl_.data() + i * d;
+      if (signs[i]) {
+        for (size_t j = 0; j < d; ++j) correction[j] = correction[j] - row[j];
+      } else {
+        for (size_t j = 0; j < d; ++j) correction[j] = correction[j] + row[j];
+      }
+    }
+  }
+
+  uint32_t format_;
+  bool prod_;
+  MseQuantizer mse_;
+  float qjl_scale_;         // f32(sqrt(pi/2) / d)
+  std::vector<float> qjl_;  // S, d x d row-major (prod only)
+};
+
+}  // namespace
+
+std::unique_ptr<TensorCodec> MakeTurboQuantCodec(const kvc_tensor_config& c, uint32_t d) {
+  return std::make_unique<TurboQuantCodec>(c, d);
+}
+
+}  // namespace kvc
