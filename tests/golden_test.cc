@@ -38,6 +38,15 @@ const Golden kGoldens[] = {
     {"tq-prod-b3-d112.kvc", "all kv=tq-prod-b3", 1, 1, 5, 112, 0},
     {"tq-prod-b4.kvc", "all kv=tq-prod-b4:nc", 1, 1, 4, 128, 0},
     {"mixed-raw.kvc", "all kv=tq-mse-b3\nfirst 1 k=raw-f16 v=raw-bf16\nlast 1 v=raw-f32", 3, 1, 3, 64, 2},
+    {"tq-outlier-b2.5.kvc", "all kv=tq-mse-b2.5", 1, 2, 5, 64, 0},
+    {"tq-outlier-b3.25-d96.kvc", "all k=tq-mse-b3.25 v=tq-mse-b2:out=8", 1, 1, 4, 96, 0},
+    {"polar-4222.kvc", "all kv=polar-4222", 1, 2, 4, 128, 0},
+    {"polar-4333-d80.kvc", "all kv=polar-4333:norm=bf16", 1, 1, 3, 80, 0},
+    {"angle-n128-n64.kvc", "all k=angle-n128 v=angle-n64:radius=log4", 2, 1, 3, 64, 0},
+    {"angle-n96-exact-nc.kvc", "all kv=angle-n96:radius=exact,nc", 1, 1, 3, 128, 0},
+    {"angle-n3-d112.kvc", "all k=angle-n3 v=angle-n4095:radius=log4", 1, 1, 9, 112, 4},
+    {"gtq-b3.kvc", "all k=gtq-b3 v=tq-mse-b3", 1, 2, 8, 128, 0},
+    {"gtq-b2-min0-interleaved.kvc", "all k=gtq-b2:min=0,pair=interleaved v=tq-mse-b2", 1, 1, 6, 64, 3},
 };
 
 std::string GoldenDir() { return KVC_TEST_GOLDEN_DIR; }
@@ -94,6 +103,7 @@ std::vector<uint8_t> EncodeGolden(const Golden& g) {
   REQUIRE(kvc_encode_stream(config, &desc, &k, &v, &options, out.data(), out.size(), &size,
                             nullptr) == KVC_OK);
   kvc_config_destroy(config);
+  out.resize(size);
   return out;
 }
 

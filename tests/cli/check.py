@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
 """Checks for the kvc CLI tests; standard library only (no numpy).
 
-JSON paths are dotted; '*' stands for every element of an array, so
-'layers.*.k_rel_mse' names the k_rel_mse of every layer.
+JSON paths are dotted; a number indexes an array and '*' stands for every
+element, so 'layers.*.k_rel_mse' names the k_rel_mse of every layer.
 
   check.py finite FILE PATH...            numbers, not NaN or infinite
   check.py below FILE PATH BOUND          numbers < BOUND
@@ -36,6 +36,8 @@ def lookup(value, path):
                 expanded.extend(v)
             elif isinstance(v, dict) and key in v:
                 expanded.append(v[key])
+            elif isinstance(v, list) and key.isdigit() and int(key) < len(v):
+                expanded.append(v[int(key)])
             else:
                 fail(f"{path}: no key {key!r}")
         values = expanded

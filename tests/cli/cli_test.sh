@@ -57,8 +57,11 @@ roundtrip() {
   check equal info.json layers.*.v_method "\"$preset\""
   check equal info.json rope_layout '"split-half"'
   check equal info.json rope_theta 10000
-  # The decoded file is itself a cache kvc can encode.
+  # The decoded file is itself a cache kvc can encode, RoPE metadata included.
   run encode b.safetensors -o c.kvc --preset "$preset"
+  run info c.kvc --json
+  check equal out.txt rope_layout '"split-half"'
+  check equal out.txt rope_theta 10000
 }
 
 case $case in
