@@ -156,3 +156,42 @@ TEST_CASE("decoding checks the output shape and the kind of input") {
   future[4] = 2;  // major version 2
   CHECK(Decode(future, future.size()) == KVC_ERR_UNSUPPORTED_VERSION);
 }
+
+TEST_CASE("block scores equal inner products with the decoded vectors") {
+  const size_t heads = 2, tokens = 40, dim = 128, per_head = 3;
+  std::vector<float> x = kvc_test::GaussianVectors(heads * tokens, dim, 9, false);
+  const std::vector<float> queries =
+      kvc_test::GaussianVectors(heads * per_head, dim, 10, false);
+  for (const char* method : {"raw-f32", "tq-mse-b3", "tq-mse-b4:nc", "tq-prod-b3",
+                             "tq-mse-b2.5", "polar-4222", "angle-n96", "gtq-b3"}) {
+    CAPTURE(method);
+    std::vector<float> copy = x;
+    const auto block =
+        kvc_test::EncodeBlock(kvc_test::MethodConfig(method), copy, heads, tokens, dim);
+    const auto decoded = kvc_test::DecodeBlock(block, heads, tokens, dim);
+    std::vector<float> scores(heads * per_head * tokens);
+    REQUIRE(kvc_block_scores(block.data(), block.size(), queries.data(), per_head,
+                             scores.data(), scores.size(), nullptr) == KVC_OK);
+    double worst = 0;
+    for (size_t h = 0; h < heads; ++h) {
+      for (size_t q = 0; q < per_head; ++q) {
+        for (size_t t = 0; t < tokens; ++t) {
+          double exact = 0, scale = 0;
+          for (size_t j = 0; j < dim; ++j) {
+            const double a = queries[(h * per_head + q) * dim + j];
+            const double b = decoded[(h * tokens + t) * dim + j];
+            exact += a * b;
+            scale += std::abs(a * b);
+          }
+          const double got = scores[(h * per_head + q) * tokens + t];
+          worst = std::max(worst, std::abs(got - exact) / scale);
+        }
+      }
+    }
+    CAPTURE(worst);
+    CHECK(worst < 1e-5);
+  }
+  std::vector<float> small(1);
+  CHECK(kvc_block_scores(x.data(), 4, queries.data(), 1, small.data(), 1, nullptr) ==
+        KVC_ERR_NOT_KVCODEC);
+}
