@@ -118,7 +118,7 @@ case $case in
     check equal out.txt num_tokens 64
     check equal out.txt head_dim 128
     check equal out.txt dtype '"F16"'
-    check finite out.txt bits_per_element bytes num_blocks layers.*.k_bytes layers.*.v_bytes
+    check finite out.txt bits_per_element bytes layers.*.k_bytes layers.*.v_bytes
     ;;
   presets)
     run presets --json
@@ -215,11 +215,15 @@ variant("gap.safetensors", lambda h: h.update({"layer1.x": h.pop("layer1.v")}))
 variant("ints.safetensors", lambda h: [t.update(dtype="I16") for t in h.values()])
 variant("rope.safetensors", lambda h: h.update(__metadata__={"rope_layout": "spiral"}))
 variant("none.safetensors", lambda h: h.update({"x" + n: h.pop(n) for n in list(h)}))
+variant("empty.safetensors",
+        lambda h: [t.update(shape=[0, 4, 128], data_offsets=[0, 0]) for t in h.values()])
 PY
     expect_error "gap.safetensors: tensor layer1.v missing" encode gap.safetensors -o a.kvc --preset raw-f16
     expect_error "ints.safetensors: tensor layer0.k has dtype I16" encode ints.safetensors -o a.kvc --preset raw-f16
     expect_error 'rope.safetensors: metadata rope_layout is "spiral"' encode rope.safetensors -o a.kvc --preset raw-f16
     expect_error "none.safetensors: no tensors layer0.k" eval none.safetensors --preset raw-f16 --json
+    expect_error "empty.safetensors: tensor layer0.k is not a [heads, tokens, head_dim] tensor" \
+      eval empty.safetensors --preset raw-f16 --json
     [[ ! -e a.kvc ]] || fail "a.kvc written by a failed run"
     ;;
   error_unknown_preset)

@@ -1,0 +1,292 @@
+// Every SIMD kernel against its scalar reference, on every Highway target
+// compiled in and supported here, and every preset's stream bytes and decoded
+// values identical to the lowest target's (HWY_SCALAR with GCC, EMU128 with
+// clang), which runs the reference loops.
+#include <doctest/doctest.h>
+
+#include <cmath>
+#include <cstring>
+#include <limits>
+#include <string>
+#include <vector>
+
+#include <hwy/targets.h>
+
+#include "base/half.h"
+#include "base/prng.h"
+#include "kvcodec/kvcodec.h"
+#include "quant/codebooks.h"
+#include "quant/rotation.h"
+#include "quant/vector_math.h"
+#include "simd/bitpack.h"
+#include "simd/convert_kernels.h"
+#include "simd/quantize_kernels.h"
+#include "simd/reduce_kernels.h"
+#include "test_util.h"
+
+namespace {
+
+uint32_t Bits(float f) {
+  uint32_t u;
+  std::memcpy(&u, &f, 4);
+  return u;
+}
+float FromBits(uint32_t u) {
+  float f;
+  std::memcpy(&f, &u, 4);
+  return f;
+}
+
+// Random floats over all magnitudes plus the edge cases.
+std::vector<float> NastyFloats(size_t n, uint64_t seed, bool finite_only) {
+  kvc::SplitMix64 rng(seed);
+  std::vector<float> v = {0.0f, -0.0f, 1.0f, -1.0f, 65504.0f, 65519.99f, 65520.0f,
+                          -65520.0f, 5.96046448e-8f, 2.98023224e-8f, 2.98023259e-8f,
+                          6.1035156e-5f, 6.1031e-5f, 1e-40f, -1e-45f,
+                          std::numeric_limits<float>::max(),
+                          std::numeric_limits<float>::min(), 3.0e38f, -3.0e38f};
+  if (!finite_only) {
+    v.push_back(std::numeric_limits<float>::infinity());
+    v.push_back(-std::numeric_limits<float>::infinity());
+    v.push_back(FromBits(0x7FC00000u));
+    v.push_back(FromBits(0xFF800001u));  // signalling NaN
+    v.push_back(FromBits(0x7FBFFFFFu));
+  }
+  while (v.size() < n) {
+    const uint64_t r = rng.Next();
+    float f;
+    switch (r % 4) {
+      case 0: f = FromBits(static_cast<uint32_t>(r >> 32)); break;  // any pattern
+      case 1: f = static_cast<float>(static_cast<int32_t>(r >> 40)) * 1e-3f; break;
+      case 2:  // around the f16 range and rounding boundaries
+        f = FromBits(0x33000000u + static_cast<uint32_t>((r >> 32) % 0x14800000u)) *
+            ((r >> 20) & 1 ? -1.0f : 1.0f);
+        break;
+      default: f = FromBits(static_cast<uint32_t>(r >> 32) & 0x807FFFFFu); break;  // tiny
+    }
+    if (finite_only && !std::isfinite(f)) f = 1.5f;
+    v.push_back(f);
+  }
+  v.resize(n);
+  return v;
+}
+
+void CheckConversions() {
+  // Every f16 and bf16 pattern.
+  std::vector<uint16_t> all(65536);
+  for (uint32_t i = 0; i < 65536; ++i) all[i] = static_cast<uint16_t>(i);
+  std::vector<float> f(65536);
+  kvc::simd::F16ToF32(all.data(), all.size(), f.data());
+  for (uint32_t i = 0; i < 65536; ++i) {
+    REQUIRE(Bits(f[i]) == Bits(kvc::F16ToF32(all[i])));
+  }
+  kvc::simd::BF16ToF32(all.data(), all.size(), f.data());
+  for (uint32_t i = 0; i < 65536; ++i) {
+    REQUIRE(Bits(f[i]) == Bits(kvc::BF16ToF32(all[i])));
+  }
+  // f32 -> 16 bits, rows of every length up to 40 and one long row.
+  const std::vector<float> in = NastyFloats(20000, 7, false);
+  std::vector<uint16_t> out(in.size());
+  kvc::simd::F32ToBF16(in.data(), in.size(), out.data());
+  for (size_t i = 0; i < in.size(); ++i) REQUIRE(out[i] == kvc::F32ToBF16(in[i]));
+  kvc::simd::F32ToF16(in.data(), in.size(), out.data());
+  for (size_t i = 0; i < in.size(); ++i) {
+    CAPTURE(Bits(in[i]));
+    REQUIRE(out[i] == kvc::F32ToF16(in[i]));
+  }
+  for (size_t start = 0; start + 40 < in.size(); start += 97) {
+    for (size_t n = 0; n <= 40; n += 3) {
+      bool ok = true;
+      for (size_t i = 0; i < n; ++i) ok = ok && (kvc::F32ToF16(in[start + i]) & 0x7FFF) != 0x7C00;
+      REQUIRE(kvc::simd::F32ToF16(&in[start], n, out.data()) == ok);
+      for (size_t i = 0; i < n; ++i) REQUIRE(out[i] == kvc::F32ToF16(in[start + i]));
+    }
+  }
+}
+
+void CheckReductions() {
+  const std::vector<float> a = NastyFloats(700, 11, false);
+  std::vector<float> g = kvc_test::GaussianVectors(1, 700, 5, false);
+  for (size_t n : {0, 1, 5, 8, 15, 16, 17, 31, 64, 80, 96, 112, 127, 128, 192, 333, 700}) {
+    CAPTURE(n);
+    // Gaussian data (reassociation would show) and nasty data (inf, NaN).
+    for (const float* x : std::vector<const float*>{g.data(), a.data()}) {
+      const float ref = kvc::DotProduct(x, g.data(), n);
+      const float got = kvc::simd::DotProduct(x, g.data(), n);
+      REQUIRE((Bits(ref) == Bits(got) || (std::isnan(ref) && std::isnan(got))));
+      const float ref2 = kvc::SumOfSquares(x, n);
+      const float got2 = kvc::simd::SumOfSquares(x, n);
+      REQUIRE((Bits(ref2) == Bits(got2) || (std::isnan(ref2) && std::isnan(got2))));
+      REQUIRE(kvc::simd::AllFinite(x, n) == kvc::AllFinite(x, n));
+    }
+  }
+  std::vector<float> b = g;
+  for (size_t pos : {0, 7, 8, 15, 16, 130}) {
+    b = g;
+    b[pos] = std::numeric_limits<float>::infinity();
+    REQUIRE(!kvc::simd::AllFinite(b.data(), 131));
+    b[pos] = std::nanf("");
+    REQUIRE(!kvc::simd::AllFinite(b.data(), 131));
+  }
+}
+
+void CheckRotation() {
+  for (uint32_t dim : {8u, 16u, 24u, 32u, 64u, 80u, 96u, 112u, 128u, 192u, 256u, 1024u, 2048u}) {
+    CAPTURE(dim);
+    const kvc::Rotation rot(KVC_ROTATION_HADAMARD, dim, 0x5EEDull + dim);
+    std::vector<float> x = kvc_test::GaussianVectors(4, dim, dim, false);
+    const std::vector<float> nasty = NastyFloats(dim, dim, true);
+    for (size_t j = 0; j < dim; ++j) x[3 * dim + j] = nasty[j] * 1e-30f;
+    for (size_t j = 0; j < dim; ++j) x[2 * dim + j] = j % 3 ? 0.0f : -0.0f;
+    for (size_t v = 0; v < 4; ++v) {
+      std::vector<float> ref(x.begin() + v * dim, x.begin() + (v + 1) * dim), got = ref;
+      rot.ForwardReference(ref.data());
+      rot.Forward(got.data());
+      for (size_t j = 0; j < dim; ++j) REQUIRE(Bits(ref[j]) == Bits(got[j]));
+      rot.InverseReference(ref.data());
+      rot.Inverse(got.data());
+      for (size_t j = 0; j < dim; ++j) REQUIRE(Bits(ref[j]) == Bits(got[j]));
+    }
+  }
+}
+
+void CheckQuantizers() {
+  const std::vector<float> y = kvc_test::GaussianVectors(1, 1000, 3, false);
+  std::vector<float> y2 = y;
+  y2[5] = std::nanf("");
+  y2[6] = 0.0f;
+  y2[7] = -0.0f;
+  for (int bits = 1; bits <= 8; ++bits) {
+    CAPTURE(bits);
+    const kvc::Codebook& book = kvc::GaussianCodebook(bits);
+    // Exact thresholds as inputs (ties go to the lower index).
+    for (int k = 0; k + 1 < book.size && k < 1000; ++k) y2[100 + k] = book.thresholds[k];
+    std::vector<uint8_t> idx(1000), packed(1000), unpacked(1000), ref_packed(1000);
+    for (size_t n : {8, 13, 64, 80, 128, 1000}) {
+      for (float scale : {1.0f, 0.37f, 11.3137085f}) {
+        kvc::simd::Quantize(book, y2.data(), n, scale, idx.data());
+        for (size_t j = 0; j < n; ++j) {
+          REQUIRE(idx[j] == kvc::QuantizeToCodebook(book, y2[j] * scale));
+        }
+        std::vector<float> ref(n), got(n);
+        kvc::simd::Dequantize(book, idx.data(), n, scale, got.data());
+        for (size_t j = 0; j < n; ++j) {
+          REQUIRE(Bits(got[j]) == Bits(book.centroids[idx[j]] * scale));
+        }
+        kvc::PackBits(idx.data(), n, bits, ref_packed.data());
+        kvc::simd::PackBits(idx.data(), n, bits, packed.data());
+        REQUIRE(std::memcmp(packed.data(), ref_packed.data(), (n * bits + 7) / 8) == 0);
+        kvc::simd::UnpackBits(packed.data(), n, bits, unpacked.data());
+        REQUIRE(std::memcmp(unpacked.data(), idx.data(), n) == 0);
+      }
+    }
+  }
+}
+
+struct PresetRun {
+  std::vector<uint8_t> bytes;
+  std::vector<float> keys, values;
+  std::vector<uint16_t> keys_f16;
+};
+
+PresetRun RunPreset(const char* preset, uint32_t dim) {
+  const uint32_t layers = 2, heads = 2, tokens = 11;
+  const size_t n = size_t{layers} * heads * tokens * dim;
+  std::vector<uint16_t> k16(n), v16(n);
+  const std::vector<float> k = kvc_test::GaussianVectors(n / dim, dim, 21, false);
+  const std::vector<float> v = kvc_test::GaussianVectors(n / dim, dim, 22, false);
+  for (size_t i = 0; i < n; ++i) {
+    k16[i] = kvc::F32ToF16(k[i] * ((i % dim) % 13 == 5 ? 6.0f : 1.5f));
+    v16[i] = kvc::F32ToF16(v[i]);
+  }
+  kvc_cache_desc desc;
+  kvc_cache_desc_init(&desc);
+  desc.num_layers = layers;
+  desc.num_kv_heads = heads;
+  desc.num_tokens = tokens;
+  desc.head_dim = dim;
+  desc.dtype = KVC_DTYPE_F16;
+  desc.rope_layout = KVC_ROPE_SPLIT_HALF;
+  desc.rope_base = 10000.0f;
+  kvc_config* config = nullptr;
+  REQUIRE(kvc_config_from_preset(preset, &config, nullptr) == KVC_OK);
+  kvc_encode_options options;
+  kvc_encode_options_init(&options);
+  options.threads = 1;
+  options.block_tokens = 8;
+  PresetRun run;
+  run.bytes.resize(kvc_stream_bound(config, &desc, &options));
+  const kvc_tensor kt = kvc_test::Tensor4(k16.data(), KVC_DTYPE_F16, layers, heads, tokens, dim);
+  const kvc_tensor vt = kvc_test::Tensor4(v16.data(), KVC_DTYPE_F16, layers, heads, tokens, dim);
+  size_t size = 0;
+  kvc_diagnostics diag;
+  const kvc_status s = kvc_encode_stream(config, &desc, &kt, &vt, &options, run.bytes.data(),
+                                         run.bytes.size(), &size, &diag);
+  kvc_config_destroy(config);
+  INFO(diag.message);
+  REQUIRE(s == KVC_OK);
+  run.bytes.resize(size);
+  run.keys.resize(n);
+  run.values.resize(n);
+  run.keys_f16.resize(n);
+  kvc_decode_options dopt;
+  kvc_decode_options_init(&dopt);
+  dopt.threads = 1;
+  const kvc_tensor ko = kvc_test::Tensor4(run.keys.data(), KVC_DTYPE_F32, layers, heads, tokens, dim);
+  const kvc_tensor vo = kvc_test::Tensor4(run.values.data(), KVC_DTYPE_F32, layers, heads, tokens, dim);
+  REQUIRE(kvc_decode_stream(run.bytes.data(), size, &dopt, &ko, &vo, &diag) == KVC_OK);
+  const kvc_tensor k16o =
+      kvc_test::Tensor4(run.keys_f16.data(), KVC_DTYPE_F16, layers, heads, tokens, dim);
+  REQUIRE(kvc_decode_stream(run.bytes.data(), size, &dopt, &k16o, nullptr, &diag) == KVC_OK);
+  return run;
+}
+
+std::vector<int64_t> Targets() {
+  std::vector<int64_t> targets = hwy::SupportedAndGeneratedTargets();
+  // Lowest (scalar or emulated) first: it is the reference for the streams.
+  return std::vector<int64_t>(targets.rbegin(), targets.rend());
+}
+
+}  // namespace
+
+TEST_CASE("SIMD kernels match the scalar reference on every target") {
+  for (int64_t target : Targets()) {
+    const std::string name = hwy::TargetName(target);
+    CAPTURE(name);
+    hwy::SetSupportedTargetsForTest(target);
+    REQUIRE(std::string(kvc_simd_target()) == name);
+    CheckConversions();
+    CheckReductions();
+    CheckRotation();
+    CheckQuantizers();
+  }
+  hwy::SetSupportedTargetsForTest(0);
+}
+
+TEST_CASE("Every preset encodes and decodes identically on every target") {
+  const std::vector<int64_t> targets = Targets();
+  for (uint32_t p = 0; p < kvc_preset_count(); ++p) {
+    const std::string preset = kvc_preset_name(p);
+    CAPTURE(preset);
+    for (uint32_t dim : {64u, 96u, 128u}) {
+      CAPTURE(dim);
+      PresetRun reference;
+      for (size_t t = 0; t < targets.size(); ++t) {
+        const std::string name = hwy::TargetName(targets[t]);
+        CAPTURE(name);
+        hwy::SetSupportedTargetsForTest(targets[t]);
+        PresetRun run = RunPreset(preset.c_str(), dim);
+        if (t == 0) {
+          reference = std::move(run);
+          continue;
+        }
+        REQUIRE(run.bytes == reference.bytes);
+        REQUIRE(std::memcmp(run.keys.data(), reference.keys.data(), run.keys.size() * 4) == 0);
+        REQUIRE(std::memcmp(run.values.data(), reference.values.data(),
+                            run.values.size() * 4) == 0);
+        REQUIRE(run.keys_f16 == reference.keys_f16);
+      }
+    }
+  }
+  hwy::SetSupportedTargetsForTest(0);
+}

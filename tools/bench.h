@@ -1,0 +1,21 @@
+// `kvc bench`: encode/decode throughput of presets against memcpy, a plain
+// int8 absmax quantizer and the HWY_SCALAR build of the same code.
+#ifndef KVCODEC_TOOLS_BENCH_H_
+#define KVCODEC_TOOLS_BENCH_H_
+
+namespace kvc_tools {
+
+// argv[0] is "bench" (or the program name); returns a process exit code.
+//   --preset NAME | --all   which presets (several --preset allowed)
+//   --dim D                 head_dim (128)
+//   --tokens N              tokens per layer (default: >= 256 MiB of f16 K+V)
+//   --heads H               KV heads (8)
+//   --threads T             encoder/decoder threads (1)
+//   --reps R                repetitions, the median is reported (5)
+//   --no-scalar             skip the HWY_SCALAR measurement
+//   --json                  one JSON object per preset (default: a table)
+int RunBench(int argc, char** argv);
+
+}  // namespace kvc_tools
+
+#endif  // KVCODEC_TOOLS_BENCH_H_
