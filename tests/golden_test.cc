@@ -15,6 +15,8 @@
 
 #include "base/endian.h"
 #include "base/half.h"
+#include "format/checksum.h"
+#include "format/section.h"
 #include "sha256.h"
 #include "test_util.h"
 
@@ -156,4 +158,140 @@ TEST_CASE("the SHA-256 used for goldens matches FIPS 180-4 test vectors") {
         "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
   CHECK(kvc_test::Sha256Hex(abc, 0) ==
         "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
+}
+
+// ---------------------------------------------------------------------------
+// Golden error files (tests/golden/errors/): malformed streams, each with the
+// status a decoder must report, written once from a valid stream by the
+// mutations below and frozen like the golden streams.
+
+namespace {
+
+struct ErrorGolden {
+  const char* file;
+  kvc_status status;  // of kvc_decode_stream into the base cache's shape
+};
+
+const ErrorGolden kErrorGoldens[] = {
+    {"bad-magic.kvc", KVC_ERR_NOT_KVCODEC},
+    {"truncated-header.kvc", KVC_ERR_TRUNCATED},
+    {"truncated-block.kvc", KVC_ERR_TRUNCATED},
+    {"header-checksum.kvc", KVC_ERR_CHECKSUM},
+    {"future-major-version.kvc", KVC_ERR_UNSUPPORTED_VERSION},
+    {"required-feature.kvc", KVC_ERR_UNSUPPORTED_FEATURE},
+    {"block-checksum.kvc", KVC_ERR_CHECKSUM},
+    {"unknown-method.kvc", KVC_ERR_UNSUPPORTED_FEATURE},
+    {"unknown-critical-section.kvc", KVC_ERR_UNSUPPORTED_FEATURE},
+    {"missing-block.kvc", KVC_ERR_CORRUPT},
+    {"duplicate-block.kvc", KVC_ERR_CORRUPT},
+    {"trailing-bytes.kvc", KVC_ERR_CORRUPT},
+    {"huge-dimensions.kvc", KVC_ERR_SHAPE_MISMATCH},
+    {"ancillary-section.kvc", KVC_OK},  // unknown but skippable: harmless
+};
+
+// The base: 1 layer, 1 head, 4 tokens, d 16, tq-mse-b2, blocks of 2 tokens.
+// Layout: header 40 | layer config 44 | block A | block B | end 16.
+const Golden kErrorBase = {"", "all kv=tq-mse-b2", 1, 1, 4, 16, 2};
+
+void Reseal(std::vector<uint8_t>* s, size_t offset) {
+  const size_t payload = kvc::LoadLE32(&(*s)[offset + 4]);
+  kvc::SealSection((*s)[offset], payload, &(*s)[offset]);
+}
+
+void ResealHeader(std::vector<uint8_t>* s) {
+  kvc::StoreLE32(kvc::Checksum32(s->data(), 36), &(*s)[36]);
+}
+
+std::vector<uint8_t> MakeErrorGolden(const std::string& name) {
+  std::vector<uint8_t> s = EncodeGolden(kErrorBase);
+  const size_t layer = 40, layer_size = 8 + 36 + 4;
+  const size_t block_a = layer + layer_size;
+  const size_t block_size = (s.size() - block_a - 16) / 4;  // K: A B, V: A B
+  const size_t end = s.size() - 16;
+  if (name == "bad-magic.kvc") s[0] = 'P';
+  if (name == "truncated-header.kvc") s.resize(20);
+  if (name == "truncated-block.kvc") s.resize(block_a + block_size / 2);
+  if (name == "header-checksum.kvc") s[20] ^= 0x04;
+  if (name == "future-major-version.kvc") {
+    s[4] = 2;
+    ResealHeader(&s);
+  }
+  if (name == "required-feature.kvc") {
+    s[8] = 1;
+    ResealHeader(&s);
+  }
+  if (name == "block-checksum.kvc") s[block_a + 40] ^= 0x10;
+  if (name == "unknown-method.kvc") {
+    s[layer + 8 + 4] = 99;  // K method of layer 0
+    Reseal(&s, layer);
+  }
+  if (name == "unknown-critical-section.kvc" || name == "ancillary-section.kvc") {
+    std::vector<uint8_t> section(8 + 3 + 4, 0);
+    section[0] = name == "ancillary-section.kvc" ? 0x81 : 0x05;
+    kvc::StoreLE32(3, &section[4]);
+    section[8] = 'k';
+    section[9] = 'v';
+    section[10] = 'c';
+    kvc::SealSection(section[0], 3, section.data());
+    s.insert(s.begin() + static_cast<long>(end), section.begin(), section.end());
+    kvc::StoreLE32(kvc::LoadLE32(&s[s.size() - 8]) + 1, &s[s.size() - 8]);  // Section_Count
+    Reseal(&s, s.size() - 16);
+  }
+  if (name == "missing-block.kvc" || name == "duplicate-block.kvc") {
+    const size_t block_b = block_a + block_size;
+    if (name == "missing-block.kvc") {
+      s.erase(s.begin() + static_cast<long>(block_b),
+              s.begin() + static_cast<long>(block_b + block_size));
+      kvc::StoreLE32(kvc::LoadLE32(&s[s.size() - 8]) - 1, &s[s.size() - 8]);
+      Reseal(&s, s.size() - 16);
+    } else {
+      std::copy(s.begin() + static_cast<long>(block_a), s.begin() + static_cast<long>(block_b),
+                s.begin() + static_cast<long>(block_b));
+    }
+  }
+  if (name == "trailing-bytes.kvc") s.push_back(0);
+  if (name == "huge-dimensions.kvc") {
+    kvc::StoreLE16(0xFFFF, &s[12]);      // layers
+    kvc::StoreLE16(0xFFFF, &s[14]);      // heads
+    kvc::StoreLE32(0xFFFFFFFF, &s[20]);  // tokens
+    ResealHeader(&s);
+  }
+  return s;
+}
+
+kvc_status DecodeIntoBase(const std::vector<uint8_t>& s, kvc_diagnostics* diag) {
+  const Golden& g = kErrorBase;
+  const size_t n = size_t{g.layers} * g.heads * g.tokens * g.dim;
+  std::vector<float> k(n), v(n);
+  const kvc_tensor kt = kvc_test::Tensor4(k.data(), KVC_DTYPE_F32, g.layers, g.heads, g.tokens, g.dim);
+  const kvc_tensor vt = kvc_test::Tensor4(v.data(), KVC_DTYPE_F32, g.layers, g.heads, g.tokens, g.dim);
+  return kvc_decode_stream(s.data(), s.size(), nullptr, &kt, &vt, diag);
+}
+
+}  // namespace
+
+TEST_CASE("golden error files give their status and a message") {
+  const bool write_missing = std::getenv("KVC_WRITE_MISSING_GOLDEN") != nullptr;
+  for (const ErrorGolden& e : kErrorGoldens) {
+    const std::string file = e.file;
+    CAPTURE(file);
+    const std::string path = GoldenDir() + "/errors/" + file;
+    std::vector<uint8_t> bytes = ReadFile(path);
+    if (bytes.empty() && write_missing) {
+      bytes = MakeErrorGolden(file);
+      std::ofstream(path, std::ios::binary)
+          .write(reinterpret_cast<const char*>(bytes.data()),
+                 static_cast<std::streamsize>(bytes.size()));
+    }
+    REQUIRE_MESSAGE(!bytes.empty(), "golden error file missing: " << path);
+    kvc_diagnostics diag;
+    const kvc_status status = DecodeIntoBase(bytes, &diag);
+    CHECK(status == e.status);
+    if (status != KVC_OK) CHECK(std::strlen(diag.message) > 0);
+  }
+  // The huge header is refused by the structure walk without allocating for
+  // its claimed 2^63 values.
+  const std::vector<uint8_t> huge = ReadFile(GoldenDir() + "/errors/huge-dimensions.kvc");
+  CHECK(kvc_get_stream_layer(huge.data(), huge.size(), 0, nullptr, nullptr, nullptr, nullptr,
+                             nullptr) == KVC_ERR_CORRUPT);
 }

@@ -5,6 +5,7 @@
 #include <cmath>
 #include <cstring>
 #include <map>
+#include <thread>
 #include <string>
 #include <vector>
 
@@ -293,4 +294,48 @@ TEST_CASE("structurally invalid streams are rejected as corrupt") {
   auto trailing = two_blocks;
   trailing.push_back(0);
   CHECK(Decode(trailing, trailing.size(), c, &k, &v, 1, &diag) != KVC_OK);
+}
+
+TEST_CASE("eight threads encoding and decoding at once match one thread") {
+  // The API is stateless: concurrent calls on shared read-only inputs must
+  // give exactly the single-threaded bytes and values.
+  Cache c = MakeCache(2, 2, 40, 128);
+  const char* presets[] = {"tq-mse-b4", "tq-prod-b3", "tq-2.5", "polarquant",
+                           "turboangle", "blockgtq-k3v3", "raw-f16", "tq-mse-b2"};
+  std::vector<std::vector<uint8_t>> expected;
+  for (const char* p : presets) expected.push_back(Encode(c, p, 1, 16));
+  std::vector<int> failures(8, 0);
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 8; ++t) {
+    threads.emplace_back([&, t] {
+      for (int round = 0; round < 3; ++round) {
+        const int i = (t + round) % 8;
+        kvc_config* config = nullptr;
+        kvc_config_from_preset(presets[i], &config, nullptr);
+        kvc_encode_options options;
+        kvc_encode_options_init(&options);
+        options.threads = 1;
+        options.block_tokens = 16;
+        std::vector<uint8_t> out(kvc_stream_bound(config, &c.desc, &options));
+        const kvc_tensor keys = c.KeysTensor(), values = c.ValuesTensor();
+        size_t size = 0;
+        if (kvc_encode_stream(config, &c.desc, &keys, &values, &options, out.data(),
+                              out.size(), &size, nullptr) != KVC_OK) {
+          ++failures[t];
+        }
+        kvc_config_destroy(config);
+        out.resize(size);
+        if (out != expected[i]) ++failures[t];
+        std::vector<float> k(c.keys.size()), v(c.values.size());
+        const kvc_tensor dk = kvc_test::Tensor4(k.data(), KVC_DTYPE_F32, 2, 2, 40, 128);
+        const kvc_tensor dv = kvc_test::Tensor4(v.data(), KVC_DTYPE_F32, 2, 2, 40, 128);
+        if (kvc_decode_stream(expected[i].data(), expected[i].size(), nullptr, &dk, &dv,
+                              nullptr) != KVC_OK) {
+          ++failures[t];
+        }
+      }
+    });
+  }
+  for (std::thread& t : threads) t.join();
+  for (int t = 0; t < 8; ++t) CHECK(failures[t] == 0);
 }
