@@ -297,6 +297,40 @@ Cache LoadCache(const SafetensorsFile& file) {
   return cache;
 }
 
+Queries LoadQueries(const SafetensorsFile& file, const Cache& cache) {
+  const kvc_cache_desc& desc = cache.desc;
+  const SafetensorsTensor* first = nullptr;
+  Queries queries;
+  for (uint32_t layer = 0; layer < desc.num_layers; ++layer) {
+    const std::string name = LayerTensorName(layer, "q");
+    const SafetensorsTensor* tensor = file.Find(name);
+    if (tensor == nullptr) throw Error(file.name() + ": tensor " + name + " missing (--queries)");
+    if (first == nullptr) {
+      first = tensor;
+      if ((tensor->dtype != "F16" && tensor->dtype != "BF16" && tensor->dtype != "F32") ||
+          tensor->shape.size() != 3 || tensor->shape[0] == 0 || tensor->shape[1] == 0 ||
+          tensor->shape[0] % desc.num_kv_heads != 0 || tensor->shape[1] > UINT32_MAX ||
+          tensor->shape[2] != desc.head_dim) {
+        throw Error(file.name() + ": tensor " + name +
+                    " is not [a multiple of the kv heads, tokens, head_dim] in F16, BF16 "
+                    "or F32");
+      }
+    } else if (tensor->dtype != first->dtype || tensor->shape != first->shape) {
+      throw Error(file.name() + ": tensor " + name + " differs in dtype or shape from " +
+                  first->name);
+    }
+    queries.data.insert(queries.data.end(), file.Data(*tensor),
+                        file.Data(*tensor) + (tensor->end - tensor->begin));
+  }
+  const uint32_t dtype = first->dtype == "F32"   ? KVC_DTYPE_F32
+                         : first->dtype == "F16" ? KVC_DTYPE_F16
+                                                 : KVC_DTYPE_BF16;
+  queries.tensor = MakeTensor(queries.data.data(), dtype,
+                              {desc.num_layers, first->shape[0], first->shape[1],
+                               desc.head_dim});
+  return queries;
+}
+
 std::vector<uint8_t> EncodeCache(const Cache& cache, const kvc_config* config,
                                  const kvc_encode_options& options,
                                  const std::string& name) {

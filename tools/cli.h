@@ -99,6 +99,16 @@ struct Cache {
 // of `file`. Other tensors are ignored. Throws Error("FILE: <problem>").
 Cache LoadCache(const SafetensorsFile& file);
 
+// The queries layer{L}.q of every layer of `cache`, contiguous
+// [layers, query_heads, tokens, head_dim] in their dtype: the sample that
+// Block-GTQ may use to allocate bits (kvc encode/eval --queries). Throws
+// Error("FILE: <problem>") if one is missing or does not fit the cache.
+struct Queries {
+  std::vector<uint8_t> data;
+  kvc_tensor tensor;
+};
+Queries LoadQueries(const SafetensorsFile& file, const Cache& cache);
+
 // Encodes a cache into a kvcodec stream. `name` names the input in errors.
 std::vector<uint8_t> EncodeCache(const Cache& cache, const kvc_config* config,
                                  const kvc_encode_options& options,

@@ -54,7 +54,8 @@ void EncodeCommand(const std::vector<std::string>& argv) {
                    {"--preset", true},
                    {"--config", true},
                    {"--threads", true},
-                   {"--block-tokens", true}});
+                   {"--block-tokens", true},
+                   {"--queries", false}});
   const std::string& input = args.Positional("input .safetensors file");
   const std::string& output = args.Get("-o");
   const LoadedConfig config = LoadConfig(args);
@@ -65,7 +66,13 @@ void EncodeCommand(const std::vector<std::string>& argv) {
   options.block_tokens =
       static_cast<uint32_t>(args.GetUint("--block-tokens", 0, 0, UINT32_MAX));
 
-  const Cache cache = LoadCache(SafetensorsFile::Read(input));
+  const SafetensorsFile safetensors = SafetensorsFile::Read(input);
+  const Cache cache = LoadCache(safetensors);
+  Queries queries;
+  if (args.Has("--queries")) {
+    queries = LoadQueries(safetensors, cache);
+    options.queries = &queries.tensor;
+  }
   const std::vector<uint8_t> stream =
       EncodeCache(cache, config.config.get(), options, input);
   AtomicFile file(output);
@@ -303,7 +310,7 @@ void PresetsCommand(const std::vector<std::string>& argv) {
 const Command kCommands[] = {
     {"encode",
      "kvc encode IN.safetensors -o OUT.kvc (--preset NAME | --config FILE)\n"
-     "           [--threads T] [--block-tokens N]\n"
+     "           [--threads T] [--block-tokens N] [--queries]\n"
      "  Encodes the tensors layer{L}.k and layer{L}.v ([heads, tokens,\n"
      "  head_dim], F16/BF16/F32) of IN. Metadata rope_layout (split-half or\n"
      "  interleaved) and rope_theta are recorded when present.\n",
@@ -322,7 +329,7 @@ const Command kCommands[] = {
      "  Lists the built-in presets with their bits per element.\n",
      PresetsCommand},
     {"eval",
-     "kvc eval IN.safetensors (--preset NAME | --config FILE) [--threads T]\n"
+     "kvc eval IN.safetensors (--preset NAME | --config FILE) [--threads T] [--queries]\n"
      "         --json\n"
      "  Encodes and decodes a cache; prints bits per element, K and V\n"
      "  relative MSE and, where every layer has layer{L}.q, the attention\n"

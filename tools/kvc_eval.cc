@@ -74,6 +74,13 @@ void EvalCache(const Args& args) {
   const Cache cache = LoadCache(file);
   const kvc_cache_desc& desc = cache.desc;
   const bool has_queries = HasQueries(file, desc);
+  // --queries lets Block-GTQ allocate bits with the dump's own queries (the
+  // same ones the attention metrics use, so it measures the best case).
+  Queries queries;
+  if (args.Has("--queries")) {
+    queries = LoadQueries(file, cache);
+    encode_options.queries = &queries.tensor;
+  }
 
   Clock::time_point start = Clock::now();
   const std::vector<uint8_t> stream =
@@ -188,6 +195,8 @@ void EvalSynthetic(const Args& args) {
   }
   if (args.Has("--threads"))
     args.Fail("--threads is not used with --synthetic");
+  if (args.Has("--queries"))
+    args.Fail("--queries is not used with --synthetic");
   if (!args.Has("--dim") || !args.Has("--count")) {
     args.Fail("--synthetic needs --dim D and --count N");
   }
@@ -314,7 +323,8 @@ void EvalCommand(const std::vector<std::string>& argv) {
                    {"--synthetic", true},
                    {"--dim", true},
                    {"--count", true},
-                   {"--seed", true}});
+                   {"--seed", true},
+                   {"--queries", false}});
   if (!args.Has("--json")) args.Fail("eval prints JSON only: add --json");
   if (args.Has("--synthetic")) {
     EvalSynthetic(args);
