@@ -92,8 +92,8 @@ Status ValidateTensorConfig(const kvc_tensor_config& c, const std::string& what)
                                  DtypeName(c.scalar_format),
                                  8 * ScalarBytes(c.scalar_format), c.bits));
       }
-      if (c.flags != 0 || c.rotation != KVC_ROTATION_NONE || c.seed != 0) {
-        return invalid("raw takes no rotation, no flags and no seed (seed 0)");
+      if (c.flags != 0 || c.rotation != KVC_ROTATION_NONE) {
+        return invalid("raw takes no rotation and no flags");
       }
       return OkStatus();
     case KVC_METHOD_TQ_MSE:
@@ -184,7 +184,8 @@ void WriteTensorConfig(const kvc_tensor_config& c, uint8_t* out) {
   out[5] = 0;  // Reserved
   const size_t params = TensorConfigWireSize(c) - kTensorConfigFixedSize;
   StoreLE16(static_cast<uint16_t>(params), out + 6);
-  StoreLE64(c.seed, out + 8);
+  // RAW uses no randomness: its seed is 0 on the wire, whatever the caller's.
+  StoreLE64(c.method == KVC_METHOD_RAW ? 0 : c.seed, out + 8);
   if (params == 0) return;
   uint8_t* p = out + kTensorConfigFixedSize;
   p[0] = p[1] = p[2] = p[3] = 0;
@@ -259,7 +260,7 @@ Status ReadTensorConfig(const uint8_t* in, size_t size, kvc_tensor_config* c,
       reserved_clear = (p[2] | p[3]) == 0 && c->rope_pairing != KVC_ROPE_UNKNOWN;
       break;
   }
-  if (!reserved_clear) {
+  if (!reserved_clear || (c->method == KVC_METHOD_RAW && c->seed != 0)) {
     return Status(KVC_ERR_CORRUPT, "tensor config: reserved parameter bytes not zero");
   }
   Status status = ValidateTensorConfig(*c, "tensor config");
@@ -461,9 +462,10 @@ std::string FormatMethodString(const kvc_tensor_config& c) {
 }
 
 bool SameTensorConfig(const kvc_tensor_config& a, const kvc_tensor_config& b) {
+  const bool seeded = a.method != KVC_METHOD_RAW;  // RAW ignores its seed
   return a.method == b.method && a.bits == b.bits &&
          a.scalar_format == b.scalar_format && a.flags == b.flags &&
-         a.rotation == b.rotation && a.seed == b.seed &&
+         a.rotation == b.rotation && (!seeded || a.seed == b.seed) &&
          a.outlier_sixteenths == b.outlier_sixteenths &&
          a.angle_bins == b.angle_bins && a.radius_format == b.radius_format &&
          a.level_bits == b.level_bits && a.min_bits == b.min_bits &&

@@ -273,9 +273,10 @@ KVC_API kvc_status kvc_decode_block(const void* src, size_t src_size,
                                     const kvc_tensor* output,
                                     kvc_diagnostics* diag);
 
-/* Inner products of queries with the block's decoded vectors, computed in the
- * codec's rotated domain without materialising them (for TQ_PROD this is the
- * unbiased estimator of TurboQuant). queries: f32, contiguous
+/* Inner products of queries with the block's decoded vectors. TQ_MSE and
+ * TQ_PROD compute them in the codec's rotated domain without materialising
+ * the vectors (for TQ_PROD this is TurboQuant's unbiased estimator); other
+ * methods decode a few vectors at a time. queries: f32, contiguous
  * [head_count][queries_per_head][head_dim] (GQA: several query heads per KV
  * head). scores: f32 [head_count][queries_per_head][token_count]. */
 KVC_API kvc_status kvc_block_scores(const void* src, size_t src_size,
