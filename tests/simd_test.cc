@@ -4,6 +4,7 @@
 // clang), which runs the reference loops.
 #include <doctest/doctest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <limits>
@@ -13,13 +14,16 @@
 #include <hwy/targets.h>
 
 #include "base/half.h"
+#include "base/portable_math.h"
 #include "base/prng.h"
 #include "kvcodec/kvcodec.h"
 #include "quant/codebooks.h"
 #include "quant/rotation.h"
 #include "quant/vector_math.h"
+#include "simd/angle_kernels.h"
 #include "simd/bitpack.h"
 #include "simd/convert_kernels.h"
+#include "simd/qjl_kernels.h"
 #include "simd/quantize_kernels.h"
 #include "simd/reduce_kernels.h"
 #include "test_util.h"
@@ -174,12 +178,94 @@ void CheckQuantizers() {
           REQUIRE(Bits(got[j]) == Bits(book.centroids[idx[j]] * scale));
         }
         kvc::PackBits(idx.data(), n, bits, ref_packed.data());
+        if (kvc::simd::QuantizePacked(book, y2.data(), n, scale, packed.data())) {
+          REQUIRE(std::memcmp(packed.data(), ref_packed.data(), (n * bits + 7) / 8) == 0);
+        }
         kvc::simd::PackBits(idx.data(), n, bits, packed.data());
         REQUIRE(std::memcmp(packed.data(), ref_packed.data(), (n * bits + 7) / 8) == 0);
         kvc::simd::UnpackBits(packed.data(), n, bits, unpacked.data());
         REQUIRE(std::memcmp(unpacked.data(), idx.data(), n) == 0);
       }
     }
+  }
+}
+
+void CheckAngles() {
+  std::vector<float> v = kvc_test::GaussianVectors(1, 2 * 300, 9, false);
+  // Axes, diagonals, zeros and signed zeros, tiny and huge values.
+  const float special[][2] = {{0.0f, 0.0f},   {-0.0f, 0.0f}, {0.0f, -0.0f}, {-0.0f, -0.0f},
+                              {1.0f, 0.0f},   {0.0f, 1.0f},  {-1.0f, 0.0f}, {0.0f, -1.0f},
+                              {1.0f, 1.0f},   {-1.0f, 1.0f}, {1.0f, -1.0f}, {-1.0f, -1.0f},
+                              {1e-38f, 3e-39f}, {3e38f, -1e38f}, {0.414213562f, 1.0f},
+                              {1.0f, 0.414213562f}};
+  for (size_t k = 0; k < sizeof(special) / sizeof(special[0]); ++k) {
+    v[2 * k] = special[k][0];
+    v[2 * k + 1] = special[k][1];
+  }
+  std::vector<uint32_t> bins(300);
+  std::vector<float> radii(300);
+  for (uint32_t n : {2u, 3u, 16u, 64u, 96u, 128u, 256u, 4095u, 4096u}) {
+    CAPTURE(n);
+    for (size_t pairs : {1, 7, 8, 64, 300}) {
+      kvc::simd::PairAngles(v.data(), pairs, n, bins.data(), radii.data());
+      for (size_t i = 0; i < pairs; ++i) {
+        const float x = v[2 * i], y = v[2 * i + 1];
+        REQUIRE(bins[i] == kvc::AngleBin(x, y, n));
+        if (std::isfinite(x * x + y * y)) REQUIRE(Bits(radii[i]) == Bits(std::sqrt(x * x + y * y)));
+      }
+    }
+  }
+}
+
+void CheckFolds() {
+  std::vector<float> r = kvc_test::GaussianVectors(1, 2 * 100, 23, false);
+  for (float& x : r) x = std::fabs(x);
+  r[0] = 0.0f;
+  r[1] = 0.0f;
+  r[2] = 0.0f;
+  r[5] = 0.0f;
+  r[6] = 1.0f;
+  r[7] = 1.0f;  // on the threshold tan = 1
+  const float tans[15] = {0.172088712f, 0.283914834f, 0.389105588f, 0.494493008f, 0.604216218f,
+                          0.722010076f, 0.852104843f, 1.0f,         1.17356455f,  1.38502216f,
+                          1.65503657f,  2.0222733f,   2.56999636f,  3.52218294f,  5.81095648f};
+  std::vector<uint32_t> bins(100);
+  std::vector<float> radii(100);
+  for (size_t count : {1, 3, 7, 15}) {
+    for (size_t pairs : {1, 5, 8, 16, 100}) {
+      kvc::simd::FoldPairs(r.data(), pairs, tans + (15 - count) / 2, count, bins.data(),
+                           radii.data());
+      for (size_t i = 0; i < pairs; ++i) {
+        const float e = r[2 * i], o = r[2 * i + 1];
+        uint32_t bin = 0;
+        for (size_t k = 0; k < count; ++k) bin += o > tans[(15 - count) / 2 + k] * e;
+        REQUIRE(bins[i] == bin);
+        REQUIRE(Bits(radii[i]) == Bits(std::sqrt(e * e + o * o)));
+      }
+    }
+  }
+}
+
+void CheckQjl() {
+  for (size_t d : {8, 24, 64, 96, 128}) {
+    CAPTURE(d);
+    const std::vector<float> s = kvc_test::GaussianVectors(d, d, 17, false);
+    std::vector<float> st(d * d);
+    for (size_t i = 0; i < d; ++i) {
+      for (size_t j = 0; j < d; ++j) st[j * d + i] = s[i * d + j];
+    }
+    std::vector<float> r = kvc_test::GaussianVectors(1, d, 18, false);
+    r[1] = 0.0f;
+    std::vector<uint8_t> signs(d);
+    kvc::simd::QjlSigns(st.data(), r.data(), d, signs.data());
+    for (size_t i = 0; i < d; ++i) {
+      float z = 0.0f;
+      for (size_t j = 0; j < d; ++j) z = z + s[i * d + j] * r[j];
+      REQUIRE(signs[i] == (z < 0.0f ? 1 : 0));
+    }
+    std::fill(r.begin(), r.end(), 0.0f);  // all-zero residual: z = +0, sign 0
+    kvc::simd::QjlSigns(st.data(), r.data(), d, signs.data());
+    for (size_t i = 0; i < d; ++i) REQUIRE(signs[i] == 0);
   }
 }
 
@@ -213,7 +299,7 @@ PresetRun RunPreset(const char* preset, uint32_t dim) {
   kvc_encode_options options;
   kvc_encode_options_init(&options);
   options.threads = 1;
-  options.block_tokens = 8;
+  options.block_tokens = 8;  // blocks of 8 and 3 tokens
   PresetRun run;
   run.bytes.resize(kvc_stream_bound(config, &desc, &options));
   const kvc_tensor kt = kvc_test::Tensor4(k16.data(), KVC_DTYPE_F16, layers, heads, tokens, dim);
@@ -259,6 +345,9 @@ TEST_CASE("SIMD kernels match the scalar reference on every target") {
     CheckReductions();
     CheckRotation();
     CheckQuantizers();
+    CheckAngles();
+    CheckFolds();
+    CheckQjl();
   }
   hwy::SetSupportedTargetsForTest(0);
 }

@@ -90,6 +90,7 @@ struct Options {
   std::vector<std::string> presets;
   uint32_t dim = 128, heads = 8, tokens = 0, threads = 1, reps = 5;
   bool json = false, scalar = true;
+  std::string target;  // empty: the best supported target
 };
 
 template <class F>
@@ -188,7 +189,8 @@ Result Measure(const kvc_config* config, const kvc_cache_desc& desc, const Optio
 int Usage() {
   std::fprintf(stderr,
                "usage: kvc bench (--preset NAME ... | --all) [--dim D] [--heads H] "
-               "[--tokens N] [--threads T] [--reps R] [--no-scalar] [--json]\n");
+               "[--tokens N] [--threads T] [--reps R] [--target NAME] [--no-scalar] "
+               "[--json]\n");
   return 2;
 }
 
@@ -212,6 +214,8 @@ int RunBench(int argc, char** argv) {
       for (uint32_t p = 0; p < kvc_preset_count(); ++p) o.presets.push_back(kvc_preset_name(p));
     } else if (a == "--json") {
       o.json = true;
+    } else if (a == "--target" && i + 1 < argc) {
+      o.target = argv[++i];
     } else if (a == "--no-scalar") {
       o.scalar = false;
     } else if ((a == "--dim" && value(&o.dim)) || (a == "--tokens" && value(&o.tokens)) ||
@@ -222,6 +226,19 @@ int RunBench(int argc, char** argv) {
     }
   }
   if (o.presets.empty()) return Usage();
+  // --target NAME measures that compiled target instead of the best one.
+  hwy::SetSupportedTargetsForTest(0);
+  const std::vector<int64_t> all_targets = hwy::SupportedAndGeneratedTargets();
+  int64_t forced = 0;
+  for (int64_t t : all_targets) {
+    if (o.target == hwy::TargetName(t)) forced = t;
+  }
+  if (!o.target.empty() && forced == 0) {
+    std::fprintf(stderr, "bench: target %s is not compiled in or not supported\n",
+                 o.target.c_str());
+    return 2;
+  }
+  hwy::SetSupportedTargetsForTest(forced);
   if (o.tokens == 0) {  // K + V of one layer >= 256 MiB of f16: beyond the LLC
     const uint64_t per_token = 2ull * o.heads * o.dim * 2;
     o.tokens = static_cast<uint32_t>(((256ull << 20) + per_token - 1) / per_token);
@@ -236,7 +253,7 @@ int RunBench(int argc, char** argv) {
   desc.rope_layout = KVC_ROPE_SPLIT_HALF;
   desc.rope_base = 10000.0f;
   const size_t n = size_t{o.heads} * o.tokens * o.dim;
-  std::vector<uint16_t> keys(n), values(n), out_keys(n), out_values(n), copy(n);
+  std::vector<uint16_t> keys(n), values(n), out_keys(n), out_values(n);
   FillCache(&keys, o.dim, 1);
   FillCache(&values, o.dim, 2);
   const double bytes = 2.0 * n * 2;
@@ -287,11 +304,11 @@ int RunBench(int argc, char** argv) {
     Result simd = Measure(config, desc, o, keys, values, out_keys, out_values, stream, o.reps);
     Result scalar;
     if (simd.ok && o.scalar) {
-      const std::vector<int64_t> targets = hwy::SupportedAndGeneratedTargets();
-      hwy::SetSupportedTargetsForTest(targets.back());  // HWY_SCALAR (GCC) / EMU128 (clang)
+      // The lowest compiled target: HWY_SCALAR (GCC) / EMU128 (clang).
+      hwy::SetSupportedTargetsForTest(all_targets.back());
       scalar = Measure(config, desc, o, keys, values, out_keys, out_values, stream,
                        std::max<uint32_t>(1, std::min<uint32_t>(o.reps, 3)));
-      hwy::SetSupportedTargetsForTest(0);
+      hwy::SetSupportedTargetsForTest(forced);
     }
     kvc_config_destroy(config);
     if (!simd.ok) {
@@ -320,6 +337,7 @@ int RunBench(int argc, char** argv) {
     }
     std::fflush(stdout);
   }
+  hwy::SetSupportedTargetsForTest(0);
   return exit_code;
 }
 

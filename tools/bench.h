@@ -12,6 +12,7 @@ namespace kvc_tools {
 //   --heads H               KV heads (8)
 //   --threads T             encoder/decoder threads (1)
 //   --reps R                repetitions, the median is reported (5)
+//   --target NAME           measure this Highway target (AVX2, SSE4, ...)
 //   --no-scalar             skip the HWY_SCALAR measurement
 //   --json                  one JSON object per preset (default: a table)
 int RunBench(int argc, char** argv);

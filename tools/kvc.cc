@@ -14,6 +14,7 @@
 #include <utility>
 #include <vector>
 
+#include "tools/bench.h"
 #include "tools/cli.h"
 #include "tools/error.h"
 #include "tools/file_util.h"
@@ -307,6 +308,17 @@ void PresetsCommand(const std::vector<std::string>& argv) {
   }
 }
 
+// kvc bench: tools/bench.cc parses its own options and reports its own
+// errors (exit status 2).
+void BenchCommand(const std::vector<std::string>& args) {
+  std::vector<std::string> words = {"bench"};
+  words.insert(words.end(), args.begin(), args.end());
+  std::vector<char*> argv;
+  for (std::string& word : words) argv.push_back(word.data());
+  const int status = kvc_tools::RunBench(static_cast<int>(argv.size()), argv.data());
+  if (status != 0) std::exit(status);
+}
+
 const Command kCommands[] = {
     {"encode",
      "kvc encode IN.safetensors -o OUT.kvc (--preset NAME | --config FILE)\n"
@@ -339,6 +351,13 @@ const Command kCommands[] = {
      "  Encodes N random unit vectors as one block with the config's layer-0\n"
      "  K method; prints MSE and inner-product estimator statistics.\n",
      EvalCommand},
+    {"bench",
+     "kvc bench (--preset NAME ... | --all) [--dim 128] [--heads 8] [--tokens N]\n"
+     "          [--threads T] [--reps 5] [--target NAME] [--no-scalar] [--json]\n"
+     "  Encode and decode throughput (GB/s of f16 input, medians) against\n"
+     "  memcpy on the same buffers, a Highway int8 absmax quantizer and the\n"
+     "  scalar target, over a working set larger than the last-level cache.\n",
+     BenchCommand},
 };
 
 void PrintHelp() {

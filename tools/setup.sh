@@ -25,6 +25,8 @@ kvc_install_packages() {
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
 }
 
+# Configures and builds $KVC_BUILD_DIR; extra arguments go to cmake (a later
+# -DCMAKE_BUILD_TYPE overrides the default Release).
 kvc_build() {
   cmake -S "$KVC_ROOT" -B "$KVC_BUILD_DIR" -G Ninja -DCMAKE_BUILD_TYPE=Release \
     -DKVC_WARNINGS_AS_ERRORS=ON "$@" >/dev/null

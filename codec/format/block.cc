@@ -5,6 +5,7 @@
 
 #include "base/endian.h"
 #include "config/tensor_config.h"
+#include "simd/reduce_kernels.h"
 
 namespace kvc {
 namespace {
@@ -178,6 +179,11 @@ Status EncodeBlockPayload(const TensorCodec& codec, const BlockHeader& h,
   const size_t d = h.head_dim;
   std::vector<float> rows(kChunkVectors * d);
   auto load = [&](const TensorView& view, uint32_t head, uint32_t t0, uint32_t count) {
+    if (view.strides[2] == 1 && view.strides[1] == static_cast<int64_t>(d)) {
+      // Consecutive rows: one conversion call for the whole chunk.
+      LoadRow(view.Row(head, t0), view.dtype, 1, size_t{count} * d, rows.data());
+      return;
+    }
     for (uint32_t i = 0; i < count; ++i) {
       LoadRow(view.Row(head, t0 + i), view.dtype, view.strides[2], d, &rows[i * d]);
     }
@@ -192,6 +198,12 @@ Status EncodeBlockPayload(const TensorCodec& codec, const BlockHeader& h,
       for (uint32_t t0 = 0; t0 < h.token_count; t0 += kChunkVectors) {
         const uint32_t count = std::min(kChunkVectors, h.token_count - t0);
         load(input, head, t0, count);
+        for (uint32_t i = 0; i < count * h.head_dim; ++i) {
+          if (!std::isfinite(rows[i])) {
+            return Status(KVC_ERR_INVALID_VALUE, Where(h, head, t0 + i / h.head_dim) +
+                                                     ": vector has a non-finite value");
+          }
+        }
         codec.ObserveHead(rows.data(), count, stats.data());
       }
       if (queries != nullptr) {
@@ -255,13 +267,20 @@ Status DecodeBlockPayload(const TensorCodec& codec, const BlockHeader& h,
                                    rows.data(), &bad);
       // Crafted norms within their format but beyond any encoder's reach
       // could overflow a decoded value: never hand back a non-finite one.
-      for (size_t i = 0; status.ok() && i < count * d; ++i) {
+      const bool finite = !status.ok() || simd::AllFinite(rows.data(), count * d);
+      for (size_t i = 0; !finite && status.ok() && i < count * d; ++i) {
         if (!std::isfinite(rows[i])) {
           bad = i / d;
           status = Status(KVC_ERR_CORRUPT, "decoded value is not finite");
         }
       }
-      for (uint32_t i = 0; status.ok() && i < count; ++i) {
+      // Consecutive rows: one conversion call for the chunk; on an overflow,
+      // row by row below to name the first one.
+      const bool whole = status.ok() && output.strides[2] == 1 &&
+                         output.strides[1] == static_cast<int64_t>(d) &&
+                         StoreRow(rows.data(), count * d, output.dtype, 1,
+                                  output.Row(head, t0)).ok();
+      for (uint32_t i = 0; !whole && status.ok() && i < count; ++i) {
         bad = i;
         status = StoreRow(&rows[i * d], d, output.dtype, output.strides[2],
                           output.Row(head, t0 + i));
@@ -287,6 +306,13 @@ Status ScoreBlockPayload(const TensorCodec& codec, const BlockHeader& h,
                                  queries + size_t{head} * queries_per_head * d,
                                  queries_per_head,
                                  scores + size_t{head} * queries_per_head * tokens, &bad);
+    // Crafted norms could overflow a score: never hand back a non-finite one.
+    for (size_t i = 0; status.ok() && i < size_t{queries_per_head} * tokens; ++i) {
+      if (!std::isfinite(scores[size_t{head} * queries_per_head * tokens + i])) {
+        bad = i % tokens;
+        status = Status(KVC_ERR_CORRUPT, "score is not finite");
+      }
+    }
     if (!status.ok()) {
       return Status(status.code(), Where(h, head, bad) + ": " + status.message());
     }

@@ -4,6 +4,7 @@
 #include <cstring>
 
 #include "base/half.h"
+#include "simd/convert_kernels.h"
 
 namespace kvc {
 
@@ -72,6 +73,15 @@ Status ImportTensor(const kvc_tensor* tensor, uint32_t ndim, const char* name,
 
 void LoadRow(const uint8_t* row, uint32_t dtype, int64_t stride, size_t n,
              float* out) {
+  if (stride == 1 && reinterpret_cast<uintptr_t>(row) % 2 == 0) {
+    switch (dtype) {
+      case KVC_DTYPE_F16:
+        return simd::F16ToF32(reinterpret_cast<const uint16_t*>(row), n, out);
+      case KVC_DTYPE_BF16:
+        return simd::BF16ToF32(reinterpret_cast<const uint16_t*>(row), n, out);
+      default: std::memcpy(out, row, n * 4); return;
+    }
+  }
   const int64_t step = stride * static_cast<int64_t>(DtypeBytes(dtype));
   for (size_t j = 0; j < n; ++j, row += step) {
     uint16_t h;
@@ -92,6 +102,18 @@ void LoadRow(const uint8_t* row, uint32_t dtype, int64_t stride, size_t n,
 
 Status StoreRow(const float* in, size_t n, uint32_t dtype, int64_t stride,
                 uint8_t* row) {
+  if (stride == 1 && reinterpret_cast<uintptr_t>(row) % 2 == 0) {
+    switch (dtype) {
+      case KVC_DTYPE_F16:
+        // On overflow, the reference loop below names the value.
+        if (simd::F32ToF16(in, n, reinterpret_cast<uint16_t*>(row))) return OkStatus();
+        break;
+      case KVC_DTYPE_BF16:
+        simd::F32ToBF16(in, n, reinterpret_cast<uint16_t*>(row));
+        return OkStatus();
+      default: std::memcpy(row, in, n * 4); return OkStatus();
+    }
+  }
   const int64_t step = stride * static_cast<int64_t>(DtypeBytes(dtype));
   for (size_t j = 0; j < n; ++j, row += step) {
     uint16_t h;

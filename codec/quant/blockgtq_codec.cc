@@ -8,9 +8,10 @@
 // as the paper). The allocation is the head record, 4 bits per block.
 //
 // Budget: a vector costs at most what tq-mse-b<bits> costs, d * bits index
-// bits and one norm, norms of every group included: the allocator tries every
-// group count G and keeps the best allocation that fits
-// 2 * sum(b_i) + G * norm_bits <= d * bits + norm_bits.
+// bits and one norm, norms of every group and its share of the head record
+// included: the allocator tries every group count G and keeps the best
+// allocation that fits 2 * sum(b_i) + G * norm_bits + shared <= d * bits +
+// norm_bits, shared = ceil((8 * record bytes + 16) / tokens).
 #include <algorithm>
 #include <cmath>
 
@@ -19,6 +20,7 @@
 #include "quant/mse_quantizer.h"
 #include "quant/tensor_codec.h"
 #include "quant/vector_math.h"
+#include "simd/reduce_kernels.h"
 
 namespace kvc {
 namespace {
@@ -52,11 +54,16 @@ class BlockGtqCodec final : public TensorCodec {
       score[i] = stats[i] / keys;
       if (queries > 0) score[i] = (score[i] + stats[blocks_ + i] / queries) / 2;
     }
+    // The head's record and the rounding of its two sections to bytes are
+    // paid for by its vectors too, so that a block never costs more than
+    // tq-mse-b<bits> would.
+    const int64_t shared_bits = static_cast<int64_t>(
+        std::ceil((8.0 * head_record_size() + 16.0) / std::max(keys, 1.0)));
     std::vector<uint32_t> best;
     double best_cost = 0;
     for (uint32_t groups = 1; groups <= kMaxBlockBits; ++groups) {
       const int64_t budget_bits = int64_t{head_dim()} * config_.bits + norm_bits_ -
-                                  int64_t{groups} * norm_bits_;
+                                  int64_t{groups} * norm_bits_ - shared_bits;
       if (budget_bits < static_cast<int64_t>(2 * config_.min_bits * blocks_)) break;
       const std::vector<uint32_t> bits = Allocate(score, static_cast<uint32_t>(budget_bits / 2));
       if (CountGroups(bits) > groups) continue;
@@ -67,6 +74,10 @@ class BlockGtqCodec final : public TensorCodec {
         best_cost = cost;
       }
     }
+    // Blocks too short to share a record's cost, or heads too narrow for
+    // any uneven allocation to fit: every block at the average, which is
+    // tq-mse-b<bits>'s budget exactly.
+    if (best.empty()) best.assign(blocks_, config_.bits);
     std::fill(record, record + blocks_ / 2, 0);
     for (size_t i = 0; i < blocks_; ++i) {
       record[i / 2] |= static_cast<uint8_t>(best[i] << (4 * (i % 2)));
@@ -89,42 +100,33 @@ class BlockGtqCodec final : public TensorCodec {
     return OkStatus();
   }
 
+  // Bits: the group norms, then every group's indices in one bit stream
+  // that runs on from vector to vector without padding.
   std::vector<size_t> SectionWidths(const uint8_t* record) const override {
-    std::vector<size_t> widths = ByteWidths(record);
-    for (size_t& w : widths) w *= 8;
-    return widths;
-  }
-
-  // Every record of this method is whole bytes.
-  std::vector<size_t> ByteWidths(const uint8_t* record) const {
     const std::vector<uint32_t> bits = Bits(record);
     size_t index_bits = 0;
     for (uint32_t b : bits) index_bits += 2 * b;
-    return {CountGroups(bits) * ScalarBytes(config_.scalar_format), (index_bits + 7) / 8};
+    return {CountGroups(bits) * 8 * ScalarBytes(config_.scalar_format), index_bits};
   }
 
   size_t MaxBitsPerVector() const override {
-    // At most d * bits + norm_bits bits in all, and the index record's
-    // rounding up to a byte.
-    return size_t{head_dim()} * config_.bits + norm_bits_ + 7;
+    return size_t{head_dim()} * config_.bits + norm_bits_;
   }
 
   Status Encode(const uint8_t* record, const float* x, size_t count,
                 uint8_t* const* sections, size_t* bad_vector) const override {
     const Groups groups = MakeGroups(record);
-    const std::vector<size_t> w = ByteWidths(record);
+    const size_t norm_bytes = SectionWidths(record)[0] / 8;
     const size_t d = head_dim();
     std::vector<float> part(d), work(d);
     std::vector<uint8_t> indices(d);
+    BitWriter writer(sections[1]);
     for (size_t n = 0; n < count; ++n) {
       *bad_vector = n;
-      if (!AllFinite(x + n * d, d)) {
+      if (!simd::AllFinite(x + n * d, d)) {
         return Status(KVC_ERR_INVALID_VALUE, "vector has a non-finite value");
       }
-      uint8_t* norms = sections[0] + n * w[0];
-      uint8_t* packed = sections[1] + n * w[1];
-      std::fill(packed, packed + w[1], 0);
-      BitWriter writer(packed);
+      uint8_t* norms = sections[0] + n * norm_bytes;
       for (size_t g = 0; g < groups.quantizers.size(); ++g) {
         const MseQuantizer& q = *groups.quantizers[g];
         const std::vector<uint32_t>& dims = groups.dims[g];
@@ -145,16 +147,16 @@ class BlockGtqCodec final : public TensorCodec {
   Status Decode(const uint8_t* record, const uint8_t* const* sections, size_t count,
                 float* out, size_t* bad_vector) const override {
     const Groups groups = MakeGroups(record);
-    const std::vector<size_t> w = ByteWidths(record);
+    const size_t norm_bytes = SectionWidths(record)[0] / 8;
     const size_t d = head_dim();
     std::vector<float> part(d);
     std::vector<uint8_t> indices(d);
+    BitReader reader(sections[1]);
     for (size_t n = 0; n < count; ++n) {
       *bad_vector = n;
       float* y = out + n * d;
       std::fill(y, y + d, 0.0f);  // blocks given 0 bits decode to 0
-      const uint8_t* norms = sections[0] + n * w[0];
-      BitReader reader(sections[1] + n * w[1]);
+      const uint8_t* norms = sections[0] + n * norm_bytes;
       for (size_t g = 0; g < groups.quantizers.size(); ++g) {
         const MseQuantizer& q = *groups.quantizers[g];
         const std::vector<uint32_t>& dims = groups.dims[g];
@@ -166,7 +168,6 @@ class BlockGtqCodec final : public TensorCodec {
         KVC_RETURN_IF_ERROR(q.Decode(norms + g * q.norm_bytes(), indices.data(), part.data()));
         for (size_t j = 0; j < dims.size(); ++j) y[dims[j]] = part[j];
       }
-      if (!reader.PaddingIsZero()) return Status(KVC_ERR_CORRUPT, "padding bits set");
     }
     return OkStatus();
   }

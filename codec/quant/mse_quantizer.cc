@@ -6,6 +6,9 @@
 #include "quant/scalars.h"
 #include "quant/tensor_codec.h"
 #include "quant/vector_math.h"
+#include "simd/bitpack.h"
+#include "simd/quantize_kernels.h"
+#include "simd/reduce_kernels.h"
 
 namespace kvc {
 
@@ -25,7 +28,7 @@ Status MseQuantizer::Encode(const float* x, float* y, uint8_t* norm_record,
                             uint8_t* indices) const {
   std::copy(x, x + dim_, y);
   rotation_.Forward(y);
-  const float sum_squares = SumOfSquares(y, dim_);
+  const float sum_squares = simd::SumOfSquares(y, dim_);
   if (!std::isfinite(sum_squares)) {
     return Status(KVC_ERR_INVALID_VALUE, "vector norm overflows f32");
   }
@@ -37,10 +40,9 @@ Status MseQuantizer::Encode(const float* x, float* y, uint8_t* norm_record,
   }
   const float scale = norm > 0 ? sqrt_dim_ / norm : 0.0f;
   uint8_t idx[kMaxHeadDim];
-  for (uint32_t j = 0; j < dim_; ++j) {
-    idx[j] = static_cast<uint8_t>(QuantizeToCodebook(book_, y[j] * scale));
-  }
-  PackBits(idx, dim_, bits_, indices);
+  if (simd::QuantizePacked(book_, y, dim_, scale, indices)) return OkStatus();
+  simd::Quantize(book_, y, dim_, scale, idx);
+  simd::PackBits(idx, dim_, bits_, indices);
   return OkStatus();
 }
 
@@ -49,7 +51,7 @@ Status MseQuantizer::Unpack(const uint8_t* norm_record, const uint8_t* indices,
   if (!LoadNorm(norm_record, format_, norm)) {
     return Status(KVC_ERR_CORRUPT, "stored norm is negative or not finite");
   }
-  UnpackBits(indices, dim_, bits_, idx);
+  simd::UnpackBits(indices, dim_, bits_, idx);
   const size_t used = size_t{dim_} * bits_;
   if (used % 8 != 0 && (indices[used / 8] >> (used % 8)) != 0) {
     return Status(KVC_ERR_CORRUPT, "padding bits set");
@@ -73,8 +75,7 @@ Status MseQuantizer::DecodeRotated(const uint8_t* norm_record, const uint8_t* in
   float norm;
   uint8_t idx[kMaxHeadDim];
   KVC_RETURN_IF_ERROR(Unpack(norm_record, indices, &norm, idx));
-  const float gain = Gain(idx, norm);
-  for (uint32_t j = 0; j < dim_; ++j) y[j] = book_.centroids[idx[j]] * gain;
+  simd::Dequantize(book_, idx, dim_, Gain(idx, norm), y);
   return OkStatus();
 }
 
@@ -92,7 +93,7 @@ Status MseQuantizer::Dot(const uint8_t* norm_record, const uint8_t* indices,
   float centroids[kMaxHeadDim];
   KVC_RETURN_IF_ERROR(Unpack(norm_record, indices, &norm, idx));
   for (uint32_t j = 0; j < dim_; ++j) centroids[j] = book_.centroids[idx[j]];
-  *dot = Gain(idx, norm) * DotProduct(centroids, rotated_query, dim_);
+  *dot = Gain(idx, norm) * simd::DotProduct(centroids, rotated_query, dim_);
   return OkStatus();
 }
 

@@ -11,6 +11,7 @@
 #include "quant/mse_quantizer.h"
 #include "quant/tensor_codec.h"
 #include "quant/vector_math.h"
+#include "simd/reduce_kernels.h"
 
 namespace kvc {
 namespace {
@@ -83,7 +84,7 @@ class OutlierCodec final : public TensorCodec {
     std::vector<float> high(outliers_), low(d - outliers_), work(d);
     for (size_t n = 0; n < count; ++n) {
       *bad_vector = n;
-      if (!AllFinite(x + n * d, d)) {
+      if (!simd::AllFinite(x + n * d, d)) {
         return Status(KVC_ERR_INVALID_VALUE, "vector has a non-finite value");
       }
       Split(mask, x + n * d, high.data(), low.data());

@@ -12,6 +12,8 @@
 #include "quant/scalars.h"
 #include "quant/tensor_codec.h"
 #include "quant/vector_math.h"
+#include "simd/angle_kernels.h"
+#include "simd/reduce_kernels.h"
 
 namespace kvc {
 namespace {
@@ -79,10 +81,15 @@ class PolarQuantCodec final : public TensorCodec {
                 size_t* bad_vector) const override {
     const size_t d = head_dim();
     const std::vector<size_t> w = ByteWidths(nullptr);
-    std::vector<float> y(d);
+    // Per level: bins and radii of every group at once (level l has d/2^l).
+    std::vector<float> y(d), radius[4] = {std::vector<float>(d / 2), std::vector<float>(d / 4),
+                                          std::vector<float>(d / 8), std::vector<float>(d / 16)};
+    std::vector<uint32_t> bin[4] = {std::vector<uint32_t>(d / 2), std::vector<uint32_t>(d / 4),
+                                    std::vector<uint32_t>(d / 8), std::vector<uint32_t>(d / 16)};
+    const bool all_finite = simd::AllFinite(x, count * d);  // the usual case, checked once
     for (size_t n = 0; n < count; ++n) {
       *bad_vector = n;
-      if (!AllFinite(x + n * d, d)) {
+      if (!all_finite && !simd::AllFinite(x + n * d, d)) {
         return Status(KVC_ERR_INVALID_VALUE, "vector has a non-finite value");
       }
       std::copy(x + n * d, x + (n + 1) * d, y.begin());
@@ -91,24 +98,25 @@ class PolarQuantCodec final : public TensorCodec {
       uint8_t* angles = sections[1] + n * w[1];
       std::fill(angles, angles + w[1], 0);
       BitWriter writer(angles);
+      // Level 1: pair angle bins and radii; levels 2-4 fold the radii
+      // pairwise, 8 -> 4 -> 2 -> 1 per group of 16 coordinates.
+      simd::PairAngles(y.data(), d / 2, 1u << bits_[0], bin[0].data(), radius[0].data());
+      for (int level = 1; level < 4; ++level) {
+        simd::FoldPairs(radius[level - 1].data(), d >> (level + 1),
+                        books_[level].tan_thresholds, (size_t{1} << bits_[level]) - 1,
+                        bin[level].data(), radius[level].data());
+      }
       for (size_t g = 0; g < d / kGroup; ++g) {
-        float r[8];
-        const float* v = &y[g * kGroup];
-        for (int j = 0; j < 8; ++j) {
-          writer.Put(AngleBin(v[2 * j], v[2 * j + 1], 1u << bits_[0]), bits_[0]);
-          r[j] = std::sqrt(v[2 * j] * v[2 * j] + v[2 * j + 1] * v[2 * j + 1]);
-        }
-        // Levels 2-4 fold the radii pairwise: 8 -> 4 -> 2 -> 1.
-        for (int level = 1, pairs = 4; level < 4; ++level, pairs /= 2) {
-          for (int j = 0; j < pairs; ++j) {
-            writer.Put(books_[level].Bin(r[2 * j], r[2 * j + 1]), bits_[level]);
-            r[j] = std::sqrt(r[2 * j] * r[2 * j] + r[2 * j + 1] * r[2 * j + 1]);
+        for (int level = 0, per_group = 8; level < 4; ++level, per_group /= 2) {
+          for (int j = 0; j < per_group; ++j) {
+            writer.Put(bin[level][g * per_group + j], bits_[level]);
           }
         }
-        if (!StoreFiniteScalar(r[0], format_, radii + g * ScalarBytes(format_))) {
+        const float group_radius = radius[3][g];
+        if (!StoreFiniteScalar(group_radius, format_, radii + g * ScalarBytes(format_))) {
           return Status(KVC_ERR_INVALID_VALUE,
                         StrFormat("group radius %g exceeds the scalar format's range",
-                                  static_cast<double>(r[0])));
+                                  static_cast<double>(group_radius)));
         }
       }
     }

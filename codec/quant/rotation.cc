@@ -4,11 +4,14 @@
 
 #include "base/prng.h"
 #include "kvcodec/kvcodec.h"
+#include "simd/dispatch.h"
+#include "simd/rotation_kernels.h"
 
 namespace kvc {
 
 Rotation::Rotation(uint32_t kind, uint32_t head_dim, uint64_t seed)
     : head_dim_(head_dim) {
+  simd::InitDispatch();
   if (kind != KVC_ROTATION_HADAMARD) return;  // identity
   pass_size_ = 1;
   while (pass_size_ * 2 <= head_dim) pass_size_ *= 2;
@@ -46,7 +49,7 @@ void Rotation::ApplyHadamard(float* x) const {
   for (uint32_t j = 0; j < pass_size_; ++j) x[j] = x[j] * scale_;
 }
 
-void Rotation::Forward(float* x) const {
+void Rotation::ForwardReference(float* x) const {
   for (const Pass& pass : passes_) {
     float* v = x + pass.offset;
     for (uint32_t j = 0; j < pass_size_; ++j) v[j] = v[j] * pass.signs[j];
@@ -54,11 +57,23 @@ void Rotation::Forward(float* x) const {
   }
 }
 
-void Rotation::Inverse(float* x) const {
+void Rotation::InverseReference(float* x) const {
   for (auto it = passes_.rbegin(); it != passes_.rend(); ++it) {
     float* v = x + it->offset;
     ApplyHadamard(v);
     for (uint32_t j = 0; j < pass_size_; ++j) v[j] = v[j] * it->signs[j];
+  }
+}
+
+void Rotation::Forward(float* x) const {
+  for (const Pass& pass : passes_) {
+    simd::HadamardForward(x + pass.offset, pass.signs.data(), pass_size_, scale_);
+  }
+}
+
+void Rotation::Inverse(float* x) const {
+  for (auto it = passes_.rbegin(); it != passes_.rend(); ++it) {
+    simd::HadamardInverse(x + it->offset, it->signs.data(), pass_size_, scale_);
   }
 }
 

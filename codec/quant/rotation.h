@@ -20,9 +20,13 @@ class Rotation {
   // kind: kvc_rotation. head_dim >= 2.
   Rotation(uint32_t kind, uint32_t head_dim, uint64_t seed);
 
-  // In place on one vector of head_dim floats.
+  // In place on one vector of head_dim floats (SIMD, dispatched).
   void Forward(float* x) const;
   void Inverse(float* x) const;
+  // The scalar reference that defines the rounding (FORMAT.md, "Rotation");
+  // Forward/Inverse are bit-identical to it on every target.
+  void ForwardReference(float* x) const;
+  void InverseReference(float* x) const;
 
   uint32_t head_dim() const { return head_dim_; }
 

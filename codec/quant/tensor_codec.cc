@@ -4,6 +4,7 @@
 #include <numeric>
 
 #include "quant/vector_math.h"
+#include "simd/reduce_kernels.h"
 
 namespace kvc {
 
@@ -41,7 +42,7 @@ Status TensorCodec::Scores(const uint8_t* head_record, const uint8_t* const* sec
     }
     for (size_t n = 0; n < chunk; ++n) {
       for (size_t q = 0; q < num_queries; ++q) {
-        scores[q * count + n0 + n] = DotProduct(queries + q * d, &v[n * d], d);
+        scores[q * count + n0 + n] = simd::DotProduct(queries + q * d, &v[n * d], d);
       }
     }
   }

@@ -14,6 +14,10 @@
 #include "quant/scalars.h"
 #include "quant/tensor_codec.h"
 #include "quant/vector_math.h"
+#include "simd/angle_kernels.h"
+#include "simd/bitpack.h"
+#include "simd/quantize_kernels.h"
+#include "simd/reduce_kernels.h"
 
 namespace kvc {
 namespace {
@@ -107,6 +111,13 @@ class TurboAngleCodec final : public TensorCodec {
     for (uint32_t i = 0; i < d / 2; ++i) largest.MultiplyAdd(bins_, 0);
     largest.Decrement();
     angle_bits_ = largest.BitLength();
+    for (uint32_t q = 0; q < 256; ++q) {
+      linear8_levels_[q] = static_cast<float>(q * (kLinear8Range / 255.0));
+    }
+    // n = 2^k: the base-n number is the k-bit digits packed LSB first.
+    for (uint32_t k = 1; k <= 8; ++k) {
+      if (bins_ == (1u << k)) digit_bits_ = static_cast<int>(k);
+    }
   }
 
   // Bits: the norm, the base-n angle number (not rounded to bytes), radii.
@@ -122,17 +133,20 @@ class TurboAngleCodec final : public TensorCodec {
                 size_t* bad_vector) const override {
     const size_t d = head_dim(), pairs = d / 2;
     const std::vector<size_t> w = SectionWidths(nullptr);
-    std::vector<float> y(d);
+    std::vector<float> y(d), radius(pairs);
+    std::vector<uint32_t> bin(pairs);
+    std::vector<uint8_t> digits(pairs), levels(pairs);
     std::vector<uint8_t> number((angle_bits_ + 7) / 8);
     BitWriter angles(sections[1]);
+    const bool all_finite = simd::AllFinite(x, count * d);  // the usual case, checked once
     for (size_t n = 0; n < count; ++n) {
       *bad_vector = n;
-      if (!AllFinite(x + n * d, d)) {
+      if (!all_finite && !simd::AllFinite(x + n * d, d)) {
         return Status(KVC_ERR_INVALID_VALUE, "vector has a non-finite value");
       }
       std::copy(x + n * d, x + (n + 1) * d, y.begin());
       rotation_.Forward(y.data());
-      const float sum_squares = SumOfSquares(y.data(), d);
+      const float sum_squares = simd::SumOfSquares(y.data(), d);
       uint8_t* norm_record = sections[0] + n * w[0] / 8;
       if (!std::isfinite(sum_squares) ||
           !StoreFiniteScalar(std::sqrt(sum_squares), format_, norm_record)) {
@@ -143,30 +157,37 @@ class TurboAngleCodec final : public TensorCodec {
       const float norm = LoadScalar(norm_record, format_);
       const float inverse_rms = norm > 0 ? norm_per_rms_ / norm : 0.0f;
       uint8_t* radii = sections[2] + n * w[2] / 8;
-      BitWriter log4(radii);
-      BigNumber packed;
-      for (size_t i = pairs; i-- > 0;) {
-        packed.MultiplyAdd(bins_, AngleBin(y[2 * i], y[2 * i + 1], bins_));
+      simd::PairAngles(y.data(), pairs, bins_, bin.data(), radius.data());
+      if (digit_bits_ > 0) {
+        for (size_t i = 0; i < pairs; ++i) digits[i] = static_cast<uint8_t>(bin[i]);
+        simd::PackBits(digits.data(), pairs, digit_bits_, number.data());
+      } else {
+        BigNumber packed;
+        for (size_t i = pairs; i-- > 0;) packed.MultiplyAdd(bins_, bin[i]);
+        packed.Store(number.data(), number.size());
       }
-      packed.Store(number.data(), number.size());
-      for (size_t bit = 0; bit < angle_bits_; bit += 8) {
-        angles.Put(number[bit / 8], static_cast<int>(std::min<size_t>(8, angle_bits_ - bit)));
+      if (angle_bits_ % 8 == 0) {
+        // Whole-byte records: vector n's starts at byte n * angle_bits_ / 8
+        // of the (zeroed) section, as the bit writer would place it.
+        std::copy(number.begin(), number.end(), sections[1] + n * (angle_bits_ / 8));
+      } else {
+        for (size_t bit = 0; bit < angle_bits_; bit += 8) {
+          angles.Put(number[bit / 8], static_cast<int>(std::min<size_t>(8, angle_bits_ - bit)));
+        }
       }
-      for (size_t i = 0; i < pairs; ++i) {
-        const float r = std::sqrt(y[2 * i] * y[2 * i] + y[2 * i + 1] * y[2 * i + 1]);
+      if (radius_format_ == KVC_RADIUS_LOG4) {
+        // q = the number of thresholds below u = r * inverse_rms, 4 bits each.
+        simd::CountBelow(kLog4Thresholds, 15, radius.data(), pairs, inverse_rms, levels.data());
+        simd::PackBits(levels.data(), pairs, 4, radii);
+      }
+      for (size_t i = 0; radius_format_ != KVC_RADIUS_LOG4 && i < pairs; ++i) {
+        const float r = radius[i];  // sqrt(y0 * y0 + y1 * y1)
         const float u = r * inverse_rms;
-        switch (radius_format_) {
-          case KVC_RADIUS_EXACT: StoreLE32(FloatBits(r), radii + 4 * i); break;
-          case KVC_RADIUS_LINEAR8: {
-            const float q = u * (255.0f / kLinear8Range) + 0.5f;
-            radii[i] = static_cast<uint8_t>(q >= 255.0f ? 255 : static_cast<uint32_t>(q));
-            break;
-          }
-          default: {
-            uint32_t q = 0;
-            while (q < 15 && u > kLog4Thresholds[q]) ++q;
-            log4.Put(q, 4);
-          }
+        if (radius_format_ == KVC_RADIUS_EXACT) {
+          StoreLE32(FloatBits(r), radii + 4 * i);
+        } else {
+          const float q = u * (255.0f / kLinear8Range) + 0.5f;
+          radii[i] = static_cast<uint8_t>(q >= 255.0f ? 255 : static_cast<uint32_t>(q));
         }
       }
     }
@@ -178,6 +199,7 @@ class TurboAngleCodec final : public TensorCodec {
     const size_t d = head_dim(), pairs = d / 2;
     const std::vector<size_t> w = SectionWidths(nullptr);
     std::vector<uint8_t> number((angle_bits_ + 7) / 8);
+    std::vector<uint8_t> digits(pairs), levels(pairs);
     BitReader angles(sections[1]);
     for (size_t n = 0; n < count; ++n) {
       *bad_vector = n;
@@ -187,15 +209,40 @@ class TurboAngleCodec final : public TensorCodec {
         return Status(KVC_ERR_CORRUPT, "stored norm is negative or not finite");
       }
       const float rms = norm * rms_per_norm_;
-      for (size_t bit = 0; bit < angle_bits_; bit += 8) {
-        number[bit / 8] = static_cast<uint8_t>(
-            angles.Get(static_cast<int>(std::min<size_t>(8, angle_bits_ - bit))));
+      if (angle_bits_ % 8 == 0) {
+        const uint8_t* record = sections[1] + n * (angle_bits_ / 8);
+        std::copy(record, record + number.size(), number.begin());
+      } else {
+        for (size_t bit = 0; bit < angle_bits_; bit += 8) {
+          number[bit / 8] = static_cast<uint8_t>(
+              angles.Get(static_cast<int>(std::min<size_t>(8, angle_bits_ - bit))));
+        }
       }
-      BigNumber packed = BigNumber::Load(number.data(), number.size());
+      // n = 2^k: every k-bit digit is a valid bin and nothing is left over.
+      BigNumber packed;
+      if (digit_bits_ > 0) {
+        simd::UnpackBits(number.data(), pairs, digit_bits_, digits.data());
+      } else {
+        packed = BigNumber::Load(number.data(), number.size());
+      }
       const uint8_t* radii = sections[2] + n * w[2] / 8;
-      BitReader log4(radii);
-      for (size_t i = 0; i < pairs; ++i) {
-        const uint32_t bin = packed.DivideBy(bins_);
+      if (radius_format_ == KVC_RADIUS_LOG4) simd::UnpackBits(radii, pairs, 4, levels.data());
+      if (digit_bits_ > 0 && radius_format_ != KVC_RADIUS_EXACT) {
+        // The same products, without per-pair dispatch: r = level * rms.
+        const bool linear = radius_format_ == KVC_RADIUS_LINEAR8;
+        const float* level = linear ? linear8_levels_ : kLog4Levels;
+        const uint8_t* q = linear ? radii : levels.data();
+        const float* cosines = cos_.data();
+        const float* sines = sin_.data();
+        for (size_t i = 0; i < pairs; ++i) {
+          const float r = level[q[i]] * rms;
+          y[2 * i] = r * cosines[digits[i]];
+          y[2 * i + 1] = r * sines[digits[i]];
+        }
+      }
+      for (size_t i = 0; !(digit_bits_ > 0 && radius_format_ != KVC_RADIUS_EXACT) && i < pairs;
+           ++i) {
+        const uint32_t bin = digit_bits_ > 0 ? digits[i] : packed.DivideBy(bins_);
         float r;
         switch (radius_format_) {
           case KVC_RADIUS_EXACT:
@@ -206,7 +253,7 @@ class TurboAngleCodec final : public TensorCodec {
           case KVC_RADIUS_LINEAR8:
             r = static_cast<float>(radii[i] * (kLinear8Range / 255.0)) * rms;
             break;
-          default: r = kLog4Levels[log4.Get(4)] * rms;
+          default: r = kLog4Levels[levels[i]] * rms;
         }
         y[2 * i] = r * cos_[bin];
         y[2 * i + 1] = r * sin_[bin];
@@ -214,7 +261,7 @@ class TurboAngleCodec final : public TensorCodec {
       // What is left after d/2 digits must be 0: the value was < n^(d/2).
       if (!packed.IsZero()) return Status(KVC_ERR_CORRUPT, "packed angles exceed n^(d/2)");
       if (norm_correction_) {
-        const float length = std::sqrt(SumOfSquares(y, d));
+        const float length = std::sqrt(simd::SumOfSquares(y, d));
         const float gain = length > 0 ? norm / length : 0.0f;
         for (size_t j = 0; j < d; ++j) y[j] = y[j] * gain;
       }
@@ -233,6 +280,8 @@ class TurboAngleCodec final : public TensorCodec {
   float norm_per_rms_;  // f32(sqrt(d / 2))
   std::vector<float> cos_, sin_;
   size_t angle_bits_ = 0;  // of n^(d/2) - 1: one vector's angle record
+  int digit_bits_ = 0;     // k if n = 2^k with k <= 8, else 0
+  float linear8_levels_[256];  // f32(q * 4 / 255): LINEAR8 radius q, rms units
 };
 
 }  // namespace

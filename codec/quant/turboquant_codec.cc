@@ -10,6 +10,9 @@
 #include "quant/scalars.h"
 #include "quant/tensor_codec.h"
 #include "quant/vector_math.h"
+#include "simd/bitpack.h"
+#include "simd/qjl_kernels.h"
+#include "simd/reduce_kernels.h"
 
 namespace kvc {
 namespace {
@@ -27,6 +30,10 @@ class TurboQuantCodec final : public TensorCodec {
       GaussianSource gauss(DeriveSeed(c.seed, kTagQjl));
       qjl_.resize(size_t{head_dim} * head_dim);
       for (float& s : qjl_) s = static_cast<float>(gauss.Next());
+      qjl_t_.resize(qjl_.size());
+      for (size_t i = 0; i < head_dim; ++i) {
+        for (size_t j = 0; j < head_dim; ++j) qjl_t_[j * head_dim + i] = qjl_[i * head_dim + j];
+      }
     }
   }
 
@@ -48,9 +55,10 @@ class TurboQuantCodec final : public TensorCodec {
     const std::vector<size_t> w = ByteWidths(nullptr);
     std::vector<float> y(d), reconstruction(d), residual(d);
     std::vector<uint8_t> signs(d);
+    const bool all_finite = simd::AllFinite(x, count * d);  // the usual case, checked once
     for (size_t n = 0; n < count; ++n) {
       *bad_vector = n;
-      if (!AllFinite(x + n * d, d)) {
+      if (!all_finite && !simd::AllFinite(x + n * d, d)) {
         return Status(KVC_ERR_INVALID_VALUE, "vector has a non-finite value");
       }
       uint8_t* norm = sections[0] + n * w[0];
@@ -60,17 +68,13 @@ class TurboQuantCodec final : public TensorCodec {
       // The residual against exactly what the decoder will reconstruct.
       KVC_RETURN_IF_ERROR(mse_.DecodeRotated(norm, indices, reconstruction.data()));
       for (size_t j = 0; j < d; ++j) residual[j] = y[j] - reconstruction[j];
-      const float gamma = std::sqrt(SumOfSquares(residual.data(), d));
+      const float gamma = std::sqrt(simd::SumOfSquares(residual.data(), d));
       if (!StoreFiniteScalar(gamma, format_, sections[2] + n * w[2])) {
         return Status(KVC_ERR_INVALID_VALUE, "residual norm out of range");
       }
-      for (size_t i = 0; i < d; ++i) {
-        const float* row = qjl_.data() + i * d;
-        float z = 0.0f;
-        for (size_t j = 0; j < d; ++j) z = z + row[j] * residual[j];
-        signs[i] = z < 0.0f ? 1 : 0;
-      }
-      PackBits(signs.data(), d, 1, sections[3] + n * w[3]);
+      // signs[i] = (sum_j S[i][j] * residual[j] < 0), j ascending per row.
+      simd::QjlSigns(qjl_t_.data(), residual.data(), d, signs.data());
+      simd::PackBits(signs.data(), d, 1, sections[3] + n * w[3]);
     }
     return OkStatus();
   }
@@ -112,7 +116,7 @@ class TurboQuantCodec final : public TensorCodec {
       mse_.rotation().Forward(r);
       if (prod_) {
         for (size_t i = 0; i < d; ++i) {
-          sketched[q * d + i] = DotProduct(qjl_.data() + i * d, r, d);
+          sketched[q * d + i] = simd::DotProduct(qjl_.data() + i * d, r, d);
         }
       }
     }
@@ -133,7 +137,7 @@ class TurboQuantCodec final : public TensorCodec {
         KVC_RETURN_IF_ERROR(mse_.Dot(sections[0] + n * w[0], sections[1] + n * w[1],
                                      &rotated[q * d], &score));
         if (prod_) {
-          score += qjl_scale_ * gamma * DotProduct(sign_values.data(), &sketched[q * d], d);
+          score += qjl_scale_ * gamma * simd::DotProduct(sign_values.data(), &sketched[q * d], d);
         }
         scores[q * count + n] = score;
       }
@@ -164,6 +168,7 @@ class TurboQuantCodec final : public TensorCodec {
   MseQuantizer mse_;
   float qjl_scale_;         // f32(sqrt(pi/2) / d)
   std::vector<float> qjl_;  // S, d x d row-major (prod only)
+  std::vector<float> qjl_t_;  // S transposed, for the lane-parallel sketch
 };
 
 }  // namespace

@@ -1,0 +1,126 @@
+// Fast LSB-first bit packing of 8 values at a time in 64-bit words: the same
+// bytes as kvc::PackBits / UnpackBits (quant/vector_math.h), which remain the
+// definition. Plain C++: eight values of `bits` bits are exactly `bits`
+// bytes, merged pairwise in three shift-and-or steps.
+#ifndef KVCODEC_CODEC_SIMD_BITPACK_H_
+#define KVCODEC_CODEC_SIMD_BITPACK_H_
+
+#include <cstddef>
+#include <cstdint>
+#include <cstring>
+
+#include "base/endian.h"
+#include "quant/vector_math.h"
+
+namespace kvc {
+namespace simd {
+namespace bitpack_internal {
+// Native 8-byte loads and stores on little-endian hosts (the byte-by-byte
+// forms of base/endian.h are not merged into one access by every compiler).
+inline uint64_t Load64(const uint8_t* p) {
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+  uint64_t v;
+  std::memcpy(&v, p, 8);
+  return v;
+#else
+  return LoadLE64(p);
+#endif
+}
+inline void Store64(uint64_t v, uint8_t* p) {
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+  std::memcpy(p, &v, 8);
+#else
+  StoreLE64(v, p);
+#endif
+}
+}  // namespace bitpack_internal
+
+
+namespace bitpack_internal {
+
+// values: n entries < 2^kBits, n a multiple of 8. Groups are written as
+// 8-byte words while a whole word fits in the output (the bytes past the
+// group are zeros, overwritten by the next group), the last ones byte by byte.
+template <int kBits>
+inline void Pack(const uint8_t* values, size_t n, uint8_t* out) {
+  constexpr uint64_t w = kBits;
+  constexpr uint64_t m8 = 0x00FF00FF00FF00FFull, m16 = 0x0000FFFF0000FFFFull;
+  const size_t out_bytes = n / 8 * kBits;
+  size_t o = 0;
+  for (size_t k = 0; k < n; k += 8, o += kBits) {
+    uint64_t x = Load64(values + k);
+    x = (x & m8) | ((x >> 8) & m8) << w;
+    x = (x & m16) | ((x >> 16) & m16) << (2 * w);
+    x = (x & 0xFFFFFFFFull) | (x >> 32) << (4 * w);
+    if (o + 8 <= out_bytes) {
+      Store64(x, out + o);
+    } else {
+      for (size_t i = 0; i < static_cast<size_t>(kBits); ++i) {
+        out[o + i] = static_cast<uint8_t>(x >> (8 * i));
+      }
+    }
+  }
+}
+
+template <int kBits>
+inline void Unpack(const uint8_t* in, size_t n, uint8_t* values) {
+  constexpr uint64_t w = kBits;
+  constexpr uint64_t f1 = (uint64_t{1} << w) - 1;
+  constexpr uint64_t f2 = (uint64_t{1} << (2 * w)) - 1;
+  constexpr uint64_t f4 = (uint64_t{1} << (4 * w)) - 1;
+  constexpr uint64_t m1 = f1 * 0x0001000100010001ull;  // per 16-bit lane
+  constexpr uint64_t m2 = f2 * 0x0000000100000001ull;  // per 32-bit lane
+  const size_t in_bytes = n / 8 * kBits;
+  size_t i = 0;
+  for (size_t k = 0; k < n; k += 8, i += kBits) {
+    uint64_t x;
+    if (i + 8 <= in_bytes) {
+      x = Load64(in + i);  // bytes past the group are masked off below
+    } else {
+      x = 0;
+      for (size_t b = 0; b < static_cast<size_t>(kBits); ++b) {
+        x |= uint64_t{in[i + b]} << (8 * b);
+      }
+    }
+    x = (x & f4) | ((x >> (4 * w)) & f4) << 32;
+    x = (x & m2) | ((x >> (2 * w)) & m2) << 16;
+    x = (x & m1) | ((x >> w) & m1) << 8;
+    Store64(x, values + k);
+  }
+}
+
+}  // namespace bitpack_internal
+
+// values: n entries < 2^bits (bits 1..8).
+inline void PackBits(const uint8_t* values, size_t n, int bits, uint8_t* out) {
+  if (n % 8 != 0 || bits < 1 || bits > 8) return kvc::PackBits(values, n, bits, out);
+  switch (bits) {
+    case 1: return bitpack_internal::Pack<1>(values, n, out);
+    case 2: return bitpack_internal::Pack<2>(values, n, out);
+    case 3: return bitpack_internal::Pack<3>(values, n, out);
+    case 4: return bitpack_internal::Pack<4>(values, n, out);
+    case 5: return bitpack_internal::Pack<5>(values, n, out);
+    case 6: return bitpack_internal::Pack<6>(values, n, out);
+    case 7: return bitpack_internal::Pack<7>(values, n, out);
+    default: return bitpack_internal::Pack<8>(values, n, out);
+  }
+}
+
+inline void UnpackBits(const uint8_t* in, size_t n, int bits, uint8_t* values) {
+  if (n % 8 != 0 || bits < 1 || bits > 8) return kvc::UnpackBits(in, n, bits, values);
+  switch (bits) {
+    case 1: return bitpack_internal::Unpack<1>(in, n, values);
+    case 2: return bitpack_internal::Unpack<2>(in, n, values);
+    case 3: return bitpack_internal::Unpack<3>(in, n, values);
+    case 4: return bitpack_internal::Unpack<4>(in, n, values);
+    case 5: return bitpack_internal::Unpack<5>(in, n, values);
+    case 6: return bitpack_internal::Unpack<6>(in, n, values);
+    case 7: return bitpack_internal::Unpack<7>(in, n, values);
+    default: return bitpack_internal::Unpack<8>(in, n, values);
+  }
+}
+
+}  // namespace simd
+}  // namespace kvc
+
+#endif  // KVCODEC_CODEC_SIMD_BITPACK_H_

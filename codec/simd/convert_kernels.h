@@ -1,0 +1,25 @@
+// SIMD row conversions between the caller's dtypes and f32 (Highway dynamic
+// dispatch). Bit-identical to base/half.h on every target: integer
+// arithmetic plus exactly rounded f32 additions and power-of-two products.
+#ifndef KVCODEC_CODEC_SIMD_CONVERT_KERNELS_H_
+#define KVCODEC_CODEC_SIMD_CONVERT_KERNELS_H_
+
+#include <cstddef>
+#include <cstdint>
+
+namespace kvc {
+namespace simd {
+
+// Contiguous rows; `in`/`out` 16-bit arrays need only 2-byte alignment.
+void F16ToF32(const uint16_t* in, size_t n, float* out);
+void BF16ToF32(const uint16_t* in, size_t n, float* out);
+// Rounds to nearest even as F32ToF16. Returns false if some output is +-inf
+// while its input was finite or infinite (the caller re-runs the reference
+// to report which); NaN inputs give sign | 0x7E00.
+bool F32ToF16(const float* in, size_t n, uint16_t* out);
+void F32ToBF16(const float* in, size_t n, uint16_t* out);
+
+}  // namespace simd
+}  // namespace kvc
+
+#endif  // KVCODEC_CODEC_SIMD_CONVERT_KERNELS_H_

@@ -1,0 +1,21 @@
+// SIMD QJL residual sketch signs (TurboQuant-prod), bit-identical to the
+// reference loop in quant/turboquant_codec.cc on every target.
+#ifndef KVCODEC_CODEC_SIMD_QJL_KERNELS_H_
+#define KVCODEC_CODEC_SIMD_QJL_KERNELS_H_
+
+#include <cstddef>
+#include <cstdint>
+
+namespace kvc {
+namespace simd {
+
+// signs[i] = (z_i < 0) with z_i = sum over j ascending of S[i][j] * r[j]
+// (z starts at +0, each product rounded, then added), for S given
+// transposed: st[j * d + i] = S[i][j]. Rows are computed lane-parallel, each
+// lane in the reference's order.
+void QjlSigns(const float* st, const float* r, size_t d, uint8_t* signs);
+
+}  // namespace simd
+}  // namespace kvc
+
+#endif  // KVCODEC_CODEC_SIMD_QJL_KERNELS_H_

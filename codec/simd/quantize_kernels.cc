@@ -1,0 +1,268 @@
+// Quantization: t = y * scale (one rounded product), index = number of
+// thresholds < t, counted with one compare per threshold against broadcast
+// values (codebooks of up to 4 bits; larger ones use the reference binary
+// search, which gives the same index). Dequantization: a table gather and one
+// rounded product.
+#include "simd/quantize_kernels.h"
+
+#undef HWY_TARGET_INCLUDE
+#define HWY_TARGET_INCLUDE "simd/quantize_kernels.cc"
+#include <hwy/foreach_target.h>  // IWYU pragma: keep
+#include <hwy/highway.h>
+
+HWY_BEFORE_NAMESPACE();
+namespace kvc {
+namespace simd {
+namespace HWY_NAMESPACE {
+namespace hn = hwy::HWY_NAMESPACE;
+
+template <size_t kCount>
+HWY_INLINE void CountBelowN(const float* HWY_RESTRICT thresholds, const float* HWY_RESTRICT in,
+                            size_t n, float scale, uint8_t* HWY_RESTRICT out) {
+  const hn::ScalableTag<float> d;
+  const hn::RebindToSigned<decltype(d)> di;
+  const hn::Rebind<uint8_t, decltype(d)> d8;
+  const size_t N = hn::Lanes(d);
+  const auto vs = hn::Set(d, scale);
+  size_t j = 0;
+  for (; j + N <= n; j += N) {
+    const auto t = hn::Mul(hn::LoadU(d, in + j), vs);
+    auto count = hn::Zero(di);
+    for (size_t k = 0; k < kCount; ++k) {  // mask lanes are -1
+      count = hn::Sub(count, hn::VecFromMask(di, hn::RebindMask(di, hn::Lt(hn::Set(d, thresholds[k]), t))));
+    }
+    hn::StoreU(hn::DemoteTo(d8, count), d8, out + j);
+  }
+  for (; j < n; ++j) {
+    const float t = in[j] * scale;
+    uint8_t count = 0;
+    for (size_t k = 0; k < kCount; ++k) count += thresholds[k] < t;
+    out[j] = count;
+  }
+}
+
+#if HWY_TARGET != HWY_SCALAR
+// Binary search over the 2^kBits - 1 thresholds with in-register tables:
+// step l compares t with thresholds[(2m+1) * 2^(kBits-l) - 1] where m is the
+// index so far; the result equals the count of thresholds < t (ascending
+// thresholds; NaN fails every compare and gives 0). Needs 2^(kBits-1) lanes.
+template <int kBits>
+HWY_INLINE void BinarySearch(const float* HWY_RESTRICT thresholds, const float* HWY_RESTRICT in,
+                             size_t n, float scale, uint8_t* HWY_RESTRICT out) {
+  const hn::ScalableTag<float> d;
+  const hn::RebindToSigned<decltype(d)> di;
+  const hn::Rebind<uint8_t, decltype(d)> d8;
+  const size_t N = hn::Lanes(d);
+  HWY_ALIGN float table[kBits][hn::MaxLanes(d)];
+  for (int l = 1; l <= kBits; ++l) {
+    for (size_t m = 0; m < N; ++m) {
+      table[l - 1][m] = m < (size_t{1} << (l - 1))
+                            ? thresholds[(2 * m + 1) * (size_t{1} << (kBits - l)) - 1]
+                            : 0.0f;
+    }
+  }
+  const auto first = hn::Set(d, thresholds[(1 << (kBits - 1)) - 1]);
+  const auto t2 = hn::Load(d, table[1 % kBits]);
+  const auto t3 = hn::Load(d, table[2 % kBits]);
+  const auto t4 = hn::Load(d, table[3 % kBits]);
+  const auto vs = hn::Set(d, scale);
+  size_t j = 0;
+  for (; j + N <= n; j += N) {
+    const auto t = hn::Mul(hn::LoadU(d, in + j), vs);
+    auto k = hn::And(hn::VecFromMask(di, hn::RebindMask(di, hn::Lt(first, t))),
+                     hn::Set(di, 1 << (kBits - 1)));
+    if (kBits >= 2) {
+      const auto thr = hn::TableLookupLanes(t2, hn::IndicesFromVec(d, hn::ShiftRight<kBits - 1>(k)));
+      k = hn::Add(k, hn::And(hn::VecFromMask(di, hn::RebindMask(di, hn::Lt(thr, t))),
+                             hn::Set(di, 1 << (kBits >= 2 ? kBits - 2 : 0))));
+    }
+    if (kBits >= 3) {
+      const auto thr = hn::TableLookupLanes(
+          t3, hn::IndicesFromVec(d, hn::ShiftRight<(kBits >= 3 ? kBits - 2 : 0)>(k)));
+      k = hn::Add(k, hn::And(hn::VecFromMask(di, hn::RebindMask(di, hn::Lt(thr, t))),
+                             hn::Set(di, 1 << (kBits >= 3 ? kBits - 3 : 0))));
+    }
+    if (kBits >= 4) {
+      const auto thr = hn::TableLookupLanes(
+          t4, hn::IndicesFromVec(d, hn::ShiftRight<(kBits >= 4 ? kBits - 3 : 0)>(k)));
+      k = hn::Add(k, hn::And(hn::VecFromMask(di, hn::RebindMask(di, hn::Lt(thr, t))),
+                             hn::Set(di, 1)));
+    }
+    hn::StoreU(hn::DemoteTo(d8, k), d8, out + j);
+  }
+  for (; j < n; ++j) {
+    const float t = in[j] * scale;
+    uint8_t c = 0;
+    for (int q = 0; q + 1 < (1 << kBits); ++q) c += thresholds[q] < t;
+    out[j] = c;
+  }
+}
+#endif
+
+#if HWY_TARGET != HWY_SCALAR
+// 4-bit quantization straight into packed nibbles: the binary search above,
+// then lanes 2i and 2i+1 (one u64 lane) merged as k0 | k1 << 4 and truncated
+// to a byte. Same bytes as CountBelow + PackBits(.., 4, ..).
+HWY_INLINE void QuantizePack4(const float* HWY_RESTRICT thresholds, const float* HWY_RESTRICT in,
+                              size_t n, float scale, uint8_t* HWY_RESTRICT out) {
+  const hn::ScalableTag<float> d;
+  const hn::RebindToSigned<decltype(d)> di;
+  const hn::Repartition<uint64_t, decltype(d)> d64;
+  const hn::Rebind<uint8_t, decltype(d64)> d8;
+  const size_t N = hn::Lanes(d);
+  HWY_ALIGN float table[4][hn::MaxLanes(d)];
+  for (int l = 1; l <= 4; ++l) {
+    for (size_t m = 0; m < N; ++m) {
+      table[l - 1][m] =
+          m < (size_t{1} << (l - 1)) ? thresholds[(2 * m + 1) * (size_t{1} << (4 - l)) - 1] : 0.0f;
+    }
+  }
+  const auto first = hn::Set(d, thresholds[7]);
+  const auto t2 = hn::Load(d, table[1]);
+  const auto t3 = hn::Load(d, table[2]);
+  const auto t4 = hn::Load(d, table[3]);
+  const auto vs = hn::Set(d, scale);
+  const auto bit = [&](auto thr, auto t, int value) HWY_ATTR {
+    return hn::And(hn::VecFromMask(di, hn::RebindMask(di, hn::Lt(thr, t))), hn::Set(di, value));
+  };
+  size_t j = 0;
+  for (; j + N <= n; j += N) {
+    const auto t = hn::Mul(hn::LoadU(d, in + j), vs);
+    auto k = bit(first, t, 8);
+    k = hn::Add(k, bit(hn::TableLookupLanes(t2, hn::IndicesFromVec(d, hn::ShiftRight<3>(k))), t, 4));
+    k = hn::Add(k, bit(hn::TableLookupLanes(t3, hn::IndicesFromVec(d, hn::ShiftRight<2>(k))), t, 2));
+    k = hn::Add(k, bit(hn::TableLookupLanes(t4, hn::IndicesFromVec(d, hn::ShiftRight<1>(k))), t, 1));
+    const auto pairs = hn::BitCast(d64, k);
+    hn::StoreU(hn::TruncateTo(d8, hn::Or(pairs, hn::ShiftRight<28>(pairs))), d8, out + j / 2);
+  }
+  for (; j + 2 <= n; j += 2) {
+    uint8_t k[2];
+    for (int e = 0; e < 2; ++e) {
+      const float t = in[j + e] * scale;
+      k[e] = 0;
+      for (int q = 0; q < 15; ++q) k[e] = static_cast<uint8_t>(k[e] + (thresholds[q] < t));
+    }
+    out[j / 2] = static_cast<uint8_t>(k[0] | (k[1] << 4));
+  }
+}
+#endif
+
+// Returns false (nothing written) where the packed kernel does not apply.
+bool QuantizePack4Impl(const float* HWY_RESTRICT thresholds, const float* HWY_RESTRICT in,
+                       size_t n, float scale, uint8_t* HWY_RESTRICT out) {
+#if HWY_TARGET != HWY_SCALAR
+  if (n % 2 == 0 && hn::Lanes(hn::ScalableTag<float>()) >= 8) {
+    QuantizePack4(thresholds, in, n, scale, out);
+    return true;
+  }
+#endif
+  (void)thresholds, (void)in, (void)n, (void)scale, (void)out;
+  return false;
+}
+
+void CountBelowImpl(const float* HWY_RESTRICT thresholds, size_t count,
+                    const float* HWY_RESTRICT in, size_t n, float scale,
+                    uint8_t* HWY_RESTRICT out) {
+#if HWY_TARGET != HWY_SCALAR
+  const size_t lanes = hn::Lanes(hn::ScalableTag<float>());
+  if (count == 3 && lanes >= 2) return BinarySearch<2>(thresholds, in, n, scale, out);
+  if (count == 7 && lanes >= 4) return BinarySearch<3>(thresholds, in, n, scale, out);
+  if (count == 15 && lanes >= 8) return BinarySearch<4>(thresholds, in, n, scale, out);
+#endif
+  switch (count) {
+    case 1: return CountBelowN<1>(thresholds, in, n, scale, out);
+    case 3: return CountBelowN<3>(thresholds, in, n, scale, out);
+    case 7: return CountBelowN<7>(thresholds, in, n, scale, out);
+    case 15: return CountBelowN<15>(thresholds, in, n, scale, out);
+    default: break;
+  }
+  for (size_t j = 0; j < n; ++j) {
+    const float t = in[j] * scale;
+    uint8_t c = 0;
+    for (size_t k = 0; k < count; ++k) c += thresholds[k] < t;
+    out[j] = c;
+  }
+}
+
+void DequantizeImpl(const float* HWY_RESTRICT centroids, size_t size,
+                    const uint8_t* HWY_RESTRICT idx, size_t n, float gain,
+                    float* HWY_RESTRICT y) {
+  const hn::ScalableTag<float> d;
+  const hn::RebindToSigned<decltype(d)> di;
+  const hn::Rebind<uint8_t, decltype(d)> d8;
+  const size_t N = hn::Lanes(d);
+  const auto vg = hn::Set(d, gain);
+  size_t j = 0;
+  (void)size;
+#if HWY_TARGET != HWY_SCALAR
+  if (size <= 2 * N) {
+    // Products centroid * gain once per table entry (the same rounded
+    // products), then two in-register lookups and a select per vector.
+    HWY_ALIGN float lo[hn::MaxLanes(d)] = {}, hi[hn::MaxLanes(d)] = {};
+    for (size_t k = 0; k < size; ++k) (k < N ? lo[k] : hi[k - N]) = centroids[k];
+    const auto tlo = hn::Mul(hn::Load(d, lo), vg);
+    const auto thi = hn::Mul(hn::Load(d, hi), vg);
+    const auto vn = hn::Set(di, static_cast<int32_t>(N));
+    const auto below = hn::Set(di, static_cast<int32_t>(N - 1));
+    for (; j + N <= n; j += N) {
+      const auto k = hn::PromoteTo(di, hn::LoadU(d8, idx + j));
+      const auto ind = hn::IndicesFromVec(d, hn::And(k, below));
+      const auto high = hn::RebindMask(d, hn::Lt(below, k));
+      const auto v = hn::IfThenElse(high, hn::TableLookupLanes(thi, ind),
+                                    hn::TableLookupLanes(tlo, ind));
+      hn::StoreU(v, d, y + j);
+    }
+    (void)vn;
+  }
+#endif
+  for (; j + N <= n; j += N) {
+    const auto k = hn::PromoteTo(di, hn::LoadU(d8, idx + j));
+    hn::StoreU(hn::Mul(hn::GatherIndex(d, centroids, k), vg), d, y + j);
+  }
+  for (; j < n; ++j) y[j] = centroids[idx[j]] * gain;
+}
+
+// NOLINTNEXTLINE(google-readability-namespace-comments)
+}  // namespace HWY_NAMESPACE
+}  // namespace simd
+}  // namespace kvc
+HWY_AFTER_NAMESPACE();
+
+#if HWY_ONCE
+namespace kvc {
+namespace simd {
+
+HWY_EXPORT(CountBelowImpl);
+HWY_EXPORT(QuantizePack4Impl);
+HWY_EXPORT(DequantizeImpl);
+
+void CountBelow(const float* thresholds, size_t count, const float* in, size_t n,
+                float scale, uint8_t* out) {
+  HWY_DYNAMIC_DISPATCH(CountBelowImpl)(thresholds, count, in, n, scale, out);
+}
+
+bool QuantizePacked(const Codebook& book, const float* y, size_t n, float scale,
+                    uint8_t* packed) {
+  if (book.bits != 4) return false;
+  return HWY_DYNAMIC_DISPATCH(QuantizePack4Impl)(book.thresholds, y, n, scale, packed);
+}
+
+void Quantize(const Codebook& book, const float* y, size_t n, float scale, uint8_t* idx) {
+  if (book.bits <= 4) {
+    HWY_DYNAMIC_DISPATCH(CountBelowImpl)(book.thresholds, static_cast<size_t>(book.size - 1),
+                                         y, n, scale, idx);
+    return;
+  }
+  for (size_t j = 0; j < n; ++j) {
+    idx[j] = static_cast<uint8_t>(QuantizeToCodebook(book, y[j] * scale));
+  }
+}
+
+void Dequantize(const Codebook& book, const uint8_t* idx, size_t n, float gain, float* y) {
+  HWY_DYNAMIC_DISPATCH(DequantizeImpl)(book.centroids, static_cast<size_t>(book.size), idx, n,
+                                       gain, y);
+}
+
+}  // namespace simd
+}  // namespace kvc
+#endif  // HWY_ONCE
