@@ -89,6 +89,9 @@ using Clock = std::chrono::steady_clock;
 struct Options {
   std::vector<std::string> presets;
   uint32_t dim = 128, heads = 8, tokens = 0, threads = 1, reps = 5;
+  // Threads share out blocks: the default cuts the cache into blocks of
+  // 4096 tokens, as an engine storing pages would, so that they can.
+  uint32_t block_tokens = 4096;
   bool json = false, scalar = true;
   std::string target;  // empty: the best supported target
 };
@@ -155,6 +158,7 @@ Result Measure(const kvc_config* config, const kvc_cache_desc& desc, const Optio
   kvc_encode_options eo;
   kvc_encode_options_init(&eo);
   eo.threads = o.threads;
+  eo.block_tokens = o.block_tokens;
   kvc_decode_options dopt;
   kvc_decode_options_init(&dopt);
   dopt.threads = o.threads;
@@ -189,7 +193,7 @@ Result Measure(const kvc_config* config, const kvc_cache_desc& desc, const Optio
 int Usage() {
   std::fprintf(stderr,
                "usage: kvc bench (--preset NAME ... | --all) [--dim D] [--heads H] "
-               "[--tokens N] [--threads T] [--reps R] [--target NAME] [--no-scalar] "
+               "[--tokens N] [--block-tokens B] [--threads T] [--reps R] [--target NAME] [--no-scalar] "
                "[--json]\n");
   return 2;
 }
@@ -220,7 +224,8 @@ int RunBench(int argc, char** argv) {
       o.scalar = false;
     } else if ((a == "--dim" && value(&o.dim)) || (a == "--tokens" && value(&o.tokens)) ||
                (a == "--heads" && value(&o.heads)) ||
-               (a == "--threads" && value(&o.threads)) || (a == "--reps" && value(&o.reps))) {
+               (a == "--threads" && value(&o.threads)) || (a == "--reps" && value(&o.reps)) ||
+               (a == "--block-tokens" && value(&o.block_tokens))) {
     } else {
       return Usage();
     }
@@ -300,6 +305,7 @@ int RunBench(int argc, char** argv) {
     kvc_encode_options eo;
     kvc_encode_options_init(&eo);
     eo.threads = o.threads;
+    eo.block_tokens = o.block_tokens;
     std::vector<uint8_t> stream(kvc_stream_bound(config, &desc, &eo));
     Result simd = Measure(config, desc, o, keys, values, out_keys, out_values, stream, o.reps);
     Result scalar;

@@ -10,6 +10,7 @@ namespace kvc_tools {
 //   --dim D                 head_dim (128)
 //   --tokens N              tokens per layer (default: >= 256 MiB of f16 K+V)
 //   --heads H               KV heads (8)
+//   --block-tokens B        tokens per block (4096; 0: one block per layer)
 //   --threads T             encoder/decoder threads (1)
 //   --reps R                repetitions, the median is reported (5)
 //   --target NAME           measure this Highway target (AVX2, SSE4, ...)

@@ -353,7 +353,8 @@ const Command kCommands[] = {
      EvalCommand},
     {"bench",
      "kvc bench (--preset NAME ... | --all) [--dim 128] [--heads 8] [--tokens N]\n"
-     "          [--threads T] [--reps 5] [--target NAME] [--no-scalar] [--json]\n"
+     "          [--block-tokens 4096] [--threads T] [--reps 5] [--target NAME]\n"
+     "          [--no-scalar] [--json]\n"
      "  Encode and decode throughput (GB/s of f16 input, medians) against\n"
      "  memcpy on the same buffers, a Highway int8 absmax quantizer and the\n"
      "  scalar target, over a working set larger than the last-level cache.\n",
