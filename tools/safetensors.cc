@@ -208,20 +208,25 @@ const SafetensorsTensor* SafetensorsFile::Find(
 
 std::vector<float> SafetensorsFile::ReadFloat32(
     const SafetensorsTensor& tensor) const {
+  if (tensor.dtype != "F32" && tensor.dtype != "F16" && tensor.dtype != "BF16") {
+    // Before allocating: an unknown dtype's shape is unchecked and may hold
+    // 2^64 elements (fuzz/regressions/safetensors_fuzzer/).
+    throw Error(name_ + ": tensor " + tensor.name + " has dtype " +
+                tensor.dtype + ", not F16, BF16 or F32");
+  }
   const uint8_t* data = Data(tensor);
   std::vector<float> out(tensor.element_count);
   if (tensor.dtype == "F32") {
-    std::memcpy(out.data(), data, out.size() * sizeof(float));
-  } else if (tensor.dtype == "F16" || tensor.dtype == "BF16") {
+    // Not for no elements: out.data() may then be null, which memcpy must
+    // not get even with a size of 0 (UBSan; fuzz/regressions/).
+    if (!out.empty()) std::memcpy(out.data(), data, out.size() * sizeof(float));
+  } else {
     const bool half = tensor.dtype == "F16";
     for (size_t i = 0; i < out.size(); ++i) {
       uint16_t bits;
       std::memcpy(&bits, data + 2 * i, 2);
       out[i] = half ? HalfToFloat(bits) : Bfloat16ToFloat(bits);
     }
-  } else {
-    throw Error(name_ + ": tensor " + tensor.name + " has dtype " +
-                tensor.dtype + ", not F16, BF16 or F32");
   }
   return out;
 }

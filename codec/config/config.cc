@@ -45,7 +45,8 @@ bool ConfigRule::Covers(uint32_t layer, uint32_t num_layers) const {
   switch (scope) {
     case Scope::kAll: return true;
     case Scope::kFirst: return layer < first;
-    case Scope::kLast: return layer + first >= num_layers;
+    // In 64 bits: layer + first can pass 2^32 (found by fuzzing).
+    case Scope::kLast: return uint64_t{layer} + first >= num_layers;
     case Scope::kRange: return layer >= first && layer <= last;
   }
   return false;

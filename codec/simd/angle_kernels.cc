@@ -62,9 +62,11 @@ void PairAnglesImpl(const float* HWY_RESTRICT v, size_t pairs, uint32_t n,
     hn::Vec<decltype(d)> x, y;
     hn::LoadInterleaved2(d, v + 2 * i, x, y);
     const auto position = hn::Mul(Angle(d, x, y), vpr);
-    // position > 0 ? uint32(position) : 0, then at most n - 1.
-    auto bin = hn::IfThenElseZero(hn::RebindMask(di, hn::Gt(position, hn::Zero(d))),
-                                  hn::ConvertTo(di, position));
+    // position > 0 ? uint32(position) : 0, then at most n - 1. Lanes are
+    // zeroed before the conversion: a NaN position (an infinite rotated
+    // pair, whose vector the encoder then rejects) must not be converted,
+    // which is undefined on emulated targets (found by fuzzing, UBSan).
+    auto bin = hn::ConvertTo(di, hn::IfThenElseZero(hn::Gt(position, hn::Zero(d)), position));
     bin = hn::IfThenElse(hn::Lt(bin, last), bin, last);
     hn::StoreU(bin, di, reinterpret_cast<int32_t*>(bins + i));
     if (radii != nullptr) {
