@@ -342,11 +342,10 @@ kvc_status kvc_encode_block(const kvc_tensor_config* config, uint32_t layer,
     ResolveStandaloneConfig(&h.config);
     KVC_RETURN_IF_ERROR(CheckBlockHeader(h, KVC_ERR_INVALID_ARGUMENT));
     std::unique_ptr<TensorCodec> codec = TensorCodec::Create(h.config, h.head_dim);
-    size_t bound;
-    KVC_RETURN_IF_ERROR(BlockPayloadBound(h, *codec, &bound));
-    std::vector<uint8_t> payload;
-    KVC_RETURN_IF_ERROR(EncodeBlockPayload(*codec, h, view, nullptr, &payload));
-    const size_t total = kBlockFrameHeaderSize + SectionSize(payload.size());
+    std::vector<uint8_t> records;
+    BlockLayout layout;
+    KVC_RETURN_IF_ERROR(PlanBlockPayload(*codec, h, view, nullptr, &records, &layout));
+    const size_t total = kBlockFrameHeaderSize + SectionSize(layout.payload_size);
     if (dst == nullptr || dst_capacity < total) {
       return Status(KVC_ERR_DST_TOO_SMALL,
                     StrFormat("block needs %zu bytes, dst holds %zu", total,
@@ -358,8 +357,9 @@ kvc_status kvc_encode_block(const kvc_tensor_config* config, uint32_t layer,
     p[5] = KVC_FORMAT_MINOR;
     StoreLE16(0, p + 6);
     uint8_t* section = p + kBlockFrameHeaderSize;
-    std::copy(payload.begin(), payload.end(), section + kSectionHeaderSize);
-    SealSection(kSectionBlock, payload.size(), section);
+    KVC_RETURN_IF_ERROR(
+        WriteBlockPayload(*codec, h, view, records, layout, section + kSectionHeaderSize));
+    SealSection(kSectionBlock, layout.payload_size, section);
     *dst_size = total;
     return OkStatus();
   });

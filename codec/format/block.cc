@@ -173,31 +173,38 @@ Status ReadBlockLayout(const TensorCodec& codec, const BlockHeader& h,
   return OkStatus();
 }
 
-Status EncodeBlockPayload(const TensorCodec& codec, const BlockHeader& h,
-                          const TensorView& input, const TensorView* queries,
-                          std::vector<uint8_t>* payload) {
+namespace {
+
+// Converts `count` rows of a [heads, tokens, dim] view to f32.
+void LoadChunk(const TensorView& view, uint32_t head, uint32_t t0, uint32_t count,
+               size_t d, float* rows) {
+  if (view.strides[2] == 1 && view.strides[1] == static_cast<int64_t>(d)) {
+    // Consecutive rows: one conversion call for the whole chunk.
+    LoadRow(view.Row(head, t0), view.dtype, 1, size_t{count} * d, rows);
+    return;
+  }
+  for (uint32_t i = 0; i < count; ++i) {
+    LoadRow(view.Row(head, t0 + i), view.dtype, view.strides[2], d, &rows[i * d]);
+  }
+}
+
+}  // namespace
+
+Status PlanBlockPayload(const TensorCodec& codec, const BlockHeader& h,
+                        const TensorView& input, const TensorView* queries,
+                        std::vector<uint8_t>* records, BlockLayout* layout) {
   const size_t d = h.head_dim;
-  std::vector<float> rows(kChunkVectors * d);
-  auto load = [&](const TensorView& view, uint32_t head, uint32_t t0, uint32_t count) {
-    if (view.strides[2] == 1 && view.strides[1] == static_cast<int64_t>(d)) {
-      // Consecutive rows: one conversion call for the whole chunk.
-      LoadRow(view.Row(head, t0), view.dtype, 1, size_t{count} * d, rows.data());
-      return;
-    }
-    for (uint32_t i = 0; i < count; ++i) {
-      LoadRow(view.Row(head, t0 + i), view.dtype, view.strides[2], d, &rows[i * d]);
-    }
-  };
   // Head records first: they decide the sizes of everything after them.
   const size_t record_size = codec.head_record_size();
-  std::vector<uint8_t> records(size_t{h.head_count} * record_size);
+  records->assign(size_t{h.head_count} * record_size, 0);
   if (record_size > 0) {
+    std::vector<float> rows(kChunkVectors * d);
     std::vector<double> stats(codec.head_stats_size());
     for (uint32_t head = 0; head < h.head_count; ++head) {
       std::fill(stats.begin(), stats.end(), 0.0);
       for (uint32_t t0 = 0; t0 < h.token_count; t0 += kChunkVectors) {
         const uint32_t count = std::min(kChunkVectors, h.token_count - t0);
-        load(input, head, t0, count);
+        LoadChunk(input, head, t0, count, d, rows.data());
         for (uint32_t i = 0; i < count * h.head_dim; ++i) {
           if (!std::isfinite(rows[i])) {
             return Status(KVC_ERR_INVALID_VALUE, Where(h, head, t0 + i / h.head_dim) +
@@ -212,18 +219,22 @@ Status EncodeBlockPayload(const TensorCodec& codec, const BlockHeader& h,
         for (uint64_t q = head * group; q < (head + 1) * group; ++q) {
           for (uint32_t t0 = 0; t0 < tokens; t0 += kChunkVectors) {
             const uint32_t count = std::min(kChunkVectors, tokens - t0);
-            load(*queries, static_cast<uint32_t>(q), t0, count);
+            LoadChunk(*queries, static_cast<uint32_t>(q), t0, count, d, rows.data());
             codec.ObserveQueries(rows.data(), count, stats.data());
           }
         }
       }
-      codec.FinishHead(stats.data(), &records[head * record_size]);
+      codec.FinishHead(stats.data(), &(*records)[head * record_size]);
     }
   }
-  BlockLayout layout;
-  KVC_RETURN_IF_ERROR(PlanLayout(codec, h, records.data(), &layout));
-  payload->assign(layout.payload_size, 0);
-  uint8_t* p = payload->data();
+  return PlanLayout(codec, h, records->data(), layout);
+}
+
+Status WriteBlockPayload(const TensorCodec& codec, const BlockHeader& h,
+                         const TensorView& input, const std::vector<uint8_t>& records,
+                         BlockLayout layout, uint8_t* p) {
+  // Sections are written bit by bit into zeroed memory.
+  std::fill(p, p + layout.payload_size, 0);
   StoreLE16(static_cast<uint16_t>(h.layer), p);
   p[2] = static_cast<uint8_t>(h.kind);
   p[3] = 0;  // Block_Flags
@@ -237,10 +248,12 @@ Status EncodeBlockPayload(const TensorCodec& codec, const BlockHeader& h,
   std::copy(records.begin(), records.end(), p + h.header_size());
   layout.records = p + h.header_size();
 
+  const size_t d = h.head_dim;
+  std::vector<float> rows(kChunkVectors * d);
   for (uint32_t head = 0; head < h.head_count; ++head) {
     for (uint32_t t0 = 0; t0 < h.token_count; t0 += kChunkVectors) {
       const uint32_t count = std::min(kChunkVectors, h.token_count - t0);
-      load(input, head, t0, count);
+      LoadChunk(input, head, t0, count, d, rows.data());
       size_t bad = 0;
       Status status = codec.Encode(HeadRecord(layout, head), rows.data(), count,
                                    SectionPointers(layout, p, head, t0).data(), &bad);

@@ -63,12 +63,18 @@ Status ReadBlockHeader(const SectionRef& section, BlockHeader* header);
 Status ReadBlockLayout(const TensorCodec& codec, const BlockHeader& header,
                        const SectionRef& section, BlockLayout* layout);
 
-// Encodes input ([head_count, token_count, head_dim] of this block) into a
-// whole payload. queries (optional): [head_count * group, tokens, head_dim],
-// a sample some methods use to choose their head records.
-Status EncodeBlockPayload(const TensorCodec& codec, const BlockHeader& header,
-                          const TensorView& input, const TensorView* queries,
-                          std::vector<uint8_t>* payload);
+// Encoding is two steps, so that callers can place payloads before writing
+// them. First the head records (from statistics of the input, [head_count,
+// token_count, head_dim] of this block; queries, optional, [head_count *
+// group, tokens, head_dim], a sample some methods use) and the layout they
+// imply: layout->payload_size is the payload's exact size.
+Status PlanBlockPayload(const TensorCodec& codec, const BlockHeader& header,
+                        const TensorView& input, const TensorView* queries,
+                        std::vector<uint8_t>* records, BlockLayout* layout);
+// Then the payload itself, layout.payload_size bytes at `payload`.
+Status WriteBlockPayload(const TensorCodec& codec, const BlockHeader& header,
+                         const TensorView& input, const std::vector<uint8_t>& records,
+                         BlockLayout layout, uint8_t* payload);
 // output: [head_count, token_count, head_dim].
 Status DecodeBlockPayload(const TensorCodec& codec, const BlockHeader& header,
                           const uint8_t* payload, const BlockLayout& layout,

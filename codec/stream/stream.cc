@@ -230,33 +230,51 @@ Status EncodeStream(const CacheConfig& config, const kvc_cache_desc& desc,
   if (dst == nullptr) return Status(KVC_ERR_INVALID_ARGUMENT, "dst is NULL");
   if (block_tokens == 0) block_tokens = desc.num_tokens;
 
-  // Blocks encode in parallel into their own buffers (their sizes can depend
-  // on the data), then everything is laid out in order.
+  // Blocks are planned in parallel (their head records fix their sizes, which
+  // can depend on the data), laid out in order, then written in parallel
+  // straight into dst.
   const std::vector<BlockHeader> plan = PlanBlocks(desc, configs, block_tokens);
   StreamLayout codecs;
   codecs.desc = desc;
   std::vector<const TensorCodec*> block_codecs;
   for (const BlockHeader& h : plan) block_codecs.push_back(codecs.Codec(h.config));
-  std::vector<std::vector<uint8_t>> payloads(plan.size());
+  auto input_of = [&](const BlockHeader& h) {
+    return BlockView(h.kind == KVC_KIND_KEYS ? key_view : value_view, h);
+  };
+  std::vector<std::vector<uint8_t>> records(plan.size());
+  std::vector<BlockLayout> layouts(plan.size());
   KVC_RETURN_IF_ERROR(ParallelFor(plan.size(), threads, [&](size_t i) {
     const BlockHeader& h = plan[i];
-    const TensorView& cache_view = h.kind == KVC_KIND_KEYS ? key_view : value_view;
     TensorView layer_queries;
     const bool use_queries = queries != nullptr && h.kind == KVC_KIND_KEYS;
     if (use_queries) layer_queries = query_view.Sub(h.layer);
-    return EncodeBlockPayload(*block_codecs[i], h, BlockView(cache_view, h),
-                              use_queries ? &layer_queries : nullptr, &payloads[i]);
+    return PlanBlockPayload(*block_codecs[i], h, input_of(h),
+                            use_queries ? &layer_queries : nullptr, &records[i], &layouts[i]);
   }));
 
-  size_t size = kStreamHeaderSize + SectionSize(kEndPayload);
+  size_t offset = kStreamHeaderSize;
   for (uint32_t layer = 0; layer < desc.num_layers; ++layer) {
-    size += SectionSize(LayerConfigPayload(configs[2 * layer], configs[2 * layer + 1]));
+    offset += SectionSize(LayerConfigPayload(configs[2 * layer], configs[2 * layer + 1]));
   }
-  for (const auto& payload : payloads) size += SectionSize(payload.size());
+  std::vector<size_t> block_offsets(plan.size());
+  for (size_t i = 0; i < plan.size(); ++i) {
+    block_offsets[i] = offset;
+    offset += SectionSize(layouts[i].payload_size);
+  }
+  const size_t end_offset = offset;
+  const size_t size = end_offset + SectionSize(kEndPayload);
   if (dst_capacity < size) {
     return Status(KVC_ERR_DST_TOO_SMALL,
                   StrFormat("stream needs %zu bytes, dst holds %zu", size, dst_capacity));
   }
+  KVC_RETURN_IF_ERROR(ParallelFor(plan.size(), threads, [&](size_t i) {
+    uint8_t* section = dst + block_offsets[i];
+    KVC_RETURN_IF_ERROR(WriteBlockPayload(*block_codecs[i], plan[i], input_of(plan[i]),
+                                          records[i], layouts[i],
+                                          section + kSectionHeaderSize));
+    SealSection(kSectionBlock, layouts[i].payload_size, section);
+    return OkStatus();
+  }));
   uint8_t* p = dst;
   WriteStreamHeader(desc, p);
   p += kStreamHeaderSize;
@@ -271,11 +289,7 @@ Status EncodeStream(const CacheConfig& config, const kvc_cache_desc& desc,
     SealSection(kSectionLayerConfig, LayerConfigPayload(k, v), p);
     p += SectionSize(LayerConfigPayload(k, v));
   }
-  for (const auto& payload : payloads) {
-    std::copy(payload.begin(), payload.end(), p + kSectionHeaderSize);
-    SealSection(kSectionBlock, payload.size(), p);
-    p += SectionSize(payload.size());
-  }
+  p = dst + end_offset;
   StoreLE32(static_cast<uint32_t>(desc.num_layers + plan.size()), p + kSectionHeaderSize);
   SealSection(kSectionEnd, kEndPayload, p);
   p += SectionSize(kEndPayload);
