@@ -27,7 +27,7 @@
 // Baseline: per token (row of dim f16 values) absmax int8, stored as dim
 // int8 codes + one f32 scale; decode back to f16.
 HWY_BEFORE_NAMESPACE();
-namespace kvc_tools {
+namespace kvc::tools {
 namespace HWY_NAMESPACE {
 namespace hn = hwy::HWY_NAMESPACE;
 
@@ -73,11 +73,11 @@ void Int8Decode(const int8_t* HWY_RESTRICT codes, const float* HWY_RESTRICT scal
 
 // NOLINTNEXTLINE(google-readability-namespace-comments)
 }  // namespace HWY_NAMESPACE
-}  // namespace kvc_tools
+}  // namespace kvc::tools
 HWY_AFTER_NAMESPACE();
 
 #if HWY_ONCE
-namespace kvc_tools {
+namespace kvc::tools {
 
 HWY_EXPORT(Int8Encode);
 HWY_EXPORT(Int8Decode);
@@ -347,5 +347,5 @@ int RunBench(int argc, char** argv) {
   return exit_code;
 }
 
-}  // namespace kvc_tools
+}  // namespace kvc::tools
 #endif  // HWY_ONCE

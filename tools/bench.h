@@ -3,7 +3,7 @@
 #ifndef KVCODEC_TOOLS_BENCH_H_
 #define KVCODEC_TOOLS_BENCH_H_
 
-namespace kvc_tools {
+namespace kvc::tools {
 
 // argv[0] is "bench" (or the program name); returns a process exit code.
 //   --preset NAME | --all   which presets (several --preset allowed)
@@ -18,6 +18,6 @@ namespace kvc_tools {
 //   --json                  one JSON object per preset (default: a table)
 int RunBench(int argc, char** argv);
 
-}  // namespace kvc_tools
+}  // namespace kvc::tools
 
 #endif  // KVCODEC_TOOLS_BENCH_H_

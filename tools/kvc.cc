@@ -315,7 +315,7 @@ void BenchCommand(const std::vector<std::string>& args) {
   words.insert(words.end(), args.begin(), args.end());
   std::vector<char*> argv;
   for (std::string& word : words) argv.push_back(word.data());
-  const int status = kvc_tools::RunBench(static_cast<int>(argv.size()), argv.data());
+  const int status = RunBench(static_cast<int>(argv.size()), argv.data());
   if (status != 0) std::exit(status);
 }
 

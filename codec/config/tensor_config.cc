@@ -87,10 +87,10 @@ Status ValidateTensorConfig(const kvc_tensor_config& c, const std::string& what)
   }
   switch (c.method) {
     case KVC_METHOD_RAW:
-      if (c.bits != 8 * ScalarBytes(c.scalar_format)) {
+      if (c.bits != 8 * DtypeBytes(c.scalar_format)) {
         return invalid(StrFormat("raw-%s stores %zu bits, not %u",
                                  DtypeName(c.scalar_format),
-                                 8 * ScalarBytes(c.scalar_format), c.bits));
+                                 8 * DtypeBytes(c.scalar_format), c.bits));
       }
       if (c.flags != 0 || c.rotation != KVC_ROTATION_NONE) {
         return invalid("raw takes no rotation and no flags");
@@ -334,7 +334,7 @@ Status ParseMethodString(const std::string& text, kvc_tensor_config* out) {
   if (parts.size() == 2 && family == "raw") {
     if (!ParseDtype(parts[1], &c.scalar_format)) return bad("unknown dtype");
     c.method = KVC_METHOD_RAW;
-    c.bits = static_cast<uint32_t>(8 * ScalarBytes(c.scalar_format));
+    c.bits = static_cast<uint32_t>(8 * DtypeBytes(c.scalar_format));
     c.rotation = KVC_ROTATION_NONE;
     c.seed = 0;
   } else if (parts.size() == 3 && family == "tq" && parts[1] == "mse") {

@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <string>
 
+#include "base/dtype.h"
 #include "base/status.h"
 #include "kvcodec/kvcodec.h"
 
@@ -30,10 +31,6 @@ Status ImportTensorConfig(const kvc_tensor_config* in, kvc_tensor_config* out);
 Status ValidateTensorConfig(const kvc_tensor_config& config,
                             const std::string& what);
 
-// Bytes per scalar of a kvc_dtype (4 or 2).
-inline size_t ScalarBytes(uint32_t dtype) {
-  return dtype == KVC_DTYPE_F32 ? 4 : 2;
-}
 
 // Checks what depends on the head dim (group sizes, channel splits).
 Status ValidateForHeadDim(const kvc_tensor_config& config, uint32_t head_dim,

@@ -65,6 +65,24 @@ const uint8_t* HeadRecord(const BlockLayout& layout, uint32_t head) {
   return layout.record_size ? layout.records + head * layout.record_size : nullptr;
 }
 
+// Index of the first non-finite value, or n: a vectorised pass in the usual
+// case, the scan only to name the culprit.
+size_t FirstNonFinite(const float* v, size_t n) {
+  if (simd::AllFinite(v, n)) return n;
+  size_t i = 0;
+  while (i < n && std::isfinite(v[i])) ++i;
+  return i;
+}
+
+// Codecs get finite vectors only: checked here once for every method.
+Status CheckFiniteInput(const BlockHeader& h, uint32_t head, uint32_t t0, const float* rows,
+                        uint32_t count) {
+  const size_t bad = FirstNonFinite(rows, size_t{count} * h.head_dim);
+  if (bad == size_t{count} * h.head_dim) return OkStatus();
+  return Status(KVC_ERR_INVALID_VALUE,
+                Where(h, head, t0 + bad / h.head_dim) + ": vector has a non-finite value");
+}
+
 }  // namespace
 
 size_t BlockHeader::header_size() const {
@@ -205,12 +223,7 @@ Status PlanBlockPayload(const TensorCodec& codec, const BlockHeader& h,
       for (uint32_t t0 = 0; t0 < h.token_count; t0 += kChunkVectors) {
         const uint32_t count = std::min(kChunkVectors, h.token_count - t0);
         LoadChunk(input, head, t0, count, d, rows.data());
-        for (uint32_t i = 0; i < count * h.head_dim; ++i) {
-          if (!std::isfinite(rows[i])) {
-            return Status(KVC_ERR_INVALID_VALUE, Where(h, head, t0 + i / h.head_dim) +
-                                                     ": vector has a non-finite value");
-          }
-        }
+        KVC_RETURN_IF_ERROR(CheckFiniteInput(h, head, t0, rows.data(), count));
         codec.ObserveHead(rows.data(), count, stats.data());
       }
       if (queries != nullptr) {
@@ -254,6 +267,7 @@ Status WriteBlockPayload(const TensorCodec& codec, const BlockHeader& h,
     for (uint32_t t0 = 0; t0 < h.token_count; t0 += kChunkVectors) {
       const uint32_t count = std::min(kChunkVectors, h.token_count - t0);
       LoadChunk(input, head, t0, count, d, rows.data());
+      KVC_RETURN_IF_ERROR(CheckFiniteInput(h, head, t0, rows.data(), count));
       size_t bad = 0;
       Status status = codec.Encode(HeadRecord(layout, head), rows.data(), count,
                                    SectionPointers(layout, p, head, t0).data(), &bad);
@@ -280,12 +294,10 @@ Status DecodeBlockPayload(const TensorCodec& codec, const BlockHeader& h,
                                    rows.data(), &bad);
       // Crafted norms within their format but beyond any encoder's reach
       // could overflow a decoded value: never hand back a non-finite one.
-      const bool finite = !status.ok() || simd::AllFinite(rows.data(), count * d);
-      for (size_t i = 0; !finite && status.ok() && i < count * d; ++i) {
-        if (!std::isfinite(rows[i])) {
-          bad = i / d;
-          status = Status(KVC_ERR_CORRUPT, "decoded value is not finite");
-        }
+      const size_t first_bad = status.ok() ? FirstNonFinite(rows.data(), count * d) : 0;
+      if (status.ok() && first_bad < count * d) {
+        bad = first_bad / d;
+        status = Status(KVC_ERR_CORRUPT, "decoded value is not finite");
       }
       // Consecutive rows: one conversion call for the chunk; on an overflow,
       // row by row below to name the first one.
@@ -320,11 +332,12 @@ Status ScoreBlockPayload(const TensorCodec& codec, const BlockHeader& h,
                                  queries_per_head,
                                  scores + size_t{head} * queries_per_head * tokens, &bad);
     // Crafted norms could overflow a score: never hand back a non-finite one.
-    for (size_t i = 0; status.ok() && i < size_t{queries_per_head} * tokens; ++i) {
-      if (!std::isfinite(scores[size_t{head} * queries_per_head * tokens + i])) {
-        bad = i % tokens;
-        status = Status(KVC_ERR_CORRUPT, "score is not finite");
-      }
+    const size_t head_scores = size_t{queries_per_head} * tokens;
+    const size_t first_bad =
+        status.ok() ? FirstNonFinite(scores + size_t{head} * head_scores, head_scores) : 0;
+    if (status.ok() && first_bad < head_scores) {
+      bad = first_bad % tokens;
+      status = Status(KVC_ERR_CORRUPT, "score is not finite");
     }
     if (!status.ok()) {
       return Status(status.code(), Where(h, head, bad) + ": " + status.message());

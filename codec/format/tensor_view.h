@@ -5,6 +5,7 @@
 #include <cstddef>
 #include <cstdint>
 
+#include "base/dtype.h"
 #include "base/status.h"
 #include "kvcodec/kvcodec.h"
 
@@ -35,10 +36,6 @@ void LoadRow(const uint8_t* row, uint32_t dtype, int64_t stride, size_t n,
 // overflows a 16-bit output format.
 Status StoreRow(const float* in, size_t n, uint32_t dtype, int64_t stride,
                 uint8_t* row);
-
-inline size_t DtypeBytes(uint32_t dtype) {
-  return dtype == KVC_DTYPE_F32 ? 4 : 2;
-}
 
 }  // namespace kvc
 

@@ -31,7 +31,7 @@ class BlockGtqCodec final : public TensorCodec {
  public:
   BlockGtqCodec(const kvc_tensor_config& c, uint32_t d)
       : TensorCodec(d), config_(c), blocks_(d / 2),
-        norm_bits_(static_cast<uint32_t>(8 * ScalarBytes(c.scalar_format))) {}
+        norm_bits_(static_cast<uint32_t>(8 * DtypeBytes(c.scalar_format))) {}
 
   size_t head_record_size() const override { return blocks_ / 2; }
   // Key energy per block, query energy per block, key count, query count.
@@ -106,7 +106,7 @@ class BlockGtqCodec final : public TensorCodec {
     const std::vector<uint32_t> bits = Bits(record);
     size_t index_bits = 0;
     for (uint32_t b : bits) index_bits += 2 * b;
-    return {CountGroups(bits) * 8 * ScalarBytes(config_.scalar_format), index_bits};
+    return {CountGroups(bits) * 8 * DtypeBytes(config_.scalar_format), index_bits};
   }
 
   size_t MaxBitsPerVector() const override {
@@ -123,9 +123,6 @@ class BlockGtqCodec final : public TensorCodec {
     BitWriter writer(sections[1]);
     for (size_t n = 0; n < count; ++n) {
       *bad_vector = n;
-      if (!simd::AllFinite(x + n * d, d)) {
-        return Status(KVC_ERR_INVALID_VALUE, "vector has a non-finite value");
-      }
       uint8_t* norms = sections[0] + n * norm_bytes;
       for (size_t g = 0; g < groups.quantizers.size(); ++g) {
         const MseQuantizer& q = *groups.quantizers[g];

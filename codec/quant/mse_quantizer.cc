@@ -5,7 +5,6 @@
 #include "config/tensor_config.h"
 #include "quant/scalars.h"
 #include "quant/tensor_codec.h"
-#include "quant/vector_math.h"
 #include "simd/bitpack.h"
 #include "simd/quantize_kernels.h"
 #include "simd/reduce_kernels.h"
@@ -22,7 +21,7 @@ MseQuantizer::MseQuantizer(uint32_t dim, int bits, uint32_t rotation, uint64_t s
       rotation_(rotation, dim, seed),
       sqrt_dim_(static_cast<float>(std::sqrt(static_cast<double>(dim)))) {}
 
-size_t MseQuantizer::norm_bytes() const { return ScalarBytes(format_); }
+size_t MseQuantizer::norm_bytes() const { return DtypeBytes(format_); }
 
 Status MseQuantizer::Encode(const float* x, float* y, uint8_t* norm_record,
                             uint8_t* indices) const {
@@ -61,12 +60,9 @@ Status MseQuantizer::Unpack(const uint8_t* norm_record, const uint8_t* indices,
 
 float MseQuantizer::Gain(const uint8_t* idx, float norm) const {
   if (!norm_correction_) return norm / sqrt_dim_;
-  float acc[kReductionLanes] = {};
-  for (uint32_t j = 0; j < dim_; ++j) {
-    const float c = book_.centroids[idx[j]];
-    acc[j % kReductionLanes] = acc[j % kReductionLanes] + c * c;
-  }
-  const float length = std::sqrt(FoldLanes(acc));
+  float centroids[kMaxHeadDim];
+  for (uint32_t j = 0; j < dim_; ++j) centroids[j] = book_.centroids[idx[j]];
+  const float length = std::sqrt(simd::SumOfSquares(centroids, dim_));
   return length > 0 ? norm / length : 0.0f;
 }
 

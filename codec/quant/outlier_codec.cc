@@ -84,9 +84,6 @@ class OutlierCodec final : public TensorCodec {
     std::vector<float> high(outliers_), low(d - outliers_), work(d);
     for (size_t n = 0; n < count; ++n) {
       *bad_vector = n;
-      if (!simd::AllFinite(x + n * d, d)) {
-        return Status(KVC_ERR_INVALID_VALUE, "vector has a non-finite value");
-      }
       Split(mask, x + n * d, high.data(), low.data());
       KVC_RETURN_IF_ERROR(high_.Encode(high.data(), work.data(), sections[0] + n * w[0],
                                        sections[1] + n * w[1]));

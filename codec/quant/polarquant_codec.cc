@@ -74,7 +74,7 @@ class PolarQuantCodec final : public TensorCodec {
   std::vector<size_t> ByteWidths(const uint8_t*) const {
     const size_t groups = head_dim() / kGroup;
     const size_t group_bits = 8 * bits_[0] + 4 * bits_[1] + 2 * bits_[2] + bits_[3];
-    return {groups * ScalarBytes(format_), (groups * group_bits + 7) / 8};
+    return {groups * DtypeBytes(format_), (groups * group_bits + 7) / 8};
   }
 
   Status Encode(const uint8_t*, const float* x, size_t count, uint8_t* const* sections,
@@ -86,12 +86,8 @@ class PolarQuantCodec final : public TensorCodec {
                                           std::vector<float>(d / 8), std::vector<float>(d / 16)};
     std::vector<uint32_t> bin[4] = {std::vector<uint32_t>(d / 2), std::vector<uint32_t>(d / 4),
                                     std::vector<uint32_t>(d / 8), std::vector<uint32_t>(d / 16)};
-    const bool all_finite = simd::AllFinite(x, count * d);  // the usual case, checked once
     for (size_t n = 0; n < count; ++n) {
       *bad_vector = n;
-      if (!all_finite && !simd::AllFinite(x + n * d, d)) {
-        return Status(KVC_ERR_INVALID_VALUE, "vector has a non-finite value");
-      }
       std::copy(x + n * d, x + (n + 1) * d, y.begin());
       rotation_.Forward(y.data());
       uint8_t* radii = sections[0] + n * w[0];
@@ -113,7 +109,7 @@ class PolarQuantCodec final : public TensorCodec {
           }
         }
         const float group_radius = radius[3][g];
-        if (!StoreFiniteScalar(group_radius, format_, radii + g * ScalarBytes(format_))) {
+        if (!StoreFiniteScalar(group_radius, format_, radii + g * DtypeBytes(format_))) {
           return Status(KVC_ERR_INVALID_VALUE,
                         StrFormat("group radius %g exceeds the scalar format's range",
                                   static_cast<double>(group_radius)));
@@ -139,7 +135,7 @@ class PolarQuantCodec final : public TensorCodec {
           for (int j = 0; j < pairs; ++j) folds[i++] = reader.Get(bits_[level]);
         }
         float r[8];
-        if (!LoadNorm(radii + g * ScalarBytes(format_), format_, &r[0])) {
+        if (!LoadNorm(radii + g * DtypeBytes(format_), format_, &r[0])) {
           return Status(KVC_ERR_CORRUPT, "stored radius is negative or not finite");
         }
         // Unfold from the top: level 4 (folds[6]), level 3 (folds[4..5]),

@@ -11,7 +11,7 @@ namespace {
 class RawCodec final : public TensorCodec {
  public:
   RawCodec(uint32_t head_dim, uint32_t format)
-      : TensorCodec(head_dim), format_(format), bytes_(ScalarBytes(format)) {}
+      : TensorCodec(head_dim), format_(format), bytes_(DtypeBytes(format)) {}
 
   std::vector<size_t> SectionWidths(const uint8_t* record) const override {
     std::vector<size_t> widths = ByteWidths(record);
@@ -30,8 +30,7 @@ class RawCodec final : public TensorCodec {
     for (size_t n = 0; n < count; ++n) {
       uint8_t* record = sections[0] + n * d * bytes_;
       for (size_t j = 0; j < d; ++j) {
-        if (!std::isfinite(x[n * d + j]) ||
-            !StoreFiniteScalar(x[n * d + j], format_, record + j * bytes_)) {
+        if (!StoreFiniteScalar(x[n * d + j], format_, record + j * bytes_)) {
           *bad_vector = n;
           return Status(KVC_ERR_INVALID_VALUE,
                         StrFormat("value %g at dimension %zu cannot be stored",

@@ -58,7 +58,8 @@ class TensorCodec {
   // The most bits one vector can take, over every possible record.
   virtual size_t MaxBitsPerVector() const;
 
-  // Encodes `count` vectors (contiguous f32, count x head_dim); vector n's
+  // Encodes `count` vectors (contiguous f32, count x head_dim, all finite:
+  // the block encoder checks that once for every method); vector n's
   // record in section s starts at bit n * width(s) of sections[s] (zeroed by
   // the caller). On a value the format cannot hold, fails with INVALID_VALUE
   // and *bad_vector = n.

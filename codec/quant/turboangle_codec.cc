@@ -126,7 +126,7 @@ class TurboAngleCodec final : public TensorCodec {
     const size_t radius_bits = radius_format_ == KVC_RADIUS_EXACT     ? 32
                                : radius_format_ == KVC_RADIUS_LINEAR8 ? 8
                                                                       : 4;
-    return {8 * ScalarBytes(format_), angle_bits_, pairs * radius_bits};
+    return {8 * DtypeBytes(format_), angle_bits_, pairs * radius_bits};
   }
 
   Status Encode(const uint8_t*, const float* x, size_t count, uint8_t* const* sections,
@@ -138,12 +138,8 @@ class TurboAngleCodec final : public TensorCodec {
     std::vector<uint8_t> digits(pairs), levels(pairs);
     std::vector<uint8_t> number((angle_bits_ + 7) / 8);
     BitWriter angles(sections[1]);
-    const bool all_finite = simd::AllFinite(x, count * d);  // the usual case, checked once
     for (size_t n = 0; n < count; ++n) {
       *bad_vector = n;
-      if (!all_finite && !simd::AllFinite(x + n * d, d)) {
-        return Status(KVC_ERR_INVALID_VALUE, "vector has a non-finite value");
-      }
       std::copy(x + n * d, x + (n + 1) * d, y.begin());
       rotation_.Forward(y.data());
       const float sum_squares = simd::SumOfSquares(y.data(), d);

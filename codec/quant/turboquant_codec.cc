@@ -55,12 +55,8 @@ class TurboQuantCodec final : public TensorCodec {
     const std::vector<size_t> w = ByteWidths(nullptr);
     std::vector<float> y(d), reconstruction(d), residual(d);
     std::vector<uint8_t> signs(d);
-    const bool all_finite = simd::AllFinite(x, count * d);  // the usual case, checked once
     for (size_t n = 0; n < count; ++n) {
       *bad_vector = n;
-      if (!all_finite && !simd::AllFinite(x + n * d, d)) {
-        return Status(KVC_ERR_INVALID_VALUE, "vector has a non-finite value");
-      }
       uint8_t* norm = sections[0] + n * w[0];
       uint8_t* indices = sections[1] + n * w[1];
       KVC_RETURN_IF_ERROR(mse_.Encode(x + n * d, y.data(), norm, indices));
@@ -129,7 +125,7 @@ class TurboQuantCodec final : public TensorCodec {
         if (!LoadNorm(sections[2] + n * w[2], format_, &gamma)) {
           return Status(KVC_ERR_CORRUPT, "stored residual norm is negative or not finite");
         }
-        UnpackBits(sections[3] + n * w[3], d, 1, signs.data());
+        simd::UnpackBits(sections[3] + n * w[3], d, 1, signs.data());
         for (size_t i = 0; i < d; ++i) sign_values[i] = signs[i] ? -1.0f : 1.0f;
       }
       for (size_t q = 0; q < num_queries; ++q) {
@@ -151,7 +147,7 @@ class TurboQuantCodec final : public TensorCodec {
   void QjlTranspose(const uint8_t* packed, float* correction) const {
     const size_t d = head_dim();
     std::vector<uint8_t> signs(d);
-    UnpackBits(packed, d, 1, signs.data());
+    simd::UnpackBits(packed, d, 1, signs.data());
     std::fill(correction, correction + d, 0.0f);
     for (size_t i = 0; i < d; ++i) {
       const float* row = qjl_.data() + i * d;
