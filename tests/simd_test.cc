@@ -26,6 +26,7 @@
 #include "simd/qjl_kernels.h"
 #include "simd/quantize_kernels.h"
 #include "simd/reduce_kernels.h"
+#include "simd/turboquant_kernels.h"
 #include "test_util.h"
 
 namespace {
@@ -190,6 +191,63 @@ void CheckQuantizers() {
   }
 }
 
+// The fused TurboQuant rows against the reference steps (rotation, 16-lane
+// sum of squares, codebook search, LSB-first packing; and back).
+void CheckFusedTurboQuant() {
+  size_t applied = 0;
+  for (uint32_t dim : {8u, 16u, 32u, 64u, 128u, 256u}) {
+    const kvc::Rotation rotation(KVC_ROTATION_HADAMARD, dim, 77);
+    const float sqrt_dim = static_cast<float>(std::sqrt(static_cast<double>(dim)));
+    std::vector<float> x = kvc_test::GaussianVectors(dim, 9, 5, false);
+    std::fill(x.begin(), x.begin() + dim, 0.0f);  // the zero vector
+    x[dim + 3] = 3e17f;                           // a huge coordinate
+    const size_t count = x.size() / dim;
+    for (int bits = 1; bits <= 4; ++bits) {
+      for (bool correction : {false, true}) {
+        CAPTURE(dim);
+        CAPTURE(bits);
+        CAPTURE(correction);
+        const kvc::Codebook& book = kvc::GaussianCodebook(bits);
+        const kvc::simd::TqRows rows{dim, rotation.single_pass_signs(), rotation.scale(), &book,
+                                     sqrt_dim, correction};
+        const size_t index_bytes = dim * bits / 8;
+        std::vector<float> norms(count);
+        std::vector<uint8_t> packed(count * index_bytes);
+        if (!kvc::simd::TqEncodeRows(rows, x.data(), count, norms.data(), packed.data())) continue;
+        ++applied;
+        std::vector<float> decoded(x.size());
+        REQUIRE(kvc::simd::TqDecodeRows(rows, packed.data(), norms.data(), count,
+                                        decoded.data()));
+        for (size_t n = 0; n < count; ++n) {
+          std::vector<float> y(x.begin() + n * dim, x.begin() + (n + 1) * dim);
+          rotation.ForwardReference(y.data());
+          const float norm = std::sqrt(kvc::SumOfSquares(y.data(), dim));
+          REQUIRE(Bits(norms[n]) == Bits(norm));
+          const float scale = norm > 0 ? sqrt_dim / norm : 0.0f;
+          std::vector<uint8_t> idx(dim), ref(index_bytes);
+          for (uint32_t j = 0; j < dim; ++j) {
+            idx[j] = static_cast<uint8_t>(kvc::QuantizeToCodebook(book, y[j] * scale));
+          }
+          kvc::PackBits(idx.data(), dim, bits, ref.data());
+          REQUIRE(std::memcmp(ref.data(), &packed[n * index_bytes], index_bytes) == 0);
+          std::vector<float> c(dim);
+          for (uint32_t j = 0; j < dim; ++j) c[j] = book.centroids[idx[j]];
+          float gain = norm / sqrt_dim;
+          if (correction) {
+            const float length = std::sqrt(kvc::SumOfSquares(c.data(), dim));
+            gain = length > 0 ? norm / length : 0.0f;
+          }
+          for (uint32_t j = 0; j < dim; ++j) c[j] = c[j] * gain;
+          rotation.InverseReference(c.data());
+          for (uint32_t j = 0; j < dim; ++j) REQUIRE(Bits(decoded[n * dim + j]) == Bits(c[j]));
+        }
+      }
+    }
+  }
+  // Every target but HWY_SCALAR has the fused kernels.
+  if (std::string(kvc_simd_target()) != "SCALAR") REQUIRE(applied > 0);
+}
+
 void CheckAngles() {
   std::vector<float> v = kvc_test::GaussianVectors(1, 2 * 300, 9, false);
   // Axes, diagonals, zeros and signed zeros, tiny and huge values.
@@ -345,6 +403,7 @@ TEST_CASE("SIMD kernels match the scalar reference on every target") {
     CheckReductions();
     CheckRotation();
     CheckQuantizers();
+    CheckFusedTurboQuant();
     CheckAngles();
     CheckFolds();
     CheckQjl();

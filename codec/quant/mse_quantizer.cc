@@ -1,5 +1,6 @@
 #include "quant/mse_quantizer.h"
 
+#include <algorithm>
 #include <cmath>
 
 #include "config/tensor_config.h"
@@ -27,21 +28,77 @@ Status MseQuantizer::Encode(const float* x, float* y, uint8_t* norm_record,
                             uint8_t* indices) const {
   std::copy(x, x + dim_, y);
   rotation_.Forward(y);
-  const float sum_squares = simd::SumOfSquares(y, dim_);
-  if (!std::isfinite(sum_squares)) {
-    return Status(KVC_ERR_INVALID_VALUE, "vector norm overflows f32");
-  }
-  const float norm = std::sqrt(sum_squares);
-  if (!StoreFiniteScalar(norm, format_, norm_record)) {
-    return Status(KVC_ERR_INVALID_VALUE,
-                  StrFormat("vector norm %g exceeds the norm format's range (use "
-                            "norm=f32 or norm=bf16)", static_cast<double>(norm)));
-  }
+  const float norm = std::sqrt(simd::SumOfSquares(y, dim_));
+  KVC_RETURN_IF_ERROR(StoreNorm(norm, norm_record));
   const float scale = norm > 0 ? sqrt_dim_ / norm : 0.0f;
   uint8_t idx[kMaxHeadDim];
   if (simd::QuantizePacked(book_, y, dim_, scale, indices)) return OkStatus();
   simd::Quantize(book_, y, dim_, scale, idx);
   simd::PackBits(idx, dim_, bits_, indices);
+  return OkStatus();
+}
+
+Status MseQuantizer::EncodeRows(const float* x, size_t count, uint8_t* norms,
+                                uint8_t* indices, size_t* bad_vector) const {
+  // Fused: rows in batches, then the norms checked and stored in order.
+  constexpr size_t kBatch = 64;
+  float batch_norms[kBatch];
+  const simd::TqRows fused = Fused();
+  for (size_t n0 = 0; fused.signs != nullptr && n0 < count; n0 += kBatch) {
+    const size_t m = std::min(kBatch, count - n0);
+    if (!simd::TqEncodeRows(fused, x + n0 * dim_, m, batch_norms,
+                            indices + n0 * index_bytes())) {
+      break;  // no fused kernel here: all rows take the path below
+    }
+    for (size_t i = 0; i < m; ++i) {
+      *bad_vector = n0 + i;
+      KVC_RETURN_IF_ERROR(StoreNorm(batch_norms[i], norms + (n0 + i) * norm_bytes()));
+    }
+    if (n0 + m == count) return OkStatus();
+  }
+  std::vector<float> y(dim_);
+  for (size_t n = 0; n < count; ++n) {
+    *bad_vector = n;
+    KVC_RETURN_IF_ERROR(
+        Encode(x + n * dim_, y.data(), norms + n * norm_bytes(), indices + n * index_bytes()));
+  }
+  return OkStatus();
+}
+
+Status MseQuantizer::DecodeRows(const uint8_t* norms, const uint8_t* indices, size_t count,
+                                float* out, size_t* bad_vector) const {
+  constexpr size_t kBatch = 64;
+  float batch_norms[kBatch];
+  const simd::TqRows fused = Fused();
+  for (size_t n0 = 0; fused.signs != nullptr && n0 < count; n0 += kBatch) {
+    const size_t m = std::min(kBatch, count - n0);
+    for (size_t i = 0; i < m; ++i) {
+      if (!LoadNorm(norms + (n0 + i) * norm_bytes(), format_, &batch_norms[i])) {
+        *bad_vector = n0 + i;
+        return Status(KVC_ERR_CORRUPT, "stored norm is negative or not finite");
+      }
+    }
+    if (!simd::TqDecodeRows(fused, indices + n0 * index_bytes(), batch_norms, m,
+                            out + n0 * dim_)) {
+      break;
+    }
+    if (n0 + m == count) return OkStatus();
+  }
+  for (size_t n = 0; n < count; ++n) {
+    *bad_vector = n;
+    KVC_RETURN_IF_ERROR(Decode(norms + n * norm_bytes(), indices + n * index_bytes(),
+                               out + n * dim_));
+  }
+  return OkStatus();
+}
+
+Status MseQuantizer::StoreNorm(float norm, uint8_t* record) const {
+  if (!std::isfinite(norm)) return Status(KVC_ERR_INVALID_VALUE, "vector norm overflows f32");
+  if (!StoreFiniteScalar(norm, format_, record)) {
+    return Status(KVC_ERR_INVALID_VALUE,
+                  StrFormat("vector norm %g exceeds the norm format's range (use "
+                            "norm=f32 or norm=bf16)", static_cast<double>(norm)));
+  }
   return OkStatus();
 }
 

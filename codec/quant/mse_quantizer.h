@@ -12,6 +12,7 @@
 #include "base/status.h"
 #include "quant/codebooks.h"
 #include "quant/rotation.h"
+#include "simd/turboquant_kernels.h"
 
 namespace kvc {
 
@@ -30,6 +31,14 @@ class MseQuantizer {
   // Rotates x (finite) into y (dim floats), writes the norm and the packed
   // indices. INVALID_VALUE if the norm overflows its format.
   Status Encode(const float* x, float* y, uint8_t* norm, uint8_t* indices) const;
+  // Encode for `count` vectors (x: count x dim), records at norms + n *
+  // norm_bytes() and indices + n * index_bytes(); fused kernels where they
+  // apply. On failure *bad_vector names the vector.
+  Status EncodeRows(const float* x, size_t count, uint8_t* norms, uint8_t* indices,
+                    size_t* bad_vector) const;
+  // Decode for `count` records into out (count x dim).
+  Status DecodeRows(const uint8_t* norms, const uint8_t* indices, size_t count, float* out,
+                    size_t* bad_vector) const;
   // The reconstruction in the rotated domain: centroid * gain per coordinate.
   // CORRUPT if the stored norm is invalid or padding bits are set.
   Status DecodeRotated(const uint8_t* norm, const uint8_t* indices, float* y) const;
@@ -40,6 +49,13 @@ class MseQuantizer {
              float* dot) const;
 
  private:
+  // The fused kernels' view of this quantizer (signs null: none apply).
+  simd::TqRows Fused() const {
+    return {dim_, rotation_.single_pass_signs(), rotation_.scale(), &book_, sqrt_dim_,
+            norm_correction_};
+  }
+  // Checks and stores a vector's norm in the norm format.
+  Status StoreNorm(float norm, uint8_t* record) const;
   // Scale from codebook units to the vector's (FORMAT.md, TurboQuant-MSE).
   float Gain(const uint8_t* idx, float norm) const;
   Status Unpack(const uint8_t* norm_record, const uint8_t* indices, float* norm,

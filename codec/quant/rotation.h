@@ -29,6 +29,12 @@ class Rotation {
   void InverseReference(float* x) const;
 
   uint32_t head_dim() const { return head_dim_; }
+  // For fused kernels: the signs of the one pass of a power-of-two head dim
+  // (nullptr for the identity or three passes), and its scale f32(1/sqrt(P)).
+  const float* single_pass_signs() const {
+    return passes_.size() == 1 ? passes_[0].signs.data() : nullptr;
+  }
+  float scale() const { return scale_; }
 
  private:
   struct Pass {

@@ -51,6 +51,7 @@ class TurboQuantCodec final : public TensorCodec {
 
   Status Encode(const uint8_t*, const float* x, size_t count, uint8_t* const* sections,
                 size_t* bad_vector) const override {
+    if (!prod_) return mse_.EncodeRows(x, count, sections[0], sections[1], bad_vector);
     const size_t d = head_dim();
     const std::vector<size_t> w = ByteWidths(nullptr);
     std::vector<float> y(d), reconstruction(d), residual(d);
@@ -60,7 +61,6 @@ class TurboQuantCodec final : public TensorCodec {
       uint8_t* norm = sections[0] + n * w[0];
       uint8_t* indices = sections[1] + n * w[1];
       KVC_RETURN_IF_ERROR(mse_.Encode(x + n * d, y.data(), norm, indices));
-      if (!prod_) continue;
       // The residual against exactly what the decoder will reconstruct.
       KVC_RETURN_IF_ERROR(mse_.DecodeRotated(norm, indices, reconstruction.data()));
       for (size_t j = 0; j < d; ++j) residual[j] = y[j] - reconstruction[j];
@@ -77,6 +77,7 @@ class TurboQuantCodec final : public TensorCodec {
 
   Status Decode(const uint8_t*, const uint8_t* const* sections, size_t count, float* out,
                 size_t* bad_vector) const override {
+    if (!prod_) return mse_.DecodeRows(sections[0], sections[1], count, out, bad_vector);
     const size_t d = head_dim();
     const std::vector<size_t> w = ByteWidths(nullptr);
     std::vector<float> correction(d);
@@ -84,7 +85,7 @@ class TurboQuantCodec final : public TensorCodec {
       *bad_vector = n;
       float* y = out + n * d;
       KVC_RETURN_IF_ERROR(mse_.DecodeRotated(sections[0] + n * w[0], sections[1] + n * w[1], y));
-      if (prod_) {
+      {
         float gamma;
         if (!LoadNorm(sections[2] + n * w[2], format_, &gamma)) {
           return Status(KVC_ERR_CORRUPT, "stored residual norm is negative or not finite");

@@ -1,19 +1,17 @@
-// The fast Walsh-Hadamard transform around the register file. Stages run in
-// the reference's order, h = p/2 down to 1, and every element sees exactly the
-// reference's operations (x*sign, a+b or a-b per stage, x*scale), so results
-// are bit-identical whatever the grouping:
-// - stages with h >= lanes are butterflies between whole vectors, done two at
-//   a time (radix 4: four vectors loaded, two stages, four stored);
-// - stages with h < lanes pair lane j with lane j^h inside one vector:
-//   p = the vector with those lanes swapped (one permute), and the result is
-//   v + p in the low lanes, p + (-v) = a - b in the high lanes (the sign flip
-//   is an exact XOR). These are fused with the scale (and, inverse, signs).
+// The fast Walsh-Hadamard transform around the register file
+// (simd/hadamard-inl.h says how it stays bit-identical to the reference).
+// Passes of up to 16 registers run wholly in registers; longer ones do their
+// cross-register stages through memory two at a time (radix 4: four vectors
+// loaded, two stages, four stored), then the in-register stages fused with
+// the scale (and, inverse, the signs).
 #include "simd/rotation_kernels.h"
 
 #undef HWY_TARGET_INCLUDE
 #define HWY_TARGET_INCLUDE "simd/rotation_kernels.cc"
 #include <hwy/foreach_target.h>  // IWYU pragma: keep
 #include <hwy/highway.h>
+
+#include "simd/hadamard-inl.h"
 
 HWY_BEFORE_NAMESPACE();
 namespace kvc {
@@ -94,76 +92,24 @@ HWY_INLINE void CrossStages(D d, float* HWY_RESTRICT x, const float* HWY_RESTRIC
   }
 }
 
-// One in-vector stage of stride h < N; `negate` has the sign bit in the
-// lanes whose bit h is set.
-// kH (when known) selects an in-block shuffle instead of the table lookup.
-template <size_t kH = 0, class D, class V, class I, class VI>
-HWY_INLINE V InVectorStage(D d, V v, I idx, VI negate) {
-  const hn::RebindToSigned<D> di;
-  V p;
-#if HWY_TARGET != HWY_SCALAR
-  if (kH == 1) {
-    p = hn::Shuffle2301(v);
-  } else if (kH == 2) {
-    p = hn::Shuffle1032(v);
-  } else {
-    p = hn::TableLookupLanes(v, idx);
-  }
-#else
-  p = hn::TableLookupLanes(v, idx);
-#endif
-  return hn::Add(p, hn::BitCast(d, hn::Xor(hn::BitCast(di, v), negate)));
-}
-
 #if !HWY_HAVE_SCALABLE && HWY_TARGET != HWY_SCALAR
-template <size_t K, size_t H, class V>
-HWY_INLINE void CrossRegisterStage(V* v) {
-  if (H >= K) return;
-  HWY_UNROLL(16)
-  for (size_t k = 0; k < K; ++k) {
-    if ((k & H) == 0) {
-      const V a = v[k], b = v[k + H];
-      v[k] = hn::Add(a, b);
-      v[k + H] = hn::Sub(a, b);
-    }
-  }
-}
-
 // The whole pass in registers when it spans at most 16 vectors (p = 128 on
 // AVX2 is 16 registers): all stages without touching memory in between.
-template <size_t K, bool kInverse, class D, class I, class VI>
-HWY_INLINE void InRegisters(D d, float* HWY_RESTRICT x, const float* HWY_RESTRICT signs,
-                            float scale, size_t count, I idx0, I idx1, I idx2, I idx3,
-                            VI neg0, VI neg1, VI neg2, VI neg3) {
+template <size_t K, bool kInverse, class D>
+HWY_INLINE void InRegisters(D d, const InVectorStages<D>& stages, float* HWY_RESTRICT x,
+                            const float* HWY_RESTRICT signs, float scale) {
   constexpr size_t N = hn::MaxLanes(D());
-  using V = hn::Vec<D>;
-  (void)idx2, (void)idx3;  // stages h = 2, 1 use in-block shuffles
-  V v[K];
+  hn::Vec<D> v[K];
   HWY_UNROLL(16)
   for (size_t k = 0; k < K; ++k) {
     v[k] = hn::LoadU(d, x + k * N);
     if (!kInverse) v[k] = hn::Mul(v[k], hn::LoadU(d, signs + k * N));
   }
-  // Cross-vector stages: vector stride H = K/2 .. 1.
-  if (K >= 16) CrossRegisterStage<K, 8>(v);
-  if (K >= 8) CrossRegisterStage<K, 4>(v);
-  if (K >= 4) CrossRegisterStage<K, 2>(v);
-  if (K >= 2) CrossRegisterStage<K, 1>(v);
-  const V vs = hn::Set(d, scale);
+  HadamardRegisters<K>(d, stages, scale, v);
   HWY_UNROLL(16)
   for (size_t k = 0; k < K; ++k) {
-    // Stage s has h = N >> (s + 1); the last two (h = 2, 1) stay in blocks.
-    V t = v[k];
-    if (N >= 16) t = InVectorStage(d, t, idx0, neg0);
-    if (N >= 8) t = InVectorStage(d, t, N >= 16 ? idx1 : idx0, N >= 16 ? neg1 : neg0);
-    if (N >= 4) {
-      const size_t s2 = count - 2, s1 = count - 1;
-      t = InVectorStage<2>(d, t, idx0, s2 == 0 ? neg0 : s2 == 1 ? neg1 : neg2);
-      t = InVectorStage<1>(d, t, idx0, s1 == 1 ? neg1 : s1 == 2 ? neg2 : neg3);
-    }
-    t = hn::Mul(t, vs);
-    if (kInverse) t = hn::Mul(t, hn::LoadU(d, signs + k * N));
-    hn::StoreU(t, d, x + k * N);
+    if (kInverse) v[k] = hn::Mul(v[k], hn::LoadU(d, signs + k * N));
+    hn::StoreU(v[k], d, x + k * N);
   }
 }
 #endif
@@ -184,37 +130,13 @@ void HadamardImpl(float* HWY_RESTRICT x, const float* HWY_RESTRICT signs, size_t
     }
     return;
   }
-  // In-vector stages h = N/2 .. 1: lane permutations j ^ h and high-lane masks.
 #if HWY_TARGET != HWY_SCALAR
-  const hn::RebindToSigned<decltype(d)> di;
-  HWY_ALIGN int32_t lanes[hn::MaxLanes(di)];
-  for (size_t j = 0; j < N; ++j) lanes[j] = static_cast<int32_t>(j);
-  const auto iota = hn::Load(di, lanes);
-  const auto vs = hn::Set(d, scale);
-  // At most 4 in-vector stages (16 lanes); unused ones are skipped.
-  size_t count = 0;
-  for (size_t h = N / 2; h >= 1; h /= 2) ++count;
-  HWY_ALIGN int32_t perm[4][hn::MaxLanes(di)];
-  for (size_t s = 0; s < 4; ++s) {
-    const size_t h = s < count ? N >> (s + 1) : 0;
-    for (size_t j = 0; j < N; ++j) perm[s][j] = static_cast<int32_t>(j ^ h);
-  }
-  const auto idx0 = hn::SetTableIndices(d, perm[0]);
-  const auto idx1 = hn::SetTableIndices(d, perm[1]);
-  const auto idx2 = hn::SetTableIndices(d, perm[2]);
-  const auto idx3 = hn::SetTableIndices(d, perm[3]);
-  const auto sign_bit = hn::Set(di, static_cast<int32_t>(0x80000000u));
-  // Lane j is high in stage s if its bit h is set: perm[s][j] < j.
-  const auto high0 = hn::IfThenElseZero(hn::Lt(hn::Load(di, perm[0]), iota), sign_bit);
-  const auto high1 = hn::IfThenElseZero(hn::Lt(hn::Load(di, perm[1]), iota), sign_bit);
-  const auto high2 = hn::IfThenElseZero(hn::Lt(hn::Load(di, perm[2]), iota), sign_bit);
-  const auto high3 = hn::IfThenElseZero(hn::Lt(hn::Load(di, perm[3]), iota), sign_bit);
+  const InVectorStages<hn::ScalableTag<float>> stages(d);
 #if !HWY_HAVE_SCALABLE
   switch (p / N) {
-#define KVC_IN_REGISTERS(K)                                                       \
-  case K:                                                                         \
-    return InRegisters<K, kInverse>(d, x, signs, scale, count, idx0, idx1, idx2, \
-                                    idx3, high0, high1, high2, high3);
+#define KVC_IN_REGISTERS(K) \
+  case K:                   \
+    return InRegisters<K, kInverse>(d, stages, x, signs, scale);
     KVC_IN_REGISTERS(1)
     KVC_IN_REGISTERS(2)
     KVC_IN_REGISTERS(4)
@@ -225,12 +147,9 @@ void HadamardImpl(float* HWY_RESTRICT x, const float* HWY_RESTRICT signs, size_t
   }
 #endif
   CrossStages(d, x, kInverse ? nullptr : signs, p);
+  const auto vs = hn::Set(d, scale);
   for (size_t j = 0; j < p; j += N) {
-    auto v = hn::LoadU(d, x + j);
-    v = InVectorStage(d, v, idx0, high0);
-    if (count > 1) v = InVectorStage(d, v, idx1, high1);
-    if (count > 2) v = InVectorStage(d, v, idx2, high2);
-    if (count > 3) v = InVectorStage(d, v, idx3, high3);
+    auto v = stages.Apply(d, hn::LoadU(d, x + j));
     v = hn::Mul(v, vs);
     if (kInverse) v = hn::Mul(v, hn::LoadU(d, signs + j));
     hn::StoreU(v, d, x + j);
