@@ -1,0 +1,46 @@
+"""The hand-written ctypes declarations against the C header: every struct's
+size and field offsets (bindings/conformance/abi_layout.c, compiled here), and
+every function the header declares."""
+
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from kvcodec import _capi
+
+ROOT = Path(__file__).resolve().parents[3]
+HEADER_DIR = ROOT / "capi" / "include"
+
+
+def test_struct_layout_matches_the_header(tmp_path):
+    compiler = shutil.which("cc") or shutil.which("gcc") or shutil.which("clang")
+    if compiler is None:
+        pytest.skip("no C compiler")
+    program = tmp_path / "abi_layout"
+    subprocess.run([compiler, "-std=c99", "-I", str(HEADER_DIR),
+                    str(ROOT / "bindings" / "conformance" / "abi_layout.c"), "-o",
+                    str(program)], check=True)
+    lines = subprocess.run([str(program)], check=True, capture_output=True,
+                           text=True).stdout.split("\n")
+    checked = set()
+    for line in filter(None, lines):
+        name, value = line.split()
+        struct_name, _, field = name.partition(".")
+        struct = _capi.STRUCTS[struct_name]
+        actual = getattr(struct, field).offset if field else __import__("ctypes").sizeof(struct)
+        assert actual == int(value), f"{name}: ctypes {actual}, C {value}"
+        if field:
+            checked.add((struct_name, field))
+    for struct_name, struct in _capi.STRUCTS.items():
+        for field, _ in struct._fields_:
+            assert (struct_name, field) in checked, f"{struct_name}.{field} unchecked"
+
+
+def test_every_header_function_is_declared():
+    header = (HEADER_DIR / "kvcodec" / "kvcodec.h").read_text()
+    declared = set(re.findall(r"KVC_API\s[^;(]*?\b(kvc_\w+)\s*\(", header))
+    assert len(declared) > 20
+    assert declared == set(_capi.PROTOTYPES)
