@@ -1,0 +1,304 @@
+//! Raw declarations of kvcodec's C API, written by hand from
+//! `capi/include/kvcodec/kvcodec.h` (API 0.1). The header is the
+//! documentation; the safe API is the `kvcodec` crate.
+//!
+//! The tests compile `bindings/conformance/abi_layout.c` against the header
+//! and compare every struct's size and field offsets with these, and check
+//! that every function of the header is declared here.
+#![allow(non_camel_case_types)]
+
+use std::os::raw::{c_char, c_int, c_void};
+
+pub const KVC_VERSION_MAJOR: u32 = 0;
+pub const KVC_VERSION_MINOR: u32 = 1;
+pub const KVC_FORMAT_MAJOR: u32 = 1;
+pub const KVC_FORMAT_MINOR: u32 = 0;
+pub const KVC_STREAM_MAGIC: u32 = 0x43564BB5;
+pub const KVC_BLOCK_MAGIC: u32 = 0x62564BB5;
+
+/// C enums are passed and returned as `int`.
+pub type kvc_status = c_int;
+pub const KVC_OK: kvc_status = 0;
+pub const KVC_ERR_INVALID_ARGUMENT: kvc_status = 1;
+pub const KVC_ERR_DST_TOO_SMALL: kvc_status = 2;
+pub const KVC_ERR_NOT_KVCODEC: kvc_status = 3;
+pub const KVC_ERR_UNSUPPORTED_VERSION: kvc_status = 4;
+pub const KVC_ERR_UNSUPPORTED_FEATURE: kvc_status = 5;
+pub const KVC_ERR_TRUNCATED: kvc_status = 6;
+pub const KVC_ERR_CHECKSUM: kvc_status = 7;
+pub const KVC_ERR_CORRUPT: kvc_status = 8;
+pub const KVC_ERR_SHAPE_MISMATCH: kvc_status = 9;
+pub const KVC_ERR_INVALID_VALUE: kvc_status = 10;
+pub const KVC_ERR_OUT_OF_MEMORY: kvc_status = 11;
+pub const KVC_ERR_INTERNAL: kvc_status = 12;
+
+pub type kvc_dtype = u32;
+pub const KVC_DTYPE_F32: kvc_dtype = 0;
+pub const KVC_DTYPE_F16: kvc_dtype = 1;
+pub const KVC_DTYPE_BF16: kvc_dtype = 2;
+
+pub type kvc_kind = c_int;
+pub const KVC_KIND_KEYS: kvc_kind = 0;
+pub const KVC_KIND_VALUES: kvc_kind = 1;
+
+pub type kvc_rope_layout = u32;
+pub const KVC_ROPE_UNKNOWN: kvc_rope_layout = 0;
+pub const KVC_ROPE_SPLIT_HALF: kvc_rope_layout = 1;
+pub const KVC_ROPE_INTERLEAVED: kvc_rope_layout = 2;
+
+pub type kvc_method = u32;
+pub const KVC_METHOD_RAW: kvc_method = 1;
+pub const KVC_METHOD_TQ_MSE: kvc_method = 2;
+pub const KVC_METHOD_TQ_PROD: kvc_method = 3;
+pub const KVC_METHOD_TQ_OUTLIER: kvc_method = 4;
+pub const KVC_METHOD_POLARQUANT: kvc_method = 5;
+pub const KVC_METHOD_TURBOANGLE: kvc_method = 6;
+pub const KVC_METHOD_BLOCKGTQ: kvc_method = 7;
+
+pub const KVC_RADIUS_EXACT: u32 = 0;
+pub const KVC_RADIUS_LINEAR8: u32 = 1;
+pub const KVC_RADIUS_LOG4: u32 = 2;
+pub const KVC_ROTATION_NONE: u32 = 0;
+pub const KVC_ROTATION_HADAMARD: u32 = 1;
+pub const KVC_CONFIG_NORM_CORRECTION: u32 = 0x1;
+
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct kvc_diagnostics {
+    pub message: [c_char; 256],
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct kvc_tensor {
+    pub data: *mut c_void,
+    pub dtype: u32,
+    pub ndim: u32,
+    pub shape: [u64; 4],
+    pub strides: [i64; 4],
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct kvc_tensor_config {
+    pub struct_size: u32,
+    pub method: u32,
+    pub bits: u32,
+    pub scalar_format: u32,
+    pub flags: u32,
+    pub rotation: u32,
+    pub seed: u64,
+    pub outlier_sixteenths: u32,
+    pub angle_bins: u32,
+    pub radius_format: u32,
+    pub level_bits: u32,
+    pub min_bits: u32,
+    pub rope_pairing: u32,
+}
+
+/// Opaque.
+#[repr(C)]
+pub struct kvc_config {
+    _private: [u8; 0],
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct kvc_block_info {
+    pub struct_size: u32,
+    pub layer: u32,
+    pub kind: u32,
+    pub head_dim: u32,
+    pub head_start: u32,
+    pub head_count: u32,
+    pub token_start: u32,
+    pub token_count: u32,
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct kvc_cache_desc {
+    pub struct_size: u32,
+    pub num_layers: u32,
+    pub num_kv_heads: u32,
+    pub head_dim: u32,
+    pub num_tokens: u32,
+    pub dtype: u32,
+    pub rope_layout: u32,
+    pub position_offset: u32,
+    pub rope_base: f32,
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct kvc_encode_options {
+    pub struct_size: u32,
+    pub threads: u32,
+    pub block_tokens: u32,
+    pub queries: *const kvc_tensor,
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct kvc_decode_options {
+    pub struct_size: u32,
+    pub threads: u32,
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct kvc_stream_info {
+    pub struct_size: u32,
+    pub format_major: u32,
+    pub format_minor: u32,
+    pub num_layers: u32,
+    pub num_kv_heads: u32,
+    pub head_dim: u32,
+    pub num_tokens: u32,
+    pub dtype: u32,
+    pub rope_layout: u32,
+    pub position_offset: u32,
+    pub rope_base: f32,
+}
+
+extern "C" {
+    pub fn kvc_version() -> u32;
+    pub fn kvc_version_string() -> *const c_char;
+    pub fn kvc_simd_target() -> *const c_char;
+    pub fn kvc_status_string(status: kvc_status) -> *const c_char;
+
+    pub fn kvc_tensor_config_init(config: *mut kvc_tensor_config);
+    pub fn kvc_tensor_config_parse(
+        text: *const c_char,
+        config: *mut kvc_tensor_config,
+        diag: *mut kvc_diagnostics,
+    ) -> kvc_status;
+    pub fn kvc_tensor_config_format(
+        config: *const kvc_tensor_config,
+        buffer: *mut c_char,
+        capacity: usize,
+        length: *mut usize,
+    ) -> kvc_status;
+
+    pub fn kvc_preset_count() -> u32;
+    pub fn kvc_preset_name(index: u32) -> *const c_char;
+    pub fn kvc_preset_description(index: u32) -> *const c_char;
+    pub fn kvc_config_from_preset(
+        name: *const c_char,
+        out: *mut *mut kvc_config,
+        diag: *mut kvc_diagnostics,
+    ) -> kvc_status;
+    pub fn kvc_config_parse(
+        text: *const c_char,
+        length: usize,
+        out: *mut *mut kvc_config,
+        diag: *mut kvc_diagnostics,
+    ) -> kvc_status;
+    pub fn kvc_config_format(
+        config: *const kvc_config,
+        buffer: *mut c_char,
+        capacity: usize,
+        length: *mut usize,
+    ) -> kvc_status;
+    pub fn kvc_config_set_layer(
+        config: *mut kvc_config,
+        layer: u32,
+        kind: kvc_kind,
+        tensor: *const kvc_tensor_config,
+    ) -> kvc_status;
+    pub fn kvc_config_layer(
+        config: *const kvc_config,
+        layer: u32,
+        num_layers: u32,
+        kind: kvc_kind,
+        out: *mut kvc_tensor_config,
+    ) -> kvc_status;
+    pub fn kvc_config_destroy(config: *mut kvc_config);
+
+    pub fn kvc_block_bound(
+        config: *const kvc_tensor_config,
+        head_count: u32,
+        token_count: u32,
+        head_dim: u32,
+    ) -> usize;
+    pub fn kvc_encode_block(
+        config: *const kvc_tensor_config,
+        layer: u32,
+        kind: kvc_kind,
+        head_start: u32,
+        token_start: u32,
+        input: *const kvc_tensor,
+        dst: *mut c_void,
+        dst_capacity: usize,
+        dst_size: *mut usize,
+        diag: *mut kvc_diagnostics,
+    ) -> kvc_status;
+    pub fn kvc_block_info_init(info: *mut kvc_block_info);
+    pub fn kvc_get_block_info(
+        src: *const c_void,
+        src_size: usize,
+        info: *mut kvc_block_info,
+        config: *mut kvc_tensor_config,
+        diag: *mut kvc_diagnostics,
+    ) -> kvc_status;
+    pub fn kvc_decode_block(
+        src: *const c_void,
+        src_size: usize,
+        output: *const kvc_tensor,
+        diag: *mut kvc_diagnostics,
+    ) -> kvc_status;
+    pub fn kvc_block_scores(
+        src: *const c_void,
+        src_size: usize,
+        queries: *const f32,
+        queries_per_head: u32,
+        scores: *mut f32,
+        scores_capacity: usize,
+        diag: *mut kvc_diagnostics,
+    ) -> kvc_status;
+
+    pub fn kvc_cache_desc_init(desc: *mut kvc_cache_desc);
+    pub fn kvc_encode_options_init(options: *mut kvc_encode_options);
+    pub fn kvc_decode_options_init(options: *mut kvc_decode_options);
+    pub fn kvc_stream_bound(
+        config: *const kvc_config,
+        desc: *const kvc_cache_desc,
+        options: *const kvc_encode_options,
+    ) -> usize;
+    pub fn kvc_encode_stream(
+        config: *const kvc_config,
+        desc: *const kvc_cache_desc,
+        keys: *const kvc_tensor,
+        values: *const kvc_tensor,
+        options: *const kvc_encode_options,
+        dst: *mut c_void,
+        dst_capacity: usize,
+        dst_size: *mut usize,
+        diag: *mut kvc_diagnostics,
+    ) -> kvc_status;
+    pub fn kvc_stream_info_init(info: *mut kvc_stream_info);
+    pub fn kvc_get_stream_info(
+        src: *const c_void,
+        src_size: usize,
+        info: *mut kvc_stream_info,
+        diag: *mut kvc_diagnostics,
+    ) -> kvc_status;
+    pub fn kvc_get_stream_layer(
+        src: *const c_void,
+        src_size: usize,
+        layer: u32,
+        keys_config: *mut kvc_tensor_config,
+        values_config: *mut kvc_tensor_config,
+        keys_bytes: *mut u64,
+        values_bytes: *mut u64,
+        diag: *mut kvc_diagnostics,
+    ) -> kvc_status;
+    pub fn kvc_decode_stream(
+        src: *const c_void,
+        src_size: usize,
+        options: *const kvc_decode_options,
+        keys: *const kvc_tensor,
+        values: *const kvc_tensor,
+        diag: *mut kvc_diagnostics,
+    ) -> kvc_status;
+}

@@ -1,0 +1,96 @@
+//! These declarations against the C header: struct sizes and field offsets
+//! (bindings/conformance/abi_layout.c, compiled here with the system's C
+//! compiler), every function of the header declared, and the library's
+//! version being the one these declarations follow.
+use kvcodec_sys::*;
+use std::collections::{BTreeMap, BTreeSet};
+use std::mem::{size_of, MaybeUninit};
+use std::path::PathBuf;
+use std::process::Command;
+
+fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../..")
+}
+
+/// Offset of a field, without the `offset_of!` of newer Rust.
+macro_rules! offset {
+    ($t:ty, $field:ident) => {{
+        let value = MaybeUninit::<$t>::uninit();
+        let base = value.as_ptr();
+        // Only the address is taken; nothing is read.
+        let field = unsafe { std::ptr::addr_of!((*base).$field) };
+        field as usize - base as usize
+    }};
+}
+
+macro_rules! layout {
+    ($map:ident, $t:ident { $($field:ident),* }) => {
+        $map.insert(stringify!($t).to_string(), size_of::<$t>());
+        $( $map.insert(format!("{}.{}", stringify!($t), stringify!($field)), offset!($t, $field)); )*
+    };
+}
+
+#[test]
+fn struct_layout_matches_the_header() {
+    let mut rust = BTreeMap::new();
+    layout!(rust, kvc_diagnostics { message });
+    layout!(rust, kvc_tensor { data, dtype, ndim, shape, strides });
+    layout!(rust, kvc_tensor_config { struct_size, method, bits, scalar_format, flags, rotation,
+        seed, outlier_sixteenths, angle_bins, radius_format, level_bits, min_bits, rope_pairing });
+    layout!(rust, kvc_block_info { struct_size, layer, kind, head_dim, head_start, head_count,
+        token_start, token_count });
+    layout!(rust, kvc_cache_desc { struct_size, num_layers, num_kv_heads, head_dim, num_tokens,
+        dtype, rope_layout, position_offset, rope_base });
+    layout!(rust, kvc_encode_options { struct_size, threads, block_tokens, queries });
+    layout!(rust, kvc_decode_options { struct_size, threads });
+    layout!(rust, kvc_stream_info { struct_size, format_major, format_minor, num_layers,
+        num_kv_heads, head_dim, num_tokens, dtype, rope_layout, position_offset, rope_base });
+
+    let compiler = std::env::var("CC").unwrap_or_else(|_| "cc".to_string());
+    let program = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("abi_layout");
+    let status = Command::new(&compiler)
+        .arg("-std=c99")
+        .arg("-I")
+        .arg(repo().join("capi/include"))
+        .arg(repo().join("bindings/conformance/abi_layout.c"))
+        .arg("-o")
+        .arg(&program)
+        .status()
+        .unwrap_or_else(|e| panic!("cannot run the C compiler {} ({}); set CC", compiler, e));
+    assert!(status.success());
+    let output = Command::new(&program).output().unwrap();
+    let mut c = BTreeMap::new();
+    for line in String::from_utf8(output.stdout).unwrap().lines() {
+        let mut words = line.split_whitespace();
+        let name = words.next().unwrap().to_string();
+        c.insert(name, words.next().unwrap().parse::<usize>().unwrap());
+    }
+    assert_eq!(rust, c);
+}
+
+#[test]
+fn every_header_function_is_declared() {
+    let header = std::fs::read_to_string(repo().join("capi/include/kvcodec/kvcodec.h")).unwrap();
+    let ours = include_str!("../src/lib.rs");
+    let names = |text: &str, marker: &str| -> BTreeSet<String> {
+        let mut names = BTreeSet::new();
+        for piece in text.split(marker).skip(1) {
+            // The declaration's name: the last identifier before its '('.
+            let before = &piece[..piece.find('(').unwrap()];
+            let name = before.rsplit(|c: char| !c.is_alphanumeric() && c != '_').next().unwrap();
+            if name.starts_with("kvc_") {
+                names.insert(name.to_string()); // not the KVC_API definitions
+            }
+        }
+        names
+    };
+    let declared = names(&header, "KVC_API ");
+    assert!(declared.len() > 20);
+    assert_eq!(declared, names(ours, "pub fn "));
+}
+
+#[test]
+fn library_is_the_version_declared() {
+    let version = unsafe { kvc_version() };
+    assert_eq!((version / 1000000, version / 1000 % 1000), (KVC_VERSION_MAJOR, KVC_VERSION_MINOR));
+}
