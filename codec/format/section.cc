@@ -5,16 +5,17 @@
 
 namespace kvc {
 
-void SealSection(uint8_t type, size_t payload_size, uint8_t* out) {
+void SealSection(uint8_t type, size_t payload_size, uint8_t* out, uint8_t flags) {
   out[0] = type;
-  out[1] = 0;  // Section_Flags
+  out[1] = flags;
   StoreLE16(0, out + 2);
   StoreLE32(static_cast<uint32_t>(payload_size), out + 4);
   const size_t checked = kSectionHeaderSize + payload_size;
   StoreLE32(Checksum32(out, checked), out + checked);
 }
 
-Status ReadSection(const uint8_t* data, size_t size, SectionRef* out) {
+Status ReadSection(const uint8_t* data, size_t size, SectionRef* out,
+                   uint8_t allowed_flags) {
   if (size < kSectionHeaderSize) {
     return Status(KVC_ERR_TRUNCATED, "input ends inside a section header");
   }
@@ -30,7 +31,7 @@ Status ReadSection(const uint8_t* data, size_t size, SectionRef* out) {
     return Status(KVC_ERR_CHECKSUM,
                   StrFormat("section (type 0x%02x) checksum mismatch", data[0]));
   }
-  if (data[1] != 0) {
+  if ((data[1] & ~allowed_flags) != 0) {
     return Status(KVC_ERR_UNSUPPORTED_FEATURE,
                   StrFormat("section flags 0x%02x unknown", data[1]));
   }
@@ -38,6 +39,7 @@ Status ReadSection(const uint8_t* data, size_t size, SectionRef* out) {
     return Status(KVC_ERR_CORRUPT, "section reserved bytes not zero");
   }
   out->type = data[0];
+  out->flags = data[1];
   out->payload = data + kSectionHeaderSize;
   out->payload_size = payload_size;
   out->total_size = SectionSize(payload_size);

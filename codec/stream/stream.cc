@@ -15,14 +15,6 @@
 namespace kvc {
 namespace {
 
-constexpr size_t kEndPayload = 4;
-
-size_t LayerConfigPayload(const kvc_tensor_config& k, const kvc_tensor_config& v) {
-  return 4 + TensorConfigWireSize(k) + TensorConfigWireSize(v);
-}
-
-const char* KindName(uint32_t kind) { return kind == KVC_KIND_KEYS ? "K" : "V"; }
-
 // The blocks an encoder writes: for each layer, K then V, all heads, tokens
 // in runs of block_tokens.
 std::vector<BlockHeader> PlanBlocks(const kvc_cache_desc& desc,
@@ -47,26 +39,6 @@ std::vector<BlockHeader> PlanBlocks(const kvc_cache_desc& desc,
   return plan;
 }
 
-Status ResolveConfigs(const CacheConfig& config, const kvc_cache_desc& desc,
-                      std::vector<kvc_tensor_config>* configs) {
-  configs->resize(2 * desc.num_layers);
-  for (uint32_t layer = 0; layer < desc.num_layers; ++layer) {
-    for (kvc_kind kind : {KVC_KIND_KEYS, KVC_KIND_VALUES}) {
-      kvc_tensor_config& c = (*configs)[2 * layer + kind];
-      KVC_RETURN_IF_ERROR(config.Resolve(layer, desc.num_layers, kind, &c));
-      // Block-GTQ pairs RoPE dimensions the way the cache does.
-      if (c.method == KVC_METHOD_BLOCKGTQ && c.rope_pairing == KVC_ROPE_UNKNOWN) {
-        c.rope_pairing = desc.rope_layout == KVC_ROPE_INTERLEAVED ? KVC_ROPE_INTERLEAVED
-                                                                   : KVC_ROPE_SPLIT_HALF;
-      }
-      const std::string what = StrFormat("layer %u %s", layer, KindName(kind));
-      KVC_RETURN_IF_ERROR(ValidateTensorConfig(c, what));
-      KVC_RETURN_IF_ERROR(ValidateForHeadDim(c, desc.head_dim, what));
-    }
-  }
-  return OkStatus();
-}
-
 Status ImportCacheTensor(const kvc_tensor* tensor, const kvc_cache_desc& desc,
                          const char* name, TensorView* view) {
   KVC_RETURN_IF_ERROR(ImportTensor(tensor, 4, name, view));
@@ -88,102 +60,7 @@ Status ImportCacheTensor(const kvc_tensor* tensor, const kvc_cache_desc& desc,
   return OkStatus();
 }
 
-// The [heads, tokens, dim] part of a cache tensor that block h covers.
-TensorView BlockView(const TensorView& cache, const BlockHeader& h) {
-  TensorView v = cache.Sub(h.layer);
-  v.data += static_cast<int64_t>(h.token_start) * v.strides[1] *
-            static_cast<int64_t>(DtypeBytes(v.dtype));
-  v.shape[1] = h.token_count;
-  return v;
-}
-
-void WriteStreamHeader(const kvc_cache_desc& d, uint8_t* p) {
-  StoreLE32(KVC_STREAM_MAGIC, p);
-  p[4] = KVC_FORMAT_MAJOR;
-  p[5] = KVC_FORMAT_MINOR;
-  StoreLE16(kStreamHeaderSize, p + 6);
-  StoreLE32(0, p + 8);  // Required_Features
-  StoreLE16(static_cast<uint16_t>(d.num_layers), p + 12);
-  StoreLE16(static_cast<uint16_t>(d.num_kv_heads), p + 14);
-  StoreLE16(static_cast<uint16_t>(d.head_dim), p + 16);
-  p[18] = static_cast<uint8_t>(d.dtype);
-  p[19] = static_cast<uint8_t>(d.rope_layout);
-  StoreLE32(d.num_tokens, p + 20);
-  StoreLE32(d.position_offset, p + 24);
-  StoreLE32(FloatBits(d.rope_base), p + 28);
-  StoreLE32(0, p + 32);  // Reserved
-  StoreLE32(Checksum32(p, kStreamHeaderSize - 4), p + kStreamHeaderSize - 4);
-}
-
-Status CheckTokenCoverage(const StreamLayout& layout) {
-  const kvc_cache_desc& d = layout.desc;
-  // Token runs per (layer, kind), then sorted: they must tile [0, tokens).
-  std::vector<std::vector<std::pair<uint32_t, uint32_t>>> runs(2 * d.num_layers);
-  for (const StreamLayout::Block& b : layout.blocks) {
-    runs[2 * b.header.layer + b.header.kind].emplace_back(b.header.token_start,
-                                                          b.header.token_count);
-  }
-  for (uint32_t i = 0; i < runs.size(); ++i) {
-    std::sort(runs[i].begin(), runs[i].end());
-    uint64_t covered = 0;
-    for (const auto& run : runs[i]) {
-      if (run.first != covered) {
-        return Status(KVC_ERR_CORRUPT,
-                      StrFormat("layer %u %s: tokens %llu..%u %s", i / 2,
-                                KindName(i % 2),
-                                static_cast<unsigned long long>(
-                                    std::min<uint64_t>(covered, run.first)),
-                                std::max<uint32_t>(run.first, covered) - 1,
-                                run.first > covered ? "are missing"
-                                                    : "appear in two blocks"));
-      }
-      covered += run.second;
-    }
-    if (covered != d.num_tokens) {
-      return Status(KVC_ERR_CORRUPT,
-                    StrFormat("layer %u %s: tokens %llu..%u are missing", i / 2,
-                              KindName(i % 2),
-                              static_cast<unsigned long long>(covered),
-                              d.num_tokens - 1));
-    }
-  }
-  return OkStatus();
-}
-
 }  // namespace
-
-kvc_cache_desc DefaultCacheDesc() {
-  kvc_cache_desc d;
-  std::memset(&d, 0, sizeof(d));
-  d.struct_size = sizeof(d);
-  d.dtype = KVC_DTYPE_F16;
-  return d;
-}
-
-Status CheckCacheDesc(const kvc_cache_desc& d) {
-  auto bad = [](const std::string& why) {
-    return Status(KVC_ERR_INVALID_ARGUMENT, "cache descriptor: " + why);
-  };
-  if (d.num_layers < 1 || d.num_layers > 0xFFFF) return bad("layers must be 1..65535");
-  if (d.num_kv_heads < 1 || d.num_kv_heads > 0xFFFF) return bad("heads must be 1..65535");
-  if (d.num_tokens < 1) return bad("no tokens");
-  Status dim = ValidateHeadDim(d.head_dim);
-  if (!dim.ok()) return bad(dim.message());
-  if (d.dtype > KVC_DTYPE_BF16) return bad(StrFormat("dtype %u unknown", d.dtype));
-  if (d.rope_layout > KVC_ROPE_INTERLEAVED) {
-    return bad(StrFormat("rope layout %u unknown", d.rope_layout));
-  }
-  if (!std::isfinite(d.rope_base) || d.rope_base < 0) return bad("rope_base invalid");
-  return OkStatus();
-}
-
-const TensorCodec* StreamLayout::Codec(const kvc_tensor_config& c) {
-  for (auto& entry : codecs) {
-    if (SameTensorConfig(entry.first, c)) return entry.second.get();
-  }
-  codecs.emplace_back(c, TensorCodec::Create(c, desc.head_dim));
-  return codecs.back().second.get();
-}
 
 Status StreamBound(const CacheConfig& config, const kvc_cache_desc& desc,
                    uint32_t block_tokens, size_t* size) {
@@ -191,15 +68,14 @@ Status StreamBound(const CacheConfig& config, const kvc_cache_desc& desc,
   std::vector<kvc_tensor_config> configs;
   KVC_RETURN_IF_ERROR(ResolveConfigs(config, desc, &configs));
   if (block_tokens == 0) block_tokens = desc.num_tokens;
-  StreamLayout codecs;
-  codecs.desc = desc;
+  CodecCache codecs(desc.head_dim);
   uint64_t total = kStreamHeaderSize + SectionSize(kEndPayload);
   for (uint32_t layer = 0; layer < desc.num_layers; ++layer) {
-    total += SectionSize(LayerConfigPayload(configs[2 * layer], configs[2 * layer + 1]));
+    total += SectionSize(LayerConfigPayloadSize(configs[2 * layer], configs[2 * layer + 1]));
   }
   for (const BlockHeader& h : PlanBlocks(desc, configs, block_tokens)) {
     size_t payload;
-    KVC_RETURN_IF_ERROR(BlockPayloadBound(h, *codecs.Codec(h.config), &payload));
+    KVC_RETURN_IF_ERROR(BlockPayloadBound(h, *codecs.Get(h.config), &payload));
     total += SectionSize(payload);
   }
   if (total > SIZE_MAX) {
@@ -234,10 +110,9 @@ Status EncodeStream(const CacheConfig& config, const kvc_cache_desc& desc,
   // can depend on the data), laid out in order, then written in parallel
   // straight into dst.
   const std::vector<BlockHeader> plan = PlanBlocks(desc, configs, block_tokens);
-  StreamLayout codecs;
-  codecs.desc = desc;
+  CodecCache codecs(desc.head_dim);
   std::vector<const TensorCodec*> block_codecs;
-  for (const BlockHeader& h : plan) block_codecs.push_back(codecs.Codec(h.config));
+  for (const BlockHeader& h : plan) block_codecs.push_back(codecs.Get(h.config));
   auto input_of = [&](const BlockHeader& h) {
     return BlockView(h.kind == KVC_KIND_KEYS ? key_view : value_view, h);
   };
@@ -254,7 +129,7 @@ Status EncodeStream(const CacheConfig& config, const kvc_cache_desc& desc,
 
   size_t offset = kStreamHeaderSize;
   for (uint32_t layer = 0; layer < desc.num_layers; ++layer) {
-    offset += SectionSize(LayerConfigPayload(configs[2 * layer], configs[2 * layer + 1]));
+    offset += SectionSize(LayerConfigPayloadSize(configs[2 * layer], configs[2 * layer + 1]));
   }
   std::vector<size_t> block_offsets(plan.size());
   for (size_t i = 0; i < plan.size(); ++i) {
@@ -276,18 +151,14 @@ Status EncodeStream(const CacheConfig& config, const kvc_cache_desc& desc,
     return OkStatus();
   }));
   uint8_t* p = dst;
-  WriteStreamHeader(desc, p);
+  WriteStreamHeader(desc, 0, p);
   p += kStreamHeaderSize;
   for (uint32_t layer = 0; layer < desc.num_layers; ++layer) {
     const kvc_tensor_config& k = configs[2 * layer];
     const kvc_tensor_config& v = configs[2 * layer + 1];
-    uint8_t* payload = p + kSectionHeaderSize;
-    StoreLE16(static_cast<uint16_t>(layer), payload);
-    StoreLE16(0, payload + 2);
-    WriteTensorConfig(k, payload + 4);
-    WriteTensorConfig(v, payload + 4 + TensorConfigWireSize(k));
-    SealSection(kSectionLayerConfig, LayerConfigPayload(k, v), p);
-    p += SectionSize(LayerConfigPayload(k, v));
+    WriteLayerConfigPayload(layer, k, v, p + kSectionHeaderSize);
+    SealSection(kSectionLayerConfig, LayerConfigPayloadSize(k, v), p);
+    p += SectionSize(LayerConfigPayloadSize(k, v));
   }
   p = dst + end_offset;
   StoreLE32(static_cast<uint32_t>(desc.num_layers + plan.size()), p + kSectionHeaderSize);
@@ -298,143 +169,41 @@ Status EncodeStream(const CacheConfig& config, const kvc_cache_desc& desc,
 }
 
 Status ReadStreamHeader(const uint8_t* data, size_t size, StreamLayout* layout) {
-  const uint8_t magic[4] = {0xB5, 0x4B, 0x56, 0x43};
-  if (size < 4) {
-    return size > 0 && std::memcmp(data, magic, size) == 0
-               ? Status(KVC_ERR_TRUNCATED, "input ends inside the stream header")
-               : Status(KVC_ERR_NOT_KVCODEC, "not a kvcodec stream (too short)");
-  }
-  if (LoadLE32(data) != KVC_STREAM_MAGIC) {
-    return Status(KVC_ERR_NOT_KVCODEC,
-                  LoadLE32(data) == KVC_BLOCK_MAGIC
-                      ? "this is a standalone block, not a stream"
-                      : "not a kvcodec stream (magic number mismatch)");
-  }
-  if (size < 8) return Status(KVC_ERR_TRUNCATED, "input ends inside the stream header");
-  if (data[4] != KVC_FORMAT_MAJOR) {
-    return Status(KVC_ERR_UNSUPPORTED_VERSION,
-                  StrFormat("stream format %u.%u; this decoder reads %u.x",
-                            data[4], data[5], KVC_FORMAT_MAJOR));
-  }
-  const size_t header_size = LoadLE16(data + 6);
-  if (header_size < kStreamHeaderSize) {
-    return Status(KVC_ERR_CORRUPT,
-                  StrFormat("stream header size %zu < %zu", header_size,
-                            kStreamHeaderSize));
-  }
-  if (size < header_size) {
-    return Status(KVC_ERR_TRUNCATED, "input ends inside the stream header");
-  }
-  if (Checksum32(data, header_size - 4) != LoadLE32(data + header_size - 4)) {
-    return Status(KVC_ERR_CHECKSUM, "stream header checksum mismatch");
-  }
-  if (LoadLE32(data + 8) != 0) {
-    return Status(KVC_ERR_UNSUPPORTED_FEATURE,
-                  StrFormat("stream requires features 0x%08x unknown to this "
-                            "decoder", LoadLE32(data + 8)));
-  }
-  if (LoadLE32(data + 32) != 0) {
-    return Status(KVC_ERR_CORRUPT, "stream header reserved bytes not zero");
-  }
-  kvc_cache_desc& d = layout->desc;
-  d = DefaultCacheDesc();
-  d.num_layers = LoadLE16(data + 12);
-  d.num_kv_heads = LoadLE16(data + 14);
-  d.head_dim = LoadLE16(data + 16);
-  d.dtype = data[18];
-  d.rope_layout = data[19];
-  d.num_tokens = LoadLE32(data + 20);
-  d.position_offset = LoadLE32(data + 24);
-  d.rope_base = BitsToFloat(LoadLE32(data + 28));
-  Status valid = CheckCacheDesc(d);
-  if (!valid.ok()) return Status(KVC_ERR_CORRUPT, "stream " + valid.message());
-  layout->format_major = data[4];
-  layout->format_minor = data[5];
+  StreamHeader header;
+  KVC_RETURN_IF_ERROR(kvc::ReadStreamHeader(data, size, &header));
+  layout->desc = header.desc;
+  layout->format_major = header.format_major;
+  layout->format_minor = header.format_minor;
+  layout->features = header.features;
   return OkStatus();
 }
 
 Status ReadStreamLayout(const uint8_t* data, size_t size, StreamLayout* layout) {
-  KVC_RETURN_IF_ERROR(ReadStreamHeader(data, size, layout));
-  const kvc_cache_desc& d = layout->desc;
-  size_t offset = LoadLE16(data + 6);
-  uint32_t sections = 0;
-  for (;;) {
-    if (offset == size) {
-      return Status(KVC_ERR_TRUNCATED, "stream ends before its End section");
+  StreamHeader header;
+  KVC_RETURN_IF_ERROR(kvc::ReadStreamHeader(data, size, &header));
+  layout->walker = std::make_unique<StreamWalker>(header);
+  StreamWalker& walker = *layout->walker;
+  size_t offset = header.header_size;
+  while (offset < size) {
+    WalkedSection s;
+    KVC_RETURN_IF_ERROR(walker.Next(data + offset, size - offset, offset, &s));
+    if (s.kind == WalkedSection::kBlock) {
+      if (!s.inflated.empty()) layout->inflated.push_back(std::move(s.inflated));
+      layout->blocks.push_back(
+          StreamLayout::Block{s.block, s.layout, s.payload, s.ref.total_size, s.codec});
     }
-    SectionRef s;
-    Status read = ReadSection(data + offset, size - offset, &s);
-    if (!read.ok()) {
-      return Status(read.code(), StrFormat("at byte %zu: %s", offset,
-                                           read.message().c_str()));
-    }
-    auto corrupt = [&](const std::string& why) {
-      return Status(KVC_ERR_CORRUPT, StrFormat("at byte %zu: %s", offset, why.c_str()));
-    };
-    const uint32_t layers_seen = static_cast<uint32_t>(layout->keys_configs.size());
-    if (s.type == kSectionLayerConfig) {
-      if (s.payload_size < 4) return corrupt("layer config size");
-      const uint32_t layer = LoadLE16(s.payload);
-      if (layer != layers_seen || layer >= d.num_layers || !layout->blocks.empty()) {
-        return corrupt(StrFormat("layer config %u out of order", layer));
-      }
-      if (LoadLE16(s.payload + 2) != 0) return corrupt("layer config reserved bytes");
-      kvc_tensor_config k, v;
-      size_t k_size, v_size;
-      KVC_RETURN_IF_ERROR(ReadTensorConfig(s.payload + 4, s.payload_size - 4, &k, &k_size));
-      KVC_RETURN_IF_ERROR(ReadTensorConfig(s.payload + 4 + k_size,
-                                           s.payload_size - 4 - k_size, &v, &v_size));
-      if (4 + k_size + v_size != s.payload_size) return corrupt("layer config size");
-      for (const kvc_tensor_config* c : {&k, &v}) {
-        Status fits = ValidateForHeadDim(*c, d.head_dim, StrFormat("layer %u", layer));
-        if (!fits.ok()) return corrupt(fits.message());
-      }
-      layout->keys_configs.push_back(k);
-      layout->values_configs.push_back(v);
-    } else if (s.type == kSectionBlock) {
-      if (layers_seen != d.num_layers) return corrupt("block before all layer configs");
-      StreamLayout::Block b{BlockHeader{}, BlockLayout{}, s.payload, s.total_size, nullptr};
-      Status header = ReadBlockHeader(s, &b.header);
-      if (!header.ok()) {
-        return Status(header.code(), StrFormat("at byte %zu: %s", offset,
-                                               header.message().c_str()));
-      }
-      const BlockHeader& h = b.header;
-      if (h.layer >= d.num_layers || h.head_dim != d.head_dim ||
-          h.head_start != 0 || h.head_count != d.num_kv_heads ||
-          uint64_t{h.token_start} + h.token_count > d.num_tokens) {
-        return corrupt(h.Name() + ": block does not fit the cache");
-      }
-      const auto& expected = h.kind == KVC_KIND_KEYS ? layout->keys_configs
-                                                     : layout->values_configs;
-      if (!SameTensorConfig(h.config, expected[h.layer])) {
-        return corrupt(h.Name() + ": block config differs from its layer's");
-      }
-      b.codec = layout->Codec(h.config);
-      Status block = ReadBlockLayout(*b.codec, h, s, &b.layout);
-      if (!block.ok()) {
-        return Status(block.code(), StrFormat("at byte %zu: %s", offset,
-                                              block.message().c_str()));
-      }
-      layout->blocks.push_back(std::move(b));
-    } else if (s.type == kSectionEnd) {
-      if (s.payload_size != kEndPayload || LoadLE32(s.payload) != sections) {
-        return corrupt("End section does not match the sections before it");
-      }
-      if (offset + s.total_size != size) return corrupt("bytes after the End section");
-      break;
-    } else if ((s.type & kSectionAncillary) == 0) {
-      return Status(KVC_ERR_UNSUPPORTED_FEATURE,
-                    StrFormat("at byte %zu: section type 0x%02x unknown", offset,
-                              s.type));
-    }
-    offset += s.total_size;
-    ++sections;
+    offset += s.ref.total_size;
   }
-  if (layout->keys_configs.size() != d.num_layers) {
-    return Status(KVC_ERR_CORRUPT, "stream lacks layer configs");
-  }
-  return CheckTokenCoverage(*layout);
+  KVC_RETURN_IF_ERROR(walker.Finish());
+  layout->desc = header.desc;
+  layout->desc.num_tokens = walker.num_tokens();
+  layout->format_major = header.format_major;
+  layout->format_minor = header.format_minor;
+  layout->features = header.features;
+  layout->segments = walker.segments();
+  layout->keys_configs = walker.keys_configs();
+  layout->values_configs = walker.values_configs();
+  return OkStatus();
 }
 
 Status DecodeStream(const uint8_t* data, size_t size, const kvc_tensor* keys,
@@ -444,13 +213,17 @@ Status DecodeStream(const uint8_t* data, size_t size, const kvc_tensor* keys,
   }
   StreamLayout layout;
   KVC_RETURN_IF_ERROR(ReadStreamHeader(data, size, &layout));
+  // Appended segments grow the cache past the header's token count.
+  if ((layout.features & kFeatureSegments) != 0) {
+    KVC_RETURN_IF_ERROR(ReadStreamLayout(data, size, &layout));
+  }
   TensorView views[2];
   if (keys) KVC_RETURN_IF_ERROR(ImportCacheTensor(keys, layout.desc, "keys", &views[0]));
   if (values) {
     KVC_RETURN_IF_ERROR(ImportCacheTensor(values, layout.desc, "values", &views[1]));
   }
   // Only now, with outputs as large as the header claims, walk the stream.
-  KVC_RETURN_IF_ERROR(ReadStreamLayout(data, size, &layout));
+  if (layout.walker == nullptr) KVC_RETURN_IF_ERROR(ReadStreamLayout(data, size, &layout));
   std::vector<const StreamLayout::Block*> work;
   for (const StreamLayout::Block& b : layout.blocks) {
     if ((b.header.kind == KVC_KIND_KEYS ? keys : values) != nullptr) work.push_back(&b);

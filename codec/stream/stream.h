@@ -1,5 +1,6 @@
-// Streams: a whole cache (FORMAT.md, "Stream").
+// Whole streams in memory (FORMAT.md, "Stream"):
 //   Stream_Header | Layer_Config x Num_Layers | Block ... | End
+// and, with the Segments feature, appended segments (Append | Block ... | End).
 #ifndef KVCODEC_CODEC_STREAM_STREAM_H_
 #define KVCODEC_CODEC_STREAM_STREAM_H_
 
@@ -13,14 +14,9 @@
 #include "config/config.h"
 #include "format/block.h"
 #include "kvcodec/kvcodec.h"
+#include "stream/walker.h"
 
 namespace kvc {
-
-constexpr size_t kStreamHeaderSize = 40;
-
-kvc_cache_desc DefaultCacheDesc();
-// Validates a cache descriptor (INVALID_ARGUMENT).
-Status CheckCacheDesc(const kvc_cache_desc& desc);
 
 // Most bytes EncodeStream can write.
 Status StreamBound(const CacheConfig& config, const kvc_cache_desc& desc,
@@ -35,8 +31,8 @@ Status EncodeStream(const CacheConfig& config, const kvc_cache_desc& desc,
 // The result of walking a stream's structure: every section's checksum and
 // every header checked, nothing decoded.
 struct StreamLayout {
-  kvc_cache_desc desc{};
-  uint32_t format_major = 0, format_minor = 0;
+  kvc_cache_desc desc{};  // num_tokens: the whole cache's, all segments
+  uint32_t format_major = 0, format_minor = 0, features = 0, segments = 0;
   std::vector<kvc_tensor_config> keys_configs, values_configs;
   struct Block {
     BlockHeader header;
@@ -46,9 +42,8 @@ struct StreamLayout {
     const TensorCodec* codec;
   };
   std::vector<Block> blocks;
-  // One prepared codec per distinct tensor config (the QJL matrix is costly).
-  std::vector<std::pair<kvc_tensor_config, std::unique_ptr<TensorCodec>>> codecs;
-  const TensorCodec* Codec(const kvc_tensor_config& config);
+  std::vector<std::vector<uint8_t>> inflated;  // payloads of zstd blocks
+  std::unique_ptr<StreamWalker> walker;        // owns the codecs
 };
 
 // Header only (cheap): fills desc and versions.
