@@ -4,7 +4,7 @@
 //!
 //! The tests compile `bindings/conformance/abi_layout.c` against the header
 //! and compare every struct's size and field offsets with these, and check
-//! that every function of the header is declared here.
+//! that every function declared here is in the header.
 #![allow(non_camel_case_types)]
 
 use std::os::raw::{c_char, c_int, c_void};

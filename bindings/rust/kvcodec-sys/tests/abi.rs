@@ -1,6 +1,6 @@
 //! These declarations against the C header: struct sizes and field offsets
 //! (bindings/conformance/abi_layout.c, compiled here with the system's C
-//! compiler), every function of the header declared, and the library's
+//! compiler), every function declared here present in the header, and the library's
 //! version being the one these declarations follow.
 use kvcodec_sys::*;
 use std::collections::{BTreeMap, BTreeSet};
@@ -68,8 +68,10 @@ fn struct_layout_matches_the_header() {
     assert_eq!(rust, c);
 }
 
+/// A subset, not equality: the header may grow ahead of the bindings (a
+/// function not declared is no hazard); the structs declared are checked above.
 #[test]
-fn every_header_function_is_declared() {
+fn every_declared_function_is_in_the_header() {
     let header = std::fs::read_to_string(repo().join("capi/include/kvcodec/kvcodec.h")).unwrap();
     let ours = include_str!("../src/lib.rs");
     let names = |text: &str, marker: &str| -> BTreeSet<String> {
@@ -86,7 +88,9 @@ fn every_header_function_is_declared() {
     };
     let declared = names(&header, "KVC_API ");
     assert!(declared.len() > 20);
-    assert_eq!(declared, names(ours, "pub fn "));
+    let ours = names(ours, "pub fn ");
+    assert!(ours.len() > 20);
+    assert!(ours.is_subset(&declared), "{:?}", ours.difference(&declared).collect::<Vec<_>>());
 }
 
 #[test]

@@ -294,25 +294,26 @@ fn check_view<const N: usize>(
     if N == 0 || N > 4 {
         return Err(Error::invalid("tensors have 1 to 4 dimensions"));
     }
+    let outside = || {
+        Error::invalid(format!(
+            "view (offset {}, shape {:?}, strides {:?}) reaches outside its {} elements",
+            offset, shape, strides, len
+        ))
+    };
+    // i128 holds any extent times any stride; the sum of four is checked.
     let mut count: usize = 1;
     let (mut low, mut high) = (offset as i128, offset as i128);
     for i in 0..N {
         count = count.checked_mul(shape[i]).ok_or_else(|| Error::invalid("tensor too large"))?;
         let reach = (shape[i].saturating_sub(1)) as i128 * strides[i] as i128;
-        if reach < 0 {
-            low += reach;
-        } else {
-            high += reach;
-        }
+        let bound = if reach < 0 { &mut low } else { &mut high };
+        *bound = bound.checked_add(reach).ok_or_else(outside)?;
     }
     if count == 0 {
         return Ok(()); // nothing is read or written; the library names the empty extent
     }
     if low < 0 || high >= len as i128 {
-        return Err(Error::invalid(format!(
-            "view (offset {}, shape {:?}, strides {:?}) reaches outside its {} elements",
-            offset, shape, strides, len
-        )));
+        return Err(outside());
     }
     // The C API reads all-zero strides as "contiguous".
     if count > 1 && strides.iter().all(|&s| s == 0) {

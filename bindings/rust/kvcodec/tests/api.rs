@@ -145,6 +145,8 @@ fn strided_views() {
     assert!(TensorRef::strided(&small, 10, [2, 2, 4], [-10, 4, 1]).is_ok());
     assert!(TensorRef::strided(&small, 5, [2, 2, 4], [-10, 4, 1]).is_err());
     assert!(TensorRef::strided(&small, 0, [2, 2, 4], [0, 0, 0]).is_err());
+    assert!(TensorRef::strided(&small, 0, [2, 2, 2], [isize::MAX, isize::MAX, isize::MAX]).is_err());
+    assert!(TensorRef::strided(&small, 99, [2, 2, 2], [isize::MIN, isize::MIN, 1]).is_err());
     assert!(TensorRef::new(&small, [2, 2, 64]).is_err());
 }
 
