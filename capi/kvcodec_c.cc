@@ -19,6 +19,8 @@
 #include "format/checksum.h"
 #include "format/section.h"
 #include "kvcodec/kvcodec.h"
+#include "stream/cache_reader.h"
+#include "stream/cache_writer.h"
 #include "stream/stream.h"
 
 struct kvc_config {
@@ -182,6 +184,8 @@ const char* kvc_status_string(kvc_status status) {
     case KVC_ERR_INVALID_VALUE: return "invalid value";
     case KVC_ERR_OUT_OF_MEMORY: return "out of memory";
     case KVC_ERR_INTERNAL: return "internal error";
+    case KVC_ERR_MODEL_MISMATCH: return "cache belongs to another model";
+    case KVC_ERR_IO: return "read, write or sync callback failed";
   }
   return "unknown status";
 }
@@ -354,7 +358,7 @@ kvc_status kvc_encode_block(const kvc_tensor_config* config, uint32_t layer,
     uint8_t* p = static_cast<uint8_t*>(dst);
     StoreLE32(KVC_BLOCK_MAGIC, p);
     p[4] = KVC_FORMAT_MAJOR;
-    p[5] = KVC_FORMAT_MINOR;
+    p[5] = 0;  // a standalone block uses nothing newer than 1.0
     StoreLE16(0, p + 6);
     uint8_t* section = p + kBlockFrameHeaderSize;
     KVC_RETURN_IF_ERROR(
@@ -501,6 +505,11 @@ kvc_status kvc_get_stream_info(const void* src, size_t src_size,
     StreamLayout layout;
     KVC_RETURN_IF_ERROR(
         ReadStreamHeader(static_cast<const uint8_t*>(src), src_size, &layout));
+    // Appended segments grow the cache past the header's token count.
+    if ((layout.features & kFeatureSegments) != 0) {
+      KVC_RETURN_IF_ERROR(
+          ReadStreamLayout(static_cast<const uint8_t*>(src), src_size, &layout));
+    }
     kvc_stream_info out;
     kvc_stream_info_init(&out);
     const kvc_cache_desc& d = layout.desc;
@@ -566,5 +575,284 @@ kvc_status kvc_decode_stream(const void* src, size_t src_size,
                         o.threads);
   });
 }
+
+}  // extern "C"
+
+// ---------------------------------------------------------------------------
+// Caches on disk and on the wire (codec/stream/cache_writer.h, cache_reader.h)
+
+struct kvc_writer {
+  std::unique_ptr<kvc::CacheWriter> writer;
+};
+struct kvc_cache {
+  std::unique_ptr<kvc::CacheFile> file;
+};
+struct kvc_reader {
+  std::unique_ptr<kvc::StreamReader> reader;
+};
+
+namespace kvc {
+namespace {
+
+kvc_writer_options DefaultWriterOptions() {
+  kvc_writer_options o;
+  std::memset(&o, 0, sizeof(o));
+  o.struct_size = sizeof(o);
+  o.block_tokens = 4096;
+  o.appendable = 1;
+  return o;
+}
+
+kvc_open_options DefaultOpenOptions() {
+  kvc_open_options o;
+  std::memset(&o, 0, sizeof(o));
+  o.struct_size = sizeof(o);
+  return o;
+}
+
+Status ImportWriterOptions(const kvc_writer_options* in, WriterSettings* out) {
+  kvc_writer_options o = DefaultWriterOptions();
+  if (in != nullptr) KVC_RETURN_IF_ERROR(ImportSized(in, DefaultWriterOptions(), &o, "writer options"));
+  out->threads = o.threads;
+  out->block_tokens = o.block_tokens;
+  out->zstd_level = o.zstd_level;
+  out->appendable = o.appendable != 0;
+  if (o.model_name != nullptr) {
+    const size_t n = strnlen(o.model_name, kMaxModelName + 1);
+    if (n > kMaxModelName) {
+      return Status(KVC_ERR_INVALID_ARGUMENT, "model name longer than 255 bytes");
+    }
+    out->model_name.assign(o.model_name, n);
+  }
+  out->model_hash = o.model_config_hash;
+  return OkStatus();
+}
+
+Status ImportOpenOptions(const kvc_open_options* in, ModelCheck* out) {
+  kvc_open_options o = DefaultOpenOptions();
+  if (in != nullptr) KVC_RETURN_IF_ERROR(ImportSized(in, DefaultOpenOptions(), &o, "open options"));
+  out->allow_mismatch = o.allow_model_mismatch != 0;
+  if (o.expect_model_name != nullptr) out->expect_name = o.expect_model_name;
+  out->expect_hash = o.expect_model_config_hash;
+  return OkStatus();
+}
+
+kvc_stream_info StreamInfo(const StreamHeader& h, uint32_t num_tokens) {
+  kvc_stream_info out;
+  kvc_stream_info_init(&out);
+  const kvc_cache_desc& d = h.desc;
+  out.format_major = h.format_major;
+  out.format_minor = h.format_minor;
+  out.num_layers = d.num_layers;
+  out.num_kv_heads = d.num_kv_heads;
+  out.head_dim = d.head_dim;
+  out.num_tokens = num_tokens;
+  out.dtype = d.dtype;
+  out.rope_layout = d.rope_layout;
+  out.position_offset = d.position_offset;
+  out.rope_base = d.rope_base;
+  return out;
+}
+
+}  // namespace
+}  // namespace kvc
+
+extern "C" {
+
+using namespace kvc;  // NOLINT: the shims below are thin
+
+void kvc_writer_options_init(kvc_writer_options* options) {
+  if (options) *options = DefaultWriterOptions();
+}
+
+void kvc_open_options_init(kvc_open_options* options) {
+  if (options) *options = DefaultOpenOptions();
+}
+
+void kvc_cache_info_init(kvc_cache_info* info) {
+  if (info) {
+    std::memset(info, 0, sizeof(*info));
+    info->struct_size = sizeof(*info);
+    kvc_stream_info_init(&info->stream);
+  }
+}
+
+void kvc_layer_run_init(kvc_layer_run* run) {
+  if (run) {
+    std::memset(run, 0, sizeof(*run));
+    run->struct_size = sizeof(*run);
+  }
+}
+
+uint64_t kvc_hash64(const void* data, size_t size) {
+  return data == nullptr && size > 0 ? 0 : Hash64(data, size);
+}
+
+kvc_status kvc_writer_create(const kvc_config* config, const kvc_cache_desc* desc,
+                            const kvc_writer_options* options, kvc_write_fn write,
+                            void* opaque, kvc_writer** out, kvc_diagnostics* diag) {
+  return Guard(diag, [&] {
+    KVC_RETURN_IF_ERROR(NotNull(config, "config"));
+    KVC_RETURN_IF_ERROR(NotNull(out, "out"));
+    *out = nullptr;
+    kvc_cache_desc d;
+    KVC_RETURN_IF_ERROR(ImportSized(desc, DefaultCacheDesc(), &d, "cache descriptor"));
+    WriterSettings settings;
+    KVC_RETURN_IF_ERROR(ImportWriterOptions(options, &settings));
+    std::unique_ptr<kvc_writer> w(new kvc_writer);
+    KVC_RETURN_IF_ERROR(CacheWriter::Create(config->rules, d, settings,
+                                            Sink{write, options ? options->sync : nullptr, opaque},
+                                            &w->writer));
+    *out = w.release();
+    return OkStatus();
+  });
+}
+
+kvc_status kvc_writer_add_layer(kvc_writer* writer, const kvc_tensor* keys,
+                                const kvc_tensor* values, kvc_diagnostics* diag) {
+  return Guard(diag, [&] {
+    KVC_RETURN_IF_ERROR(NotNull(writer, "writer"));
+    return writer->writer->AddLayer(keys, values);
+  });
+}
+
+kvc_status kvc_writer_finish(kvc_writer* writer, uint64_t* total_size, kvc_diagnostics* diag) {
+  return Guard(diag, [&] {
+    KVC_RETURN_IF_ERROR(NotNull(writer, "writer"));
+    return writer->writer->Finish(total_size);
+  });
+}
+
+void kvc_writer_destroy(kvc_writer* writer) { delete writer; }
+
+kvc_status kvc_cache_open(kvc_read_at_fn read_at, void* opaque, uint64_t size,
+                          const kvc_open_options* options, kvc_cache** out,
+                          kvc_diagnostics* diag) {
+  return Guard(diag, [&] {
+    KVC_RETURN_IF_ERROR(NotNull(out, "out"));
+    *out = nullptr;
+    ModelCheck check;
+    KVC_RETURN_IF_ERROR(ImportOpenOptions(options, &check));
+    std::unique_ptr<kvc_cache> c(new kvc_cache);
+    KVC_RETURN_IF_ERROR(CacheFile::Open(read_at, opaque, size, check, &c->file));
+    *out = c.release();
+    return OkStatus();
+  });
+}
+
+kvc_status kvc_cache_get_info(const kvc_cache* cache, kvc_cache_info* info,
+                              kvc_diagnostics* diag) {
+  return Guard(diag, [&] {
+    KVC_RETURN_IF_ERROR(NotNull(cache, "cache"));
+    const CacheFile& f = *cache->file;
+    kvc_cache_info out;
+    kvc_cache_info_init(&out);
+    out.features = f.header().features;
+    out.stream = StreamInfo(f.header(), f.num_tokens());
+    out.segments = f.segments();
+    out.blocks = static_cast<uint32_t>(f.blocks().size());
+    out.size = f.end_offset();
+    out.ignored_bytes = f.ignored_bytes();
+    out.has_model = f.has_model() ? 1 : 0;
+    out.model_config_hash = f.model_hash();
+    std::snprintf(out.model_name, sizeof(out.model_name), "%s", f.model_name().c_str());
+    return ExportSized(out, info, "cache info");
+  });
+}
+
+kvc_status kvc_cache_layer_config(const kvc_cache* cache, uint32_t layer,
+                                  kvc_tensor_config* keys_config,
+                                  kvc_tensor_config* values_config, kvc_diagnostics* diag) {
+  return Guard(diag, [&] {
+    KVC_RETURN_IF_ERROR(NotNull(cache, "cache"));
+    const CacheFile& f = *cache->file;
+    if (layer >= f.header().desc.num_layers) {
+      return Status(KVC_ERR_INVALID_ARGUMENT, StrFormat("layer %u out of range (%u layers)",
+                                                        layer, f.header().desc.num_layers));
+    }
+    if (keys_config) {
+      KVC_RETURN_IF_ERROR(ExportSized(f.config(layer, KVC_KIND_KEYS), keys_config, "keys config"));
+    }
+    if (values_config) {
+      KVC_RETURN_IF_ERROR(
+          ExportSized(f.config(layer, KVC_KIND_VALUES), values_config, "values config"));
+    }
+    return OkStatus();
+  });
+}
+
+kvc_status kvc_cache_read(kvc_cache* cache, uint32_t layer, kvc_kind kind, uint32_t head_start,
+                          uint32_t head_count, uint32_t token_start, uint32_t token_count,
+                          const kvc_tensor* out, kvc_diagnostics* diag) {
+  return Guard(diag, [&] {
+    KVC_RETURN_IF_ERROR(NotNull(cache, "cache"));
+    return cache->file->Read(layer, static_cast<uint32_t>(kind), head_start, head_count,
+                             token_start, token_count, out);
+  });
+}
+
+kvc_status kvc_cache_append(const kvc_cache* cache, uint32_t new_tokens,
+                            const kvc_writer_options* options, kvc_write_fn write,
+                            void* opaque, kvc_writer** out, kvc_diagnostics* diag) {
+  return Guard(diag, [&] {
+    KVC_RETURN_IF_ERROR(NotNull(cache, "cache"));
+    KVC_RETURN_IF_ERROR(NotNull(out, "out"));
+    *out = nullptr;
+    WriterSettings settings;
+    KVC_RETURN_IF_ERROR(ImportWriterOptions(options, &settings));
+    std::unique_ptr<kvc_writer> w(new kvc_writer);
+    KVC_RETURN_IF_ERROR(CacheWriter::Append(cache->file->append_base(), new_tokens, settings,
+                                            Sink{write, options ? options->sync : nullptr, opaque},
+                                            &w->writer));
+    *out = w.release();
+    return OkStatus();
+  });
+}
+
+void kvc_cache_close(kvc_cache* cache) { delete cache; }
+
+kvc_status kvc_reader_create(kvc_read_fn read, void* opaque, const kvc_open_options* options,
+                             kvc_reader** out, kvc_diagnostics* diag) {
+  return Guard(diag, [&] {
+    KVC_RETURN_IF_ERROR(NotNull(out, "out"));
+    *out = nullptr;
+    ModelCheck check;
+    KVC_RETURN_IF_ERROR(ImportOpenOptions(options, &check));
+    std::unique_ptr<kvc_reader> r(new kvc_reader);
+    KVC_RETURN_IF_ERROR(StreamReader::Open(read, opaque, check, &r->reader));
+    *out = r.release();
+    return OkStatus();
+  });
+}
+
+kvc_status kvc_reader_get_info(const kvc_reader* reader, kvc_stream_info* info,
+                               kvc_diagnostics* diag) {
+  return Guard(diag, [&] {
+    KVC_RETURN_IF_ERROR(NotNull(reader, "reader"));
+    const StreamHeader& h = reader->reader->header();
+    return ExportSized(StreamInfo(h, h.desc.num_tokens), info, "stream info");
+  });
+}
+
+kvc_status kvc_reader_next(kvc_reader* reader, kvc_layer_run* run, kvc_diagnostics* diag) {
+  return Guard(diag, [&] {
+    KVC_RETURN_IF_ERROR(NotNull(reader, "reader"));
+    KVC_RETURN_IF_ERROR(NotNull(run, "run"));
+    kvc_layer_run r;
+    kvc_layer_run_init(&r);
+    KVC_RETURN_IF_ERROR(reader->reader->Next(&r));
+    return ExportSized(r, run, "layer run");
+  });
+}
+
+kvc_status kvc_reader_read(kvc_reader* reader, const kvc_tensor* keys, const kvc_tensor* values,
+                           kvc_diagnostics* diag) {
+  return Guard(diag, [&] {
+    KVC_RETURN_IF_ERROR(NotNull(reader, "reader"));
+    return reader->reader->Read(keys, values);
+  });
+}
+
+void kvc_reader_destroy(kvc_reader* reader) { delete reader; }
 
 }  // extern "C"

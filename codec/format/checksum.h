@@ -9,6 +9,8 @@
 namespace kvc {
 
 uint32_t Checksum32(const void* data, size_t size);
+// XXH64 with seed 0 (kvc_hash64: model identities).
+uint64_t Hash64(const void* data, size_t size);
 
 }  // namespace kvc
 

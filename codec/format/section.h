@@ -38,7 +38,7 @@ constexpr uint32_t kKnownFeatures = kFeatureZstdSections | kFeatureSegments;
 // check their checksum and skip them.
 constexpr uint8_t kSectionAncillary = 0x80;
 
-inline size_t SectionSize(size_t payload_size) {
+constexpr size_t SectionSize(size_t payload_size) {
   return kSectionHeaderSize + payload_size + kSectionChecksumSize;
 }
 

@@ -135,9 +135,11 @@ size_t IndexPayloadSize(size_t entries) {
 }
 
 void WriteIndexPayload(const std::vector<IndexEntry>& entries, uint32_t num_tokens,
-                       uint8_t* p) {
+                       uint32_t segments, uint8_t* p) {
   StoreLE32(static_cast<uint32_t>(entries.size()), p);
   StoreLE32(num_tokens, p + 4);
+  StoreLE32(segments, p + 8);
+  StoreLE32(0, p + 12);
   p += kIndexHeaderSize;
   for (const IndexEntry& e : entries) {
     StoreLE64(e.offset, p);
@@ -154,13 +156,17 @@ void WriteIndexPayload(const std::vector<IndexEntry>& entries, uint32_t num_toke
 
 Status ReadIndexPayload(const SectionRef& s, const kvc_cache_desc& desc,
                         uint64_t stream_size, std::vector<IndexEntry>* entries,
-                        uint32_t* num_tokens) {
+                        uint32_t* num_tokens, uint32_t* segments) {
   if (s.payload_size < kIndexHeaderSize) return Status(KVC_ERR_CORRUPT, "block index too short");
   const uint32_t count = LoadLE32(s.payload);
   if (s.payload_size != IndexPayloadSize(count)) {
     return Status(KVC_ERR_CORRUPT, "block index size disagrees with its entry count");
   }
   *num_tokens = LoadLE32(s.payload + 4);
+  *segments = LoadLE32(s.payload + 8);
+  if (*num_tokens == 0 || *segments == 0 || LoadLE32(s.payload + 12) != 0) {
+    return Status(KVC_ERR_CORRUPT, "block index header is invalid");
+  }
   entries->clear();
   const uint8_t* p = s.payload + kIndexHeaderSize;
   for (uint32_t i = 0; i < count; ++i, p += kIndexEntrySize) {
@@ -306,7 +312,11 @@ Status StreamWalker::Next(const uint8_t* data, size_t available, uint64_t offset
       break;
     }
     case kSectionBlock:
-      KVC_RETURN_IF_ERROR(Block(s, offset, out));
+      KVC_RETURN_IF_ERROR(Block(s, offset, segment_start_, segment_end_, out));
+      runs_[2 * out->block.layer + out->block.kind].emplace_back(out->block.token_start,
+                                                                 out->block.token_count);
+      blocks_.push_back(IndexEntry{offset, s.total_size, out->block.layer, out->block.kind,
+                                   out->block.token_start, out->block.token_count});
       break;
     case kSectionAppend: {
       out->kind = WalkedSection::kAppend;
@@ -343,10 +353,11 @@ Status StreamWalker::Next(const uint8_t* data, size_t available, uint64_t offset
     case kSectionBlockIndex: {
       out->kind = WalkedSection::kAncillary;
       std::vector<IndexEntry> entries;
-      uint32_t tokens = 0;
-      Status index = ReadIndexPayload(s, header_.desc, UINT64_MAX, &entries, &tokens);
+      uint32_t tokens = 0, segments = 0;
+      Status index = ReadIndexPayload(s, header_.desc, UINT64_MAX, &entries, &tokens, &segments);
       if (!index.ok()) return At(offset, index);
-      bool same = entries.size() == blocks_.size() && tokens == segment_end_;
+      bool same = entries.size() == blocks_.size() && tokens == segment_end_ &&
+                  segments == segments_;
       for (size_t i = 0; same && i < entries.size(); ++i) {
         const IndexEntry &a = entries[i], &b = blocks_[i];
         same = a.offset == b.offset && a.size == b.size && a.layer == b.layer &&
@@ -383,7 +394,21 @@ Status StreamWalker::Next(const uint8_t* data, size_t available, uint64_t offset
   return OkStatus();
 }
 
-Status StreamWalker::Block(const SectionRef& s, uint64_t offset, WalkedSection* out) {
+Status StreamWalker::ParseBlock(const uint8_t* data, size_t size, uint64_t offset,
+                                uint32_t num_tokens, WalkedSection* out) {
+  const uint8_t allowed =
+      (header_.features & kFeatureZstdSections) != 0 ? kSectionFlagZstd : 0;
+  Status read = ReadSection(data, size, &out->ref, allowed);
+  if (!read.ok()) return At(offset, read);
+  out->type = out->ref.type;
+  if (out->ref.type != kSectionBlock) {
+    return At(offset, Status(KVC_ERR_CORRUPT, "the index points to a section that is no block"));
+  }
+  return Block(out->ref, offset, 0, num_tokens, out);
+}
+
+Status StreamWalker::Block(const SectionRef& s, uint64_t offset, uint32_t token_begin,
+                           uint32_t token_end, WalkedSection* out) {
   auto at = [&](const Status& st) { return At(offset, st); };
   auto corrupt = [&](const std::string& why) { return at(Status(KVC_ERR_CORRUPT, why)); };
   out->kind = WalkedSection::kBlock;
@@ -402,8 +427,7 @@ Status StreamWalker::Block(const SectionRef& s, uint64_t offset, WalkedSection* 
   const BlockHeader& h = out->block;
   if (h.layer >= header_.desc.num_layers || h.head_dim != header_.desc.head_dim ||
       h.head_start != 0 || h.head_count != header_.desc.num_kv_heads ||
-      h.token_start < segment_start_ ||
-      uint64_t{h.token_start} + h.token_count > segment_end_) {
+      h.token_start < token_begin || uint64_t{h.token_start} + h.token_count > token_end) {
     return corrupt(h.Name() + ": block does not fit the cache");
   }
   const auto& expected = h.kind == KVC_KIND_KEYS ? keys_configs_ : values_configs_;
@@ -413,9 +437,6 @@ Status StreamWalker::Block(const SectionRef& s, uint64_t offset, WalkedSection* 
   out->codec = codecs_.Get(h.config);
   Status layout = ReadBlockLayout(*out->codec, h, raw, &out->layout);
   if (!layout.ok()) return at(layout);
-  runs_[2 * h.layer + h.kind].emplace_back(h.token_start, h.token_count);
-  blocks_.push_back(IndexEntry{offset, s.total_size, h.layer, h.kind, h.token_start,
-                               h.token_count});
   return OkStatus();
 }
 

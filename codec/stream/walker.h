@@ -26,7 +26,7 @@ constexpr size_t kEndPayload = 4;
 constexpr size_t kAppendPayload = 8;
 constexpr size_t kIndexLocatorPayload = 8;
 constexpr size_t kIndexEntrySize = 32;
-constexpr size_t kIndexHeaderSize = 8;
+constexpr size_t kIndexHeaderSize = 16;
 constexpr size_t kMaxModelName = 255;
 
 // The fixed part of a stream: the header's fields.
@@ -53,12 +53,14 @@ struct IndexEntry {
   uint32_t layer = 0, kind = 0, token_start = 0, token_count = 0;
 };
 size_t IndexPayloadSize(size_t entries);
+// The index's header: Entry_Count, Num_Tokens (the cache's at this point),
+// Segments (1 + Append sections before it), Reserved.
 void WriteIndexPayload(const std::vector<IndexEntry>& entries, uint32_t num_tokens,
-                       uint8_t* out);
+                       uint32_t segments, uint8_t* out);
 // Parses an index payload and checks it against the cache's shape.
 Status ReadIndexPayload(const SectionRef& section, const kvc_cache_desc& desc,
                         uint64_t stream_size, std::vector<IndexEntry>* entries,
-                        uint32_t* num_tokens);
+                        uint32_t* num_tokens, uint32_t* segments);
 
 // A Model_Identity payload: u64 Config_Hash, u16 Name_Size, u16 Reserved,
 // the name.
@@ -131,9 +133,15 @@ class StreamWalker {
   // Call when the input ended: TRUNCATED unless the last section was an End.
   Status Finish() const;
 
+  // A Block section read on its own (random access): checked against the
+  // layer configs and the cache's num_tokens, not against the sequence.
+  Status ParseBlock(const uint8_t* data, size_t size, uint64_t offset, uint32_t num_tokens,
+                    WalkedSection* out);
+
  private:
   Status CheckSegmentTiling() const;
-  Status Block(const SectionRef& s, uint64_t offset, WalkedSection* out);
+  Status Block(const SectionRef& s, uint64_t offset, uint32_t token_begin,
+               uint32_t token_end, WalkedSection* out);
 
   StreamHeader header_;
   CodecCache codecs_;

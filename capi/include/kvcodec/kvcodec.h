@@ -52,10 +52,12 @@ extern "C" {
 #define KVC_VERSION_NUMBER \
   (KVC_VERSION_MAJOR * 1000000 + KVC_VERSION_MINOR * 1000 + KVC_VERSION_PATCH)
 
-/* Bitstream version this library writes (FORMAT.md). It reads every 1.x
- * stream whose required features it knows. */
+/* Newest bitstream version this library reads and writes (FORMAT.md). It
+ * reads every 1.x stream whose required features it knows; writers mark a
+ * stream with the lowest minor version whose features it uses (1.0 for
+ * kvc_encode_stream and standalone blocks). */
 #define KVC_FORMAT_MAJOR 1
-#define KVC_FORMAT_MINOR 0
+#define KVC_FORMAT_MINOR 1
 
 /* First four bytes of a stream and of a standalone block, as a little-endian
  * uint32 (bytes B5 4B 56 43 and B5 4B 56 62: "\xB5KVC" and "\xB5KVb"). */
@@ -86,7 +88,9 @@ typedef enum kvc_status {
   KVC_ERR_INVALID_VALUE = 10,      /* non-finite input, or a value the format
                                       cannot represent (norm beyond f16 range) */
   KVC_ERR_OUT_OF_MEMORY = 11,
-  KVC_ERR_INTERNAL = 12            /* a bug in kvcodec: please report it */
+  KVC_ERR_INTERNAL = 12,           /* a bug in kvcodec: please report it */
+  KVC_ERR_MODEL_MISMATCH = 13,     /* the cache belongs to another model */
+  KVC_ERR_IO = 14                  /* a read, write or sync callback failed */
 } kvc_status;
 
 /* Short description of a status; static storage, never NULL. */
@@ -379,6 +383,165 @@ KVC_API kvc_status kvc_decode_stream(const void* src, size_t src_size,
                                      const kvc_tensor* keys,
                                      const kvc_tensor* values,
                                      kvc_diagnostics* diag);
+
+
+/* ------------------------------------------------------------------------
+ * Caches on disk and on the wire (format 1.1, FORMAT.md §2.5): written and
+ * read through callbacks, one layer at a time, with a block index at the
+ * end for random access, appended segments, and an optional zstd stage.
+ * ---------------------------------------------------------------------- */
+
+/* Writes all `size` bytes; returns 0 on success, anything else on failure. */
+typedef int (*kvc_write_fn)(void* opaque, const void* data, size_t size);
+/* Makes everything written so far durable (fsync); 0 on success. */
+typedef int (*kvc_sync_fn)(void* opaque);
+/* Reads up to `size` bytes (blocking until at least one is available):
+ * returns the number read, 0 at the end of the input, negative on error. */
+typedef int64_t (*kvc_read_fn)(void* opaque, void* data, size_t size);
+/* Reads exactly `size` bytes at `offset`; 0 on success. */
+typedef int (*kvc_read_at_fn)(void* opaque, uint64_t offset, void* data, size_t size);
+
+typedef struct kvc_writer_options {
+  uint32_t struct_size;  /* sizeof(kvc_writer_options) */
+  uint32_t threads;      /* 0: one per core */
+  uint32_t block_tokens; /* tokens per block (default 4096); 0: one block */
+  int32_t zstd_level;    /* 0: none (default); 1..19: zstd per block, kept
+                            only where it saves 1/64 or more */
+  uint32_t appendable;   /* 1 (default): later segments may be appended
+                            (kvc_cache_append). 0 with zstd_level 0 gives a
+                            stream every 1.0 decoder reads */
+  uint32_t reserved;
+  const char* model_name;     /* optional (NULL): up to 255 bytes of UTF-8 */
+  uint64_t model_config_hash; /* optional (0): kvc_hash64 of the model's
+                                 config, e.g. its config.json bytes */
+  kvc_sync_fn sync;           /* optional: called before and after the
+                                 final index is committed (same opaque as
+                                 the write callback) */
+} kvc_writer_options;
+
+KVC_API void kvc_writer_options_init(kvc_writer_options* options);
+
+/* XXH64 (seed 0) of bytes: the model identity's config hash. */
+KVC_API uint64_t kvc_hash64(const void* data, size_t size);
+
+typedef struct kvc_writer kvc_writer;
+
+/* Starts a cache of desc->num_layers layers of desc->num_tokens tokens;
+ * the header and layer configs are written at once. options may be NULL. */
+KVC_API kvc_status kvc_writer_create(const kvc_config* config,
+                                     const kvc_cache_desc* desc,
+                                     const kvc_writer_options* options,
+                                     kvc_write_fn write, void* opaque,
+                                     kvc_writer** out, kvc_diagnostics* diag);
+/* The next layer (0, 1, ... in order): keys and values [num_kv_heads,
+ * tokens, head_dim] of any dtype, tokens = this segment's. */
+KVC_API kvc_status kvc_writer_add_layer(kvc_writer* writer, const kvc_tensor* keys,
+                                        const kvc_tensor* values,
+                                        kvc_diagnostics* diag);
+/* Writes the index and the End section once every layer was added;
+ * total_size (may be NULL): bytes of the whole stream. */
+KVC_API kvc_status kvc_writer_finish(kvc_writer* writer, uint64_t* total_size,
+                                     kvc_diagnostics* diag);
+/* Frees the writer (NULL is fine); an unfinished stream stays incomplete. */
+KVC_API void kvc_writer_destroy(kvc_writer* writer);
+
+typedef struct kvc_open_options {
+  uint32_t struct_size;        /* sizeof(kvc_open_options) */
+  uint32_t allow_model_mismatch; /* 1: skip the model identity check */
+  const char* expect_model_name; /* NULL: not checked */
+  uint64_t expect_model_config_hash; /* 0: not checked */
+} kvc_open_options;
+
+KVC_API void kvc_open_options_init(kvc_open_options* options);
+
+typedef struct kvc_cache_info {
+  uint32_t struct_size;   /* sizeof(kvc_cache_info) */
+  uint32_t features;      /* Required_Features of the header */
+  kvc_stream_info stream; /* num_tokens: the whole cache's */
+  uint32_t segments;      /* 1 + appended segments */
+  uint32_t blocks;
+  uint64_t size;          /* bytes of the complete cache */
+  uint64_t ignored_bytes; /* bytes after it: an interrupted append */
+  uint32_t has_model;     /* 1 if the cache names its model */
+  uint32_t reserved;
+  uint64_t model_config_hash;
+  char model_name[256];   /* NUL-terminated */
+} kvc_cache_info;
+
+KVC_API void kvc_cache_info_init(kvc_cache_info* info);
+
+/* Random access to a cache of `size` bytes read through read_at: opens it
+ * from its header, layer configs and final index (a stream without index,
+ * e.g. from kvc_encode_stream, is walked once). If the end holds an
+ * interrupted append, the cache opens as it was before it (see
+ * ignored_bytes). A cache naming another model than options expect fails
+ * with KVC_ERR_MODEL_MISMATCH. Blocks are read, and their checksums
+ * checked, only when asked for. */
+typedef struct kvc_cache kvc_cache;
+KVC_API kvc_status kvc_cache_open(kvc_read_at_fn read_at, void* opaque, uint64_t size,
+                                  const kvc_open_options* options, kvc_cache** out,
+                                  kvc_diagnostics* diag);
+KVC_API kvc_status kvc_cache_get_info(const kvc_cache* cache, kvc_cache_info* info,
+                                      kvc_diagnostics* diag);
+/* The tensor configs of one layer (either output may be NULL). */
+KVC_API kvc_status kvc_cache_layer_config(const kvc_cache* cache, uint32_t layer,
+                                          kvc_tensor_config* keys_config,
+                                          kvc_tensor_config* values_config,
+                                          kvc_diagnostics* diag);
+/* Decodes heads [head_start, +head_count) x tokens [token_start,
+ * +token_count) of one layer's K or V into out, [head_count, token_count,
+ * head_dim]; reads only the blocks that hold them. */
+KVC_API kvc_status kvc_cache_read(kvc_cache* cache, uint32_t layer, kvc_kind kind,
+                                  uint32_t head_start, uint32_t head_count,
+                                  uint32_t token_start, uint32_t token_count,
+                                  const kvc_tensor* out, kvc_diagnostics* diag);
+/* A writer for new_tokens more tokens per layer, continuing the cache: the
+ * caller's write callback must write at offset info.size (truncating what
+ * follows: an interrupted append). Needs a cache made appendable; the
+ * layer configs are the cache's; options->zstd_level needs a cache made
+ * with zstd. Until kvc_writer_finish commits, the cache reads as before. */
+KVC_API kvc_status kvc_cache_append(const kvc_cache* cache, uint32_t new_tokens,
+                                    const kvc_writer_options* options,
+                                    kvc_write_fn write, void* opaque,
+                                    kvc_writer** out, kvc_diagnostics* diag);
+KVC_API void kvc_cache_close(kvc_cache* cache);
+
+/* Sequential reading through a read callback with memory bounded by one
+ * block: a receiver uses layer 0 while later layers are still arriving.
+ * The stream is delivered as layer runs: every layer of the first segment
+ * ([0, num_tokens)), then every layer of each appended segment. Needs
+ * layer-ordered streams (all a layer's blocks before the next layer's, as
+ * every kvcodec writer writes). */
+typedef struct kvc_reader kvc_reader;
+
+typedef struct kvc_layer_run {
+  uint32_t struct_size; /* sizeof(kvc_layer_run) */
+  uint32_t end;         /* 1: the stream is complete, no run */
+  uint32_t layer;
+  uint32_t token_start;
+  uint32_t token_count;
+  uint32_t segment;     /* 0 for the first */
+} kvc_layer_run;
+
+KVC_API void kvc_layer_run_init(kvc_layer_run* run);
+
+/* Reads the header and layer configs. options may be NULL. */
+KVC_API kvc_status kvc_reader_create(kvc_read_fn read, void* opaque,
+                                     const kvc_open_options* options,
+                                     kvc_reader** out, kvc_diagnostics* diag);
+/* Header fields; num_tokens is the first segment's. */
+KVC_API kvc_status kvc_reader_get_info(const kvc_reader* reader, kvc_stream_info* info,
+                                       kvc_diagnostics* diag);
+/* The next run (reads the End of a segment and the next Append as needed). */
+KVC_API kvc_status kvc_reader_next(kvc_reader* reader, kvc_layer_run* run,
+                                   kvc_diagnostics* diag);
+/* Decodes the current run into keys and values, [num_kv_heads,
+ * run.token_count, head_dim] of any dtype; either may be NULL to skip it
+ * (its blocks are still checked). KVC_OK means every block of the run
+ * passed its checksum and the run's tokens are covered exactly once. */
+KVC_API kvc_status kvc_reader_read(kvc_reader* reader, const kvc_tensor* keys,
+                                   const kvc_tensor* values, kvc_diagnostics* diag);
+KVC_API void kvc_reader_destroy(kvc_reader* reader);
 
 #ifdef __cplusplus
 } /* extern "C" */
