@@ -809,6 +809,35 @@ kvc_status kvc_cache_append(const kvc_cache* cache, uint32_t new_tokens,
   });
 }
 
+void kvc_block_entry_init(kvc_block_entry* entry) {
+  if (entry) {
+    std::memset(entry, 0, sizeof(*entry));
+    entry->struct_size = sizeof(*entry);
+  }
+}
+
+kvc_status kvc_cache_block(const kvc_cache* cache, uint32_t index, kvc_block_entry* entry,
+                           kvc_diagnostics* diag) {
+  return Guard(diag, [&] {
+    KVC_RETURN_IF_ERROR(NotNull(cache, "cache"));
+    const std::vector<IndexEntry>& blocks = cache->file->blocks();
+    if (index >= blocks.size()) {
+      return Status(KVC_ERR_INVALID_ARGUMENT,
+                    StrFormat("block %u out of range (%zu blocks)", index, blocks.size()));
+    }
+    const IndexEntry& e = blocks[index];
+    kvc_block_entry out;
+    kvc_block_entry_init(&out);
+    out.layer = e.layer;
+    out.kind = e.kind;
+    out.token_start = e.token_start;
+    out.token_count = e.token_count;
+    out.offset = e.offset;
+    out.size = e.size;
+    return ExportSized(out, entry, "block entry");
+  });
+}
+
 void kvc_cache_close(kvc_cache* cache) { delete cache; }
 
 kvc_status kvc_reader_create(kvc_read_fn read, void* opaque, const kvc_open_options* options,

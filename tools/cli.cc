@@ -380,4 +380,17 @@ uint64_t StreamElements(const kvc_stream_info& info, const std::string& name) {
   return elements;
 }
 
+std::map<std::string, std::string> CacheMetadata(const kvc_stream_info& info) {
+  std::map<std::string, std::string> metadata;
+  if (info.rope_layout != KVC_ROPE_UNKNOWN) {
+    metadata["rope_layout"] = RopeLayoutName(info.rope_layout);
+  }
+  if (info.rope_base > 0) {
+    char theta[32];
+    const auto end = std::to_chars(theta, theta + sizeof(theta), info.rope_base);
+    metadata["rope_theta"] = std::string(theta, end.ptr);
+  }
+  return metadata;
+}
+
 }  // namespace kvc::tools

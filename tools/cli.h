@@ -109,6 +109,10 @@ struct Queries {
 };
 Queries LoadQueries(const SafetensorsFile& file, const Cache& cache);
 
+// The safetensors metadata `kvc encode` reads (rope_layout, rope_theta) for
+// a stream's header.
+std::map<std::string, std::string> CacheMetadata(const kvc_stream_info& info);
+
 // Encodes a cache into a kvcodec stream. `name` names the input in errors.
 std::vector<uint8_t> EncodeCache(const Cache& cache, const kvc_config* config,
                                  const kvc_encode_options& options,

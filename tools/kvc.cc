@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "tools/bench.h"
+#include "tools/cache_commands.h"
 #include "tools/cli.h"
 #include "tools/error.h"
 #include "tools/file_util.h"
@@ -118,16 +119,7 @@ void DecodeCommand(const std::vector<std::string>& argv) {
         diag, input + ": decoding");
 
   // Written back with the names and metadata `kvc encode` reads.
-  std::map<std::string, std::string> metadata;
-  if (info.rope_layout != KVC_ROPE_UNKNOWN) {
-    metadata["rope_layout"] = RopeLayoutName(info.rope_layout);
-  }
-  if (info.rope_base > 0) {
-    char theta[32];
-    const auto end =
-        std::to_chars(theta, theta + sizeof(theta), info.rope_base);
-    metadata["rope_theta"] = std::string(theta, end.ptr);
-  }
+  const std::map<std::string, std::string> metadata = CacheMetadata(info);
   const size_t layer_bytes =
       keys.size() / std::max<uint32_t>(info.num_layers, 1);
   std::vector<SafetensorsTensorView> tensors;
@@ -332,6 +324,36 @@ const Command kCommands[] = {
      "  Decodes a stream into layer{L}.k and layer{L}.v, in the source\n"
      "  dtype the stream records.\n",
      DecodeCommand},
+    {"pack",
+     "kvc pack IN.safetensors -o OUT.kvc|- (--preset NAME | --config FILE)\n"
+     "         [--zstd LEVEL] [--block-tokens 4096] [--threads T] [--sealed]\n"
+     "         [--model-name NAME] [--model-config config.json]\n"
+     "  Writes a whole cache layer by layer (to stdout with -o -), with a block\n"
+     "  index for random access; appendable unless --sealed (which, without\n"
+     "  --zstd, gives a stream every 1.0 decoder reads). The model identity is\n"
+     "  checked by readers that expect one.\n",
+     PackCommand},
+    {"unpack",
+     "kvc unpack IN.kvc|- -o OUT.safetensors [--dtype f32|f16|bf16]\n"
+     "  Writes every layer's layer{L}.k and layer{L}.v (default: the source\n"
+     "  dtype); from stdin (-) layer by layer as the stream arrives.\n",
+     UnpackCommand},
+    {"cat",
+     "kvc cat FILE.kvc --layer L --kv k|v [--heads A:B] [--tokens A:B]\n"
+     "        -o OUT.safetensors [--dtype f32|f16|bf16]\n"
+     "  Decodes one piece of one layer, reading only the blocks that hold it.\n",
+     CatCommand},
+    {"append",
+     "kvc append FILE.kvc NEW.safetensors [--zstd LEVEL] [--block-tokens N]\n"
+     "           [--threads T]\n"
+     "  Adds the tokens of NEW (layer{L}.k/.v, every layer) to the cache\n"
+     "  without rewriting it; a crash leaves the cache as it was.\n",
+     AppendCommand},
+    {"verify",
+     "kvc verify FILE.kvc\n"
+     "  Checks every checksum and the whole structure; lists each damaged\n"
+     "  block (layer, kind, tokens, bytes) and exits 1 if there is one.\n",
+     VerifyCommand},
     {"info",
      "kvc info FILE.kvc [--json]\n"
      "  Describes a stream: format version, cache shape, methods and sizes.\n",

@@ -231,9 +231,10 @@ std::vector<float> SafetensorsFile::ReadFloat32(
   return out;
 }
 
-void WriteSafetensors(const std::string& path,
-                      const std::map<std::string, std::string>& metadata,
-                      const std::vector<SafetensorsTensorView>& tensors) {
+SafetensorsWriter::SafetensorsWriter(const std::string& path,
+                                     const std::map<std::string, std::string>& metadata,
+                                     const std::vector<SafetensorsTensorSpec>& tensors)
+    : path_(path), file_(path) {
   JsonWriter header;
   header.BeginObject();
   if (!metadata.empty()) {
@@ -241,45 +242,71 @@ void WriteSafetensors(const std::string& path,
     for (const auto& [key, value] : metadata) header.Key(key).String(value);
     header.EndObject();
   }
-  uint64_t offset = 0;
-  for (const SafetensorsTensorView& tensor : tensors) {
+  for (const SafetensorsTensorSpec& tensor : tensors) {
     const std::string what = path + ": tensor " + tensor.name;
-    uint64_t expected = SafetensorsDtypeSize(tensor.dtype);
-    if (expected == 0) throw Error(what + ": unknown dtype " + tensor.dtype);
+    uint64_t bytes = SafetensorsDtypeSize(tensor.dtype);
+    if (bytes == 0) throw Error(what + ": unknown dtype " + tensor.dtype);
     bool overflow = false;
-    for (const uint64_t dim : tensor.shape) {
-      overflow = overflow || MulOverflows(expected, dim, &expected);
-    }
-    if (overflow || expected != tensor.size_in_bytes) {
-      throw Error(what + " of shape " + ShapeString(tensor.shape) +
-                  " and dtype " + tensor.dtype + " cannot hold " +
-                  std::to_string(tensor.size_in_bytes) + " bytes");
+    for (const uint64_t dim : tensor.shape) overflow = overflow || MulOverflows(bytes, dim, &bytes);
+    if (overflow || expected_ + bytes < expected_) {
+      throw Error(what + " of shape " + ShapeString(tensor.shape) + " is too large");
     }
     header.Key(tensor.name).BeginObject();
     header.Key("dtype").String(tensor.dtype);
     header.Key("shape").BeginArray();
     for (const uint64_t dim : tensor.shape) header.Uint(dim);
     header.EndArray();
-    header.Key("data_offsets").BeginArray().Uint(offset);
-    offset += tensor.size_in_bytes;
-    header.Uint(offset).EndArray();
+    header.Key("data_offsets").BeginArray().Uint(expected_);
+    expected_ += bytes;
+    header.Uint(expected_).EndArray();
     header.EndObject();
   }
   header.EndObject();
-
   std::string text = header.text();
   text.append((8 - text.size() % 8) % 8, ' ');
   uint8_t length[8];
-  for (int i = 0; i < 8; ++i) {
-    length[i] = static_cast<uint8_t>(uint64_t{text.size()} >> (8 * i));
+  for (int i = 0; i < 8; ++i) length[i] = static_cast<uint8_t>(uint64_t{text.size()} >> (8 * i));
+  file_.Write(length, sizeof(length));
+  file_.Write(text.data(), text.size());
+}
+
+void SafetensorsWriter::Write(const void* data, size_t size) {
+  if (size > expected_ - written_) {
+    throw Error(path_ + ": more tensor data than the header declares");
   }
-  AtomicFile file(path);
-  file.Write(length, sizeof(length));
-  file.Write(text.data(), text.size());
+  file_.Write(data, size);
+  written_ += size;
+}
+
+void SafetensorsWriter::Commit() {
+  if (written_ != expected_) {
+    throw Error(path_ + ": " + std::to_string(written_) + " of " + std::to_string(expected_) +
+                " tensor bytes written");
+  }
+  file_.Commit();
+}
+
+void WriteSafetensors(const std::string& path,
+                      const std::map<std::string, std::string>& metadata,
+                      const std::vector<SafetensorsTensorView>& tensors) {
+  std::vector<SafetensorsTensorSpec> specs;
   for (const SafetensorsTensorView& tensor : tensors) {
-    file.Write(tensor.data, tensor.size_in_bytes);
+    uint64_t expected = SafetensorsDtypeSize(tensor.dtype);
+    if (expected == 0) throw Error(path + ": tensor " + tensor.name + ": unknown dtype " + tensor.dtype);
+    bool overflow = false;
+    for (const uint64_t dim : tensor.shape) {
+      overflow = overflow || MulOverflows(expected, dim, &expected);
+    }
+    if (overflow || expected != tensor.size_in_bytes) {
+      throw Error(path + ": tensor " + tensor.name + " of shape " +
+                  ShapeString(tensor.shape) + " and dtype " + tensor.dtype +
+                  " cannot hold " + std::to_string(tensor.size_in_bytes) + " bytes");
+    }
+    specs.push_back({tensor.name, tensor.dtype, tensor.shape});
   }
-  file.Commit();
+  SafetensorsWriter writer(path, metadata, specs);
+  for (const SafetensorsTensorView& tensor : tensors) writer.Write(tensor.data, tensor.size_in_bytes);
+  writer.Commit();
 }
 
 float HalfToFloat(uint16_t bits) {

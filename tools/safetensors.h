@@ -11,6 +11,8 @@
 #include <string_view>
 #include <vector>
 
+#include "tools/file_util.h"
+
 namespace kvc::tools {
 
 // The format's own limit on the header size.
@@ -77,6 +79,28 @@ struct SafetensorsTensorView {
 // with spaces to a multiple of 8 bytes (so the data section is 8-aligned).
 // "__metadata__" is written only if `metadata` is not empty. The file is
 // written atomically (see AtomicFile). Throws Error("PATH: <problem>").
+// Writes a safetensors file tensor by tensor: the header first (from the
+// shapes), then the data in header order through Write, then Commit (which
+// checks that every declared byte came). Atomic: nothing appears at `path`
+// before Commit.
+struct SafetensorsTensorSpec {
+  std::string name;
+  std::string dtype;
+  std::vector<uint64_t> shape;
+};
+class SafetensorsWriter {
+ public:
+  SafetensorsWriter(const std::string& path, const std::map<std::string, std::string>& metadata,
+                    const std::vector<SafetensorsTensorSpec>& tensors);
+  void Write(const void* data, size_t size);
+  void Commit();
+
+ private:
+  std::string path_;
+  AtomicFile file_;
+  uint64_t expected_ = 0, written_ = 0;
+};
+
 void WriteSafetensors(const std::string& path,
                       const std::map<std::string, std::string>& metadata,
                       const std::vector<SafetensorsTensorView>& tensors);

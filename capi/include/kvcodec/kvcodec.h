@@ -488,6 +488,22 @@ KVC_API kvc_status kvc_cache_layer_config(const kvc_cache* cache, uint32_t layer
                                           kvc_tensor_config* keys_config,
                                           kvc_tensor_config* values_config,
                                           kvc_diagnostics* diag);
+/* Where block `index` (0 .. info.blocks - 1, stream order) lies. */
+typedef struct kvc_block_entry {
+  uint32_t struct_size; /* sizeof(kvc_block_entry) */
+  uint32_t layer;
+  uint32_t kind;        /* kvc_kind */
+  uint32_t token_start;
+  uint32_t token_count;
+  uint32_t reserved;
+  uint64_t offset;      /* of its section, from the start of the stream */
+  uint64_t size;        /* of its section */
+} kvc_block_entry;
+
+KVC_API void kvc_block_entry_init(kvc_block_entry* entry);
+KVC_API kvc_status kvc_cache_block(const kvc_cache* cache, uint32_t index,
+                                   kvc_block_entry* entry, kvc_diagnostics* diag);
+
 /* Decodes heads [head_start, +head_count) x tokens [token_start,
  * +token_count) of one layer's K or V into out, [head_count, token_count,
  * head_dim]; reads only the blocks that hold them. */
