@@ -38,6 +38,18 @@ if(BUILD_SHARED_LIBS)
 else()
   set(KVC_PACKAGE_STATIC TRUE)
 endif()
+# The dependency targets as the exported link interface names them: an ALIAS
+# (hwy::hwy over Conan's or pkg-config's target) is exported as its target.
+set(KVC_HWY_LINKED hwy::hwy)
+set(KVC_ZSTD_LINKED "${KVC_ZSTD_TARGET}")  # empty without zstd
+foreach(dep HWY ZSTD)
+  if(KVC_${dep}_LINKED)
+    get_target_property(aliased ${KVC_${dep}_LINKED} ALIASED_TARGET)
+    if(aliased)
+      set(KVC_${dep}_LINKED ${aliased})
+    endif()
+  endif()
+endforeach()
 configure_package_config_file("${CMAKE_CURRENT_LIST_DIR}/kvcodecConfig.cmake.in"
   "${PROJECT_BINARY_DIR}/kvcodecConfig.cmake" INSTALL_DESTINATION "${KVC_CMAKE_DIR}")
 # 0.x: the API may change with the minor version (kvcodec.h), so a request
@@ -64,11 +76,15 @@ if(BUILD_SHARED_LIBS)
     set(KVC_PC_CFLAGS " -DKVC_SHARED")  # dllimport in kvcodec.h
   endif()
 else()
-  # libkvcodec.a is C++ over Highway and threads: `pkg-config --static
-  # --libs kvcodec` adds them.
+  # libkvcodec.a is C++ over Highway, threads and (optionally) zstd:
+  # `pkg-config --static --libs kvcodec` adds them.
   list(TRANSFORM KVC_CXX_RUNTIME PREPEND "-l" OUTPUT_VARIABLE KVC_PC_RUNTIME)
   list(JOIN KVC_PC_RUNTIME " " KVC_PC_RUNTIME)
-  set(KVC_PC_PRIVATE "Requires.private: libhwy >= 1.0.3
+  set(KVC_PC_REQUIRES "libhwy >= 1.0.3")
+  if(KVC_ZSTD_TARGET)
+    string(APPEND KVC_PC_REQUIRES ", libzstd")
+  endif()
+  set(KVC_PC_PRIVATE "Requires.private: ${KVC_PC_REQUIRES}
 Libs.private: ${KVC_PC_RUNTIME} ${CMAKE_THREAD_LIBS_INIT}
 ")
   set(KVC_PC_CFLAGS "")
