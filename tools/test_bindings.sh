@@ -4,11 +4,14 @@
 #  1. Installs into temporary prefixes: the static library from kvcodec's
 #     standard build ($KVC_BUILD_DIR, build/ by default: tools/test.sh's first
 #     stage has built it, so this is only an install), and the shared library
-#     from build-pkg-shared/ (BUILD_SHARED_LIBS=ON, library only). Checks the
+#     from build-pkg-shared/ (BUILD_SHARED_LIBS=ON, library only, without zstd:
+#     the configuration of zstd-less vcpkg and Conan packages). Checks the
 #     installed files, the SONAME and that the shared library exports exactly
 #     the header's functions.
 #  2. For each prefix, a C consumer found through find_package(kvcodec CONFIG)
-#     and one through pkg-config, built and run (packaging/consumer/).
+#     and one through pkg-config, built and run (packaging/consumer/), and the
+#     Conan test_package's program; the vcpkg and Conan recipes checked for
+#     what can be checked without those tools.
 #  3. Against the installed shared library: the Python package installed into
 #     a venv and its pytest suite, the Rust workspace's tests (also linked
 #     statically), the Go package's tests, and the cross-language conformance
@@ -48,7 +51,7 @@ cmake --install "$KVC_BUILD_DIR" --prefix "$static" >/dev/null
 grep -q "BUILD_SHARED_LIBS:BOOL=OFF" "$KVC_BUILD_DIR/CMakeCache.txt" ||
   fail "$KVC_BUILD_DIR is not a static build"
 KVC_BUILD_DIR="$KVC_ROOT/build-pkg-shared" kvc_build -DBUILD_SHARED_LIBS=ON \
-  -DBUILD_TESTING=OFF -DKVC_BUILD_TOOLS=OFF
+  -DBUILD_TESTING=OFF -DKVC_BUILD_TOOLS=OFF -DKVC_WITH_ZSTD=OFF
 cmake --install "$KVC_ROOT/build-pkg-shared" --prefix "$shared" >/dev/null
 
 version="$(sed -n 's/^Version: //p' "$shared/lib/pkgconfig/kvcodec.pc")"
@@ -78,13 +81,17 @@ diff "$work/declared" "$work/exported" ||
 echo "installed $version: $soname exports $(wc -l <"$work/exported") functions, all kvc_*"
 stage_done "install"
 
-echo "== C consumers"
+echo "== C consumers, recipes"
 for kind in static shared; do
   prefix="$work/prefix-$kind"
   cmake -S "$KVC_ROOT/packaging/consumer" -B "$work/consumer-$kind" -G Ninja \
     -DCMAKE_PREFIX_PATH="$prefix" >/dev/null
   cmake --build "$work/consumer-$kind" >/dev/null
   echo "find_package, $kind: $("$work/consumer-$kind/consumer")"
+  cmake -S "$KVC_ROOT/packaging/conan/test_package" -B "$work/test_package-$kind" -G Ninja \
+    -DCMAKE_PREFIX_PATH="$prefix" >/dev/null
+  cmake --build "$work/test_package-$kind" >/dev/null
+  echo "conan test_package, $kind: $("$work/test_package-$kind/test_package")"
   static_flag=""
   [ "$kind" = static ] && static_flag="--static"
   # shellcheck disable=SC2046  # pkg-config prints separate flags
@@ -104,7 +111,22 @@ for kind in static shared; do
     fi
   done
 done
-stage_done "C consumers"
+# The recipes: well-formed, and every kvcodec variable they set is one the
+# build reads (vcpkg and Conan themselves are not installable here).
+/usr/bin/python3 -c 'import json, sys; json.load(open(sys.argv[1]))' \
+  "$KVC_ROOT/packaging/vcpkg/kvcodec/vcpkg.json"
+for recipe in "$KVC_ROOT"/packaging/conan/conanfile.py \
+              "$KVC_ROOT"/packaging/conan/test_package/conanfile.py; do
+  /usr/bin/python3 -c 'import ast, sys; ast.parse(open(sys.argv[1]).read(), sys.argv[1])' \
+    "$recipe"
+done
+for var in $(grep -ohE '\bKVC_[A-Z_]+' "$KVC_ROOT/packaging/vcpkg/kvcodec/portfile.cmake" \
+               "$KVC_ROOT/packaging/conan/conanfile.py" | sort -u); do
+  grep -q "$var" "$KVC_ROOT/CMakeLists.txt" "$KVC_ROOT/capi/CMakeLists.txt" \
+    "$KVC_ROOT/capi/include/kvcodec/kvcodec.h" ||
+    fail "a recipe sets $var, which kvcodec's build does not read"
+done
+stage_done "C consumers, recipes"
 
 # The bindings find the installed shared library, as users' programs would.
 export PKG_CONFIG_PATH="$shared/lib/pkgconfig" LD_LIBRARY_PATH="$shared/lib"
