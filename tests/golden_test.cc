@@ -295,3 +295,142 @@ TEST_CASE("golden error files give their status and a message") {
   CHECK(kvc_get_stream_layer(huge.data(), huge.size(), 0, nullptr, nullptr, nullptr, nullptr,
                              nullptr) == KVC_ERR_CORRUPT);
 }
+
+// ---------------------------------------------------------------------------
+// Golden caches of bitstream 1.1 (FORMAT.md §2.5), written by kvc_writer and
+// kvc_cache_append: block index, locator, model identity, appended segments,
+// zstd. They decode to their MANIFEST output; the writer reproduces the ones
+// without zstd byte for byte (zstd's frames may differ between zstd
+// versions, which the format allows: only their content is specified).
+
+namespace {
+
+struct CacheGolden {
+  const char* file;
+  const char* config;
+  int zstd_level;
+  bool appendable;
+  const char* model;  // NULL: no Model_Identity
+  uint32_t layers, heads, tokens, appended, dim, block_tokens;
+};
+
+const CacheGolden kCacheGoldens[] = {
+    {"cache-1.1-segments.kvc", "all k=tq-mse-b3 v=angle-n64:radius=log4", 0, true, "golden-model",
+     2, 2, 6, 3, 64, 4},
+    {"cache-1.1-zstd.kvc", "all kv=raw-f16\nlast 1 kv=tq-mse-b2", 3, true, nullptr, 2, 1, 8, 5, 64,
+     4},
+    {"cache-1.0-sealed-index.kvc", "all kv=polar-4222", 0, false, nullptr, 1, 1, 5, 0, 128, 0},
+};
+
+int AppendBytes(void* opaque, const void* data, size_t size) {
+  auto* out = static_cast<std::vector<uint8_t>*>(opaque);
+  const auto* p = static_cast<const uint8_t*>(data);
+  out->insert(out->end(), p, p + size);
+  return 0;
+}
+
+int ReadAtBytes(void* opaque, uint64_t offset, void* data, size_t size) {
+  const auto* in = static_cast<const std::vector<uint8_t>*>(opaque);
+  if (offset + size > in->size()) return 1;
+  std::memcpy(data, in->data() + offset, size);
+  return 0;
+}
+
+// Layer l of a GoldenInput cache: tokens [t0, t0 + count) of [heads, all, dim].
+std::vector<uint16_t> CacheGoldenLayer(const CacheGolden& c, uint64_t seed, uint32_t layer,
+                                       uint32_t t0, uint32_t count) {
+  const Golden g{c.file, c.config, c.layers, c.heads, c.tokens + c.appended, c.dim, 0};
+  const std::vector<uint16_t> all = GoldenInput(g, seed);
+  std::vector<uint16_t> out;
+  for (uint32_t h = 0; h < c.heads; ++h) {
+    const size_t base = ((size_t{layer} * c.heads + h) * g.tokens + t0) * c.dim;
+    out.insert(out.end(), all.begin() + base, all.begin() + base + size_t{count} * c.dim);
+  }
+  return out;
+}
+
+void WriteLayers(const CacheGolden& c, kvc_writer* w, uint32_t t0, uint32_t count) {
+  for (uint32_t layer = 0; layer < c.layers; ++layer) {
+    std::vector<uint16_t> k = CacheGoldenLayer(c, 1, layer, t0, count);
+    std::vector<uint16_t> v = CacheGoldenLayer(c, 2, layer, t0, count);
+    const kvc_tensor kt = kvc_test::Tensor3(k.data(), KVC_DTYPE_F16, c.heads, count, c.dim);
+    const kvc_tensor vt = kvc_test::Tensor3(v.data(), KVC_DTYPE_F16, c.heads, count, c.dim);
+    REQUIRE(kvc_writer_add_layer(w, &kt, &vt, nullptr) == KVC_OK);
+  }
+  REQUIRE(kvc_writer_finish(w, nullptr, nullptr) == KVC_OK);
+  kvc_writer_destroy(w);
+}
+
+std::vector<uint8_t> WriteCacheGolden(const CacheGolden& c) {
+  kvc_cache_desc desc;
+  kvc_cache_desc_init(&desc);
+  desc.num_layers = c.layers;
+  desc.num_kv_heads = c.heads;
+  desc.num_tokens = c.tokens;
+  desc.head_dim = c.dim;
+  desc.rope_layout = KVC_ROPE_SPLIT_HALF;
+  desc.rope_base = 500000.0f;
+  desc.position_offset = 7;
+  kvc_config* config = nullptr;
+  REQUIRE(kvc_config_parse(c.config, std::strlen(c.config), &config, nullptr) == KVC_OK);
+  kvc_writer_options o;
+  kvc_writer_options_init(&o);
+  o.threads = 1;
+  o.block_tokens = c.block_tokens;
+  o.zstd_level = c.zstd_level;
+  o.appendable = c.appendable ? 1 : 0;
+  o.model_name = c.model;
+  if (c.model != nullptr) o.model_config_hash = kvc_hash64(c.model, std::strlen(c.model));
+  std::vector<uint8_t> out;
+  kvc_writer* w = nullptr;
+  REQUIRE(kvc_writer_create(config, &desc, &o, AppendBytes, &out, &w, nullptr) == KVC_OK);
+  kvc_config_destroy(config);
+  WriteLayers(c, w, 0, c.tokens);
+  if (c.appended > 0) {
+    kvc_cache* cache = nullptr;
+    REQUIRE(kvc_cache_open(ReadAtBytes, &out, out.size(), nullptr, &cache, nullptr) == KVC_OK);
+    std::vector<uint8_t> grown = out;
+    REQUIRE(kvc_cache_append(cache, c.appended, &o, AppendBytes, &grown, &w, nullptr) == KVC_OK);
+    WriteLayers(c, w, c.tokens, c.appended);
+    kvc_cache_close(cache);
+    out = grown;
+  }
+  return out;
+}
+
+}  // namespace
+
+TEST_CASE("golden 1.1 caches decode to their recorded output; the writer reproduces them") {
+  const std::map<std::string, std::string> manifest = ReadManifest();
+  const bool write_missing = std::getenv("KVC_WRITE_MISSING_GOLDEN") != nullptr;
+  for (const CacheGolden& c : kCacheGoldens) {
+    const std::string file = c.file;
+    CAPTURE(file);
+    const Golden g{c.file, c.config, c.layers, c.heads, c.tokens + c.appended, c.dim, 0};
+    const std::string path = GoldenDir() + "/" + c.file;
+    std::vector<uint8_t> golden = ReadFile(path);
+    if (golden.empty() && write_missing) {
+      golden = WriteCacheGolden(c);
+      std::ofstream(path, std::ios::binary)
+          .write(reinterpret_cast<const char*>(golden.data()),
+                 static_cast<std::streamsize>(golden.size()));
+      MESSAGE(std::string(c.file) << " " << DecodedHash(golden, g) << "  (add to MANIFEST)");
+      continue;
+    }
+    REQUIRE_MESSAGE(!golden.empty(), "golden file missing: " << path);
+    REQUIRE_MESSAGE(manifest.count(c.file) == 1, "not in MANIFEST: " << c.file);
+    CHECK(DecodedHash(golden, g) == manifest.at(c.file));
+    if (c.zstd_level == 0) CHECK(WriteCacheGolden(c) == golden);
+    // Random access reads the same values as the whole-stream decoder.
+    kvc_cache* cache = nullptr;
+    REQUIRE(kvc_cache_open(ReadAtBytes, &golden, golden.size(), nullptr, &cache, nullptr) ==
+            KVC_OK);
+    kvc_cache_info info;
+    kvc_cache_info_init(&info);
+    REQUIRE(kvc_cache_get_info(cache, &info, nullptr) == KVC_OK);
+    CHECK(info.stream.num_tokens == c.tokens + c.appended);
+    CHECK(info.segments == (c.appended > 0 ? 2u : 1u));
+    CHECK(info.has_model == (c.model != nullptr ? 1u : 0u));
+    kvc_cache_close(cache);
+  }
+}
