@@ -107,6 +107,63 @@ void CheckConversions() {
       for (size_t i = 0; i < n; ++i) REQUIRE(out[i] == kvc::F32ToF16(in[start + i]));
     }
   }
+  // The checked forms: the same values where they succeed, and success
+  // exactly when every input (widening) or output (narrowing) is finite.
+  // Rows of finite values with at most one special (or overflowing) value
+  // at every position, as the block codec meets them.
+  std::vector<float> finite = kvc_test::GaussianVectors(1, 300, 31, false);
+  for (float& x : finite) x *= 100.0f;
+  const float specials[] = {std::numeric_limits<float>::infinity(),
+                            -std::numeric_limits<float>::infinity(), std::nanf(""),
+                            FromBits(0xFF800001u), 65520.0f, -65519.99f, 3e38f, 0.0f};
+  std::vector<uint16_t> h(300), b(300), ref(300);
+  std::vector<float> back(300);
+  for (size_t n : {0, 1, 7, 8, 9, 16, 33, 128, 300}) {
+    for (size_t pos = 0; pos <= n; pos += 1 + n / 5) {
+      for (float special : specials) {
+        CAPTURE(n);
+        CAPTURE(pos);
+        CAPTURE(Bits(special));
+        std::vector<float> x(finite.begin(), finite.begin() + n);
+        if (pos < n) x[pos] = special;
+        bool f16_ok = true, bf16_ok = true;
+        for (size_t i = 0; i < n; ++i) {
+          f16_ok = f16_ok && (kvc::F32ToF16(x[i]) & 0x7C00) != 0x7C00;
+          bf16_ok = bf16_ok && (kvc::F32ToBF16(x[i]) & 0x7F80) != 0x7F80;
+        }
+        const bool f16_got = kvc::simd::F32ToF16Finite(x.data(), n, h.data());
+        REQUIRE(f16_got == f16_ok);
+        for (size_t i = 0; f16_ok && i < n; ++i) REQUIRE(h[i] == kvc::F32ToF16(x[i]));
+        const bool bf16_got = kvc::simd::F32ToBF16Finite(x.data(), n, b.data());
+        REQUIRE(bf16_got == bf16_ok);
+        for (size_t i = 0; i < n; ++i) REQUIRE(b[i] == kvc::F32ToBF16(x[i]));
+        // And back: the 16-bit patterns of the references, specials kept.
+        for (size_t i = 0; i < n; ++i) ref[i] = kvc::F32ToF16(x[i]);
+        bool wide_ok = true;
+        for (size_t i = 0; i < n; ++i) wide_ok = wide_ok && (ref[i] & 0x7C00) != 0x7C00;
+        REQUIRE(kvc::simd::F16ToF32Finite(ref.data(), n, back.data()) == wide_ok);
+        for (size_t i = 0; i < n; ++i) REQUIRE(Bits(back[i]) == Bits(kvc::F16ToF32(ref[i])));
+        for (size_t i = 0; i < n; ++i) ref[i] = kvc::F32ToBF16(x[i]);
+        wide_ok = true;
+        for (size_t i = 0; i < n; ++i) wide_ok = wide_ok && (ref[i] & 0x7F80) != 0x7F80;
+        REQUIRE(kvc::simd::BF16ToF32Finite(ref.data(), n, back.data()) == wide_ok);
+        for (size_t i = 0; i < n; ++i) REQUIRE(Bits(back[i]) == Bits(kvc::BF16ToF32(ref[i])));
+      }
+    }
+  }
+  // Every 16-bit pattern, in rows of 64: a row is finite iff none of its
+  // patterns has the all-ones exponent.
+  for (size_t start = 0; start < 65536; start += 64) {
+    bool f16_ok = true, bf16_ok = true;
+    for (size_t i = start; i < start + 64; ++i) {
+      f16_ok = f16_ok && (i & 0x7C00) != 0x7C00;
+      bf16_ok = bf16_ok && (i & 0x7F80) != 0x7F80;
+    }
+    REQUIRE(kvc::simd::F16ToF32Finite(&all[start], 64, f.data()) == f16_ok);
+    for (size_t i = 0; i < 64; ++i) REQUIRE(Bits(f[i]) == Bits(kvc::F16ToF32(all[start + i])));
+    REQUIRE(kvc::simd::BF16ToF32Finite(&all[start], 64, f.data()) == bf16_ok);
+    for (size_t i = 0; i < 64; ++i) REQUIRE(Bits(f[i]) == Bits(kvc::BF16ToF32(all[start + i])));
+  }
 }
 
 void CheckReductions() {

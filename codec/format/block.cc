@@ -2,9 +2,11 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 
 #include "base/endian.h"
 #include "config/tensor_config.h"
+#include "simd/convert_kernels.h"
 #include "simd/reduce_kernels.h"
 
 namespace kvc {
@@ -193,17 +195,52 @@ Status ReadBlockLayout(const TensorCodec& codec, const BlockHeader& h,
 
 namespace {
 
-// Converts `count` rows of a [heads, tokens, dim] view to f32.
-void LoadChunk(const TensorView& view, uint32_t head, uint32_t t0, uint32_t count,
-               size_t d, float* rows) {
+// Converts `count` rows of a [heads, tokens, dim] view to f32 in `buffer`
+// and returns them (or the view's own memory when it holds them already as
+// aligned f32); *finite tells whether every value is finite, from the same
+// pass where the rows are consecutive.
+const float* LoadChunk(const TensorView& view, uint32_t head, uint32_t t0, uint32_t count,
+                       size_t d, float* buffer, bool* finite) {
+  const uint8_t* first = view.Row(head, t0);
+  const size_t n = size_t{count} * d;
   if (view.strides[2] == 1 && view.strides[1] == static_cast<int64_t>(d)) {
-    // Consecutive rows: one conversion call for the whole chunk.
-    LoadRow(view.Row(head, t0), view.dtype, 1, size_t{count} * d, rows);
-    return;
+    const auto* half = reinterpret_cast<const uint16_t*>(first);
+    if (view.dtype == KVC_DTYPE_F16 && reinterpret_cast<uintptr_t>(first) % 2 == 0) {
+      *finite = simd::F16ToF32Finite(half, n, buffer);
+      return buffer;
+    }
+    if (view.dtype == KVC_DTYPE_BF16 && reinterpret_cast<uintptr_t>(first) % 2 == 0) {
+      *finite = simd::BF16ToF32Finite(half, n, buffer);
+      return buffer;
+    }
+    if (view.dtype == KVC_DTYPE_F32 && reinterpret_cast<uintptr_t>(first) % 4 == 0) {
+      const auto* rows = reinterpret_cast<const float*>(first);
+      *finite = simd::AllFinite(rows, n);
+      return rows;
+    }
+    LoadRow(first, view.dtype, 1, n, buffer);
+  } else {
+    for (uint32_t i = 0; i < count; ++i) {
+      LoadRow(view.Row(head, t0 + i), view.dtype, view.strides[2], d, &buffer[i * d]);
+    }
   }
-  for (uint32_t i = 0; i < count; ++i) {
-    LoadRow(view.Row(head, t0 + i), view.dtype, view.strides[2], d, &rows[i * d]);
+  *finite = simd::AllFinite(buffer, n);
+  return buffer;
+}
+
+// Stores `n` decoded values of consecutive rows in the output's dtype; true
+// if every one is finite and fits (otherwise the caller redoes it row by row
+// to name the culprit).
+bool StoreChunkFinite(const float* rows, size_t n, uint32_t dtype, uint8_t* out) {
+  if (dtype == KVC_DTYPE_F32) {
+    if (!simd::AllFinite(rows, n)) return false;
+    if (reinterpret_cast<const uint8_t*>(rows) != out) std::memcpy(out, rows, n * 4);
+    return true;
   }
+  if (reinterpret_cast<uintptr_t>(out) % 2 != 0) return false;
+  auto* half = reinterpret_cast<uint16_t*>(out);
+  return dtype == KVC_DTYPE_F16 ? simd::F32ToF16Finite(rows, n, half)
+                                : simd::F32ToBF16Finite(rows, n, half);
 }
 
 }  // namespace
@@ -222,9 +259,10 @@ Status PlanBlockPayload(const TensorCodec& codec, const BlockHeader& h,
       std::fill(stats.begin(), stats.end(), 0.0);
       for (uint32_t t0 = 0; t0 < h.token_count; t0 += kChunkVectors) {
         const uint32_t count = std::min(kChunkVectors, h.token_count - t0);
-        LoadChunk(input, head, t0, count, d, rows.data());
-        KVC_RETURN_IF_ERROR(CheckFiniteInput(h, head, t0, rows.data(), count));
-        codec.ObserveHead(rows.data(), count, stats.data());
+        bool finite;
+        const float* x = LoadChunk(input, head, t0, count, d, rows.data(), &finite);
+        if (!finite) KVC_RETURN_IF_ERROR(CheckFiniteInput(h, head, t0, x, count));
+        codec.ObserveHead(x, count, stats.data());
       }
       if (queries != nullptr) {
         const uint64_t group = queries->shape[0] / h.head_count;
@@ -232,8 +270,10 @@ Status PlanBlockPayload(const TensorCodec& codec, const BlockHeader& h,
         for (uint64_t q = head * group; q < (head + 1) * group; ++q) {
           for (uint32_t t0 = 0; t0 < tokens; t0 += kChunkVectors) {
             const uint32_t count = std::min(kChunkVectors, tokens - t0);
-            LoadChunk(*queries, static_cast<uint32_t>(q), t0, count, d, rows.data());
-            codec.ObserveQueries(rows.data(), count, stats.data());
+            bool finite;  // not used: queries only feed statistics
+            const float* x = LoadChunk(*queries, static_cast<uint32_t>(q), t0, count, d,
+                                       rows.data(), &finite);
+            codec.ObserveQueries(x, count, stats.data());
           }
         }
       }
@@ -266,10 +306,11 @@ Status WriteBlockPayload(const TensorCodec& codec, const BlockHeader& h,
   for (uint32_t head = 0; head < h.head_count; ++head) {
     for (uint32_t t0 = 0; t0 < h.token_count; t0 += kChunkVectors) {
       const uint32_t count = std::min(kChunkVectors, h.token_count - t0);
-      LoadChunk(input, head, t0, count, d, rows.data());
-      KVC_RETURN_IF_ERROR(CheckFiniteInput(h, head, t0, rows.data(), count));
+      bool finite;
+      const float* x = LoadChunk(input, head, t0, count, d, rows.data(), &finite);
+      if (!finite) KVC_RETURN_IF_ERROR(CheckFiniteInput(h, head, t0, x, count));
       size_t bad = 0;
-      Status status = codec.Encode(HeadRecord(layout, head), rows.data(), count,
+      Status status = codec.Encode(HeadRecord(layout, head), x, count,
                                    SectionPointers(layout, p, head, t0).data(), &bad);
       if (!status.ok()) {
         return Status(status.code(), Where(h, head, t0 + bad) + ": " + status.message());
@@ -283,29 +324,37 @@ Status DecodeBlockPayload(const TensorCodec& codec, const BlockHeader& h,
                           const uint8_t* payload, const BlockLayout& layout,
                           const TensorView& output) {
   const size_t d = h.head_dim;
-  std::vector<float> rows(kChunkVectors * d);
+  std::vector<float> buffer(kChunkVectors * d);
   uint8_t* p = const_cast<uint8_t*>(payload);  // sections are only read
+  const bool consecutive =
+      output.strides[2] == 1 && output.strides[1] == static_cast<int64_t>(d);
   for (uint32_t head = 0; head < h.head_count; ++head) {
     for (uint32_t t0 = 0; t0 < h.token_count; t0 += kChunkVectors) {
       const uint32_t count = std::min(kChunkVectors, h.token_count - t0);
+      uint8_t* out = output.Row(head, t0);
+      // Aligned f32 rows in place are decoded straight into the output.
+      float* rows = consecutive && output.dtype == KVC_DTYPE_F32 &&
+                            reinterpret_cast<uintptr_t>(out) % 4 == 0
+                        ? reinterpret_cast<float*>(out)
+                        : buffer.data();
       size_t bad = 0;
       Status status = codec.Decode(HeadRecord(layout, head),
-                                   SectionPointers(layout, p, head, t0).data(), count,
-                                   rows.data(), &bad);
+                                   SectionPointers(layout, p, head, t0).data(), count, rows,
+                                   &bad);
+      // The usual case: consecutive rows, every value finite and within the
+      // output's range, checked while they are stored.
+      if (status.ok() && consecutive && StoreChunkFinite(rows, count * d, output.dtype, out)) {
+        continue;
+      }
       // Crafted norms within their format but beyond any encoder's reach
       // could overflow a decoded value: never hand back a non-finite one.
-      const size_t first_bad = status.ok() ? FirstNonFinite(rows.data(), count * d) : 0;
+      const size_t first_bad = status.ok() ? FirstNonFinite(rows, count * d) : 0;
       if (status.ok() && first_bad < count * d) {
         bad = first_bad / d;
         status = Status(KVC_ERR_CORRUPT, "decoded value is not finite");
       }
-      // Consecutive rows: one conversion call for the chunk; on an overflow,
-      // row by row below to name the first one.
-      const bool whole = status.ok() && output.strides[2] == 1 &&
-                         output.strides[1] == static_cast<int64_t>(d) &&
-                         StoreRow(rows.data(), count * d, output.dtype, 1,
-                                  output.Row(head, t0)).ok();
-      for (uint32_t i = 0; !whole && status.ok() && i < count; ++i) {
+      // Row by row, to name the first value the output cannot hold.
+      for (uint32_t i = 0; status.ok() && i < count; ++i) {
         bad = i;
         status = StoreRow(&rows[i * d], d, output.dtype, output.strides[2],
                           output.Row(head, t0 + i));

@@ -1,12 +1,24 @@
-// f16/bf16 <-> f32 rows. Highway's PromoteTo/DemoteTo are not used: F16C
-// quiets signalling NaNs and the emulated paths differ in NaN payloads, while
-// base/half.h (the format's definition) keeps them. The formulas below are
-// exact integer versions of base/half.h; the only float operations are a
-// multiplication by 2^112 and an addition of 0.5f, both exactly rounded on
-// every target.
+// f16/bf16 <-> f32 rows. base/half.h is the format's definition and keeps
+// NaN payloads; F16C (Highway's PromoteTo/DemoteTo on AVX2 and up) agrees
+// with it on every other value, so it converts rows without a NaN and the
+// exact integer versions below take the rest. Their only float operations
+// are a multiplication by 2^112 and an addition of 0.5f, both exactly
+// rounded on every target.
 #include "simd/convert_kernels.h"
 
 #include "base/half.h"
+
+// What F32ToF16Impl met among its outputs (defined once: this file is
+// compiled once per target).
+#ifndef KVCODEC_CODEC_SIMD_CONVERT_FLAGS_
+#define KVCODEC_CODEC_SIMD_CONVERT_FLAGS_
+namespace kvc {
+namespace simd {
+constexpr uint32_t kSawInfinity = 1;  // +-inf (from inf or an overflow)
+constexpr uint32_t kSawNaN = 2;
+}  // namespace simd
+}  // namespace kvc
+#endif
 
 #undef HWY_TARGET_INCLUDE
 #define HWY_TARGET_INCLUDE "simd/convert_kernels.cc"
@@ -33,7 +45,12 @@ HWY_INLINE hn::Vec<DF> HalfBitsToF32(DF df, VI h) {
   return hn::BitCast(df, hn::Or(hn::IfThenElse(is_special, special, finite), sign));
 }
 
-void F16ToF32Impl(const uint16_t* HWY_RESTRICT in, size_t n, float* HWY_RESTRICT out) {
+// The conversions return whether every value met is finite (inputs when
+// widening, outputs when narrowing: an infinite or NaN output is exactly a
+// non-finite input or an overflow), so that the block codec needs no second
+// pass to check. They track the largest |h| (16-bit patterns without sign):
+// specials are those at or above the all-ones exponent.
+bool F16ToF32Impl(const uint16_t* HWY_RESTRICT in, size_t n, float* HWY_RESTRICT out) {
   const hn::ScalableTag<float> df;
   const hn::RebindToSigned<decltype(df)> di;
   const hn::Rebind<uint16_t, decltype(df)> d16;
@@ -41,70 +58,81 @@ void F16ToF32Impl(const uint16_t* HWY_RESTRICT in, size_t n, float* HWY_RESTRICT
   size_t i = 0;
 #if HWY_TARGET <= HWY_AVX2
   // F16C converts every finite value and infinity exactly; it only differs
-  // on NaNs (it quiets signalling ones), which take the integer path.
-  const hn::Rebind<hwy::float16_t, decltype(df)> dh;
-  for (; i + N <= n; i += N) {
-    const auto raw = hn::LoadU(d16, in + i);
-    const auto h = hn::PromoteTo(di, raw);
-    const auto nan = hn::Gt(hn::And(h, hn::Set(di, 0x7FFF)), hn::Set(di, 0x7C00));
-    auto f = hn::PromoteTo(df, hn::BitCast(dh, raw));
-    if (HWY_UNLIKELY(!hn::AllFalse(di, nan))) {
-      f = hn::IfThenElse(hn::RebindMask(df, nan), HalfBitsToF32(df, h), f);
+  // on NaNs (it quiets signalling ones): a row holding an infinity or NaN is
+  // redone by the integer path.
+  {
+    const hn::Rebind<hwy::float16_t, decltype(df)> dh;
+    const auto abs_mask = hn::Set(d16, 0x7FFF);
+    auto largest = hn::Zero(d16);
+    size_t k = 0;
+    for (; k + N <= n; k += N) {
+      const auto raw = hn::LoadU(d16, in + k);
+      largest = hn::Max(largest, hn::And(raw, abs_mask));
+      hn::StoreU(hn::PromoteTo(df, hn::BitCast(dh, raw)), df, out + k);
     }
-    hn::StoreU(f, df, out + i);
+    if (hn::AllTrue(d16, hn::Lt(largest, hn::Set(d16, 0x7C00)))) i = k;
   }
 #endif
+  auto largest = hn::Zero(di);
   for (; i + N <= n; i += N) {
     const auto h = hn::PromoteTo(di, hn::LoadU(d16, in + i));
+    largest = hn::Max(largest, hn::And(h, hn::Set(di, 0x7FFF)));
     hn::StoreU(HalfBitsToF32(df, h), df, out + i);
   }
-  for (; i < n; ++i) out[i] = kvc::F16ToF32(in[i]);
-}
-
-void BF16ToF32Impl(const uint16_t* HWY_RESTRICT in, size_t n, float* HWY_RESTRICT out) {
-  const hn::ScalableTag<float> df;
-  const hn::RebindToUnsigned<decltype(df)> du;
-  const hn::Rebind<uint16_t, decltype(df)> d16;
-  const size_t N = hn::Lanes(df);
-  size_t i = 0;
-  for (; i + N <= n; i += N) {
-    const auto h = hn::PromoteTo(du, hn::LoadU(d16, in + i));
-    hn::StoreU(hn::BitCast(df, hn::ShiftLeft<16>(h)), df, out + i);
+  bool finite = hn::AllTrue(di, hn::Lt(largest, hn::Set(di, 0x7C00)));
+  for (; i < n; ++i) {
+    out[i] = kvc::F16ToF32(in[i]);
+    finite = finite && (in[i] & 0x7FFF) < 0x7C00;
   }
-  for (; i < n; ++i) out[i] = kvc::BF16ToF32(in[i]);
+  return finite;
 }
 
-bool F32ToF16Impl(const float* HWY_RESTRICT in, size_t n, uint16_t* HWY_RESTRICT out) {
+bool BF16ToF32Impl(const uint16_t* HWY_RESTRICT in, size_t n, float* HWY_RESTRICT out) {
   const hn::ScalableTag<float> df;
   const hn::RebindToSigned<decltype(df)> di;
   const hn::Rebind<uint16_t, decltype(df)> d16;
   const size_t N = hn::Lanes(df);
-  auto overflow = hn::Zero(di);
+  auto largest = hn::Zero(di);
+  size_t i = 0;
+  for (; i + N <= n; i += N) {
+    const auto h = hn::PromoteTo(di, hn::LoadU(d16, in + i));
+    largest = hn::Max(largest, hn::And(h, hn::Set(di, 0x7FFF)));
+    hn::StoreU(hn::BitCast(df, hn::ShiftLeft<16>(h)), df, out + i);
+  }
+  bool finite = hn::AllTrue(di, hn::Lt(largest, hn::Set(di, 0x7F80)));
+  for (; i < n; ++i) {
+    out[i] = kvc::BF16ToF32(in[i]);
+    finite = finite && (in[i] & 0x7FFF) < 0x7F80;
+  }
+  return finite;
+}
+
+uint32_t F32ToF16Impl(const float* HWY_RESTRICT in, size_t n, uint16_t* HWY_RESTRICT out) {
+  const hn::ScalableTag<float> df;
+  const hn::RebindToSigned<decltype(df)> di;
+  const hn::Rebind<uint16_t, decltype(df)> d16;
+  const size_t N = hn::Lanes(df);
   size_t i = 0;
 #if HWY_TARGET <= HWY_AVX2
   // F16C with round-to-nearest-even (Highway passes _MM_FROUND_NO_EXC, so
   // the immediate's RNE is used, not MXCSR) matches F32ToF16 on every
-  // non-NaN input, subnormals and overflow to infinity included: |x| >= 65520
-  // (0x477FF000) rounds to infinity. A row holding a NaN is redone by the
-  // integer path below.
+  // non-NaN input, subnormals and overflow to infinity included. A row with
+  // an infinite or NaN output is redone by the integer path, which keeps
+  // NaN payloads as the reference does and tells infinities from NaNs.
   {
     const hn::Rebind<hwy::float16_t, decltype(df)> dh;
-    const auto limit = hn::Set(df, 65520.0f);
-    // Eq is false for NaN (Ne is "ordered" on x86: also false for NaN).
-    auto big = hn::Zero(df), ordered = hn::VecFromMask(df, hn::Eq(limit, limit));
+    const auto abs_mask = hn::Set(d16, 0x7FFF);
+    auto largest = hn::Zero(d16);
     size_t k = 0;
     for (; k + N <= n; k += N) {
-      const auto v = hn::LoadU(df, in + k);
-      big = hn::Or(big, hn::VecFromMask(df, hn::Ge(hn::Abs(v), limit)));
-      ordered = hn::And(ordered, hn::VecFromMask(df, hn::Eq(v, v)));
-      hn::StoreU(hn::BitCast(d16, hn::DemoteTo(dh, v)), d16, out + k);
+      const auto h = hn::BitCast(d16, hn::DemoteTo(dh, hn::LoadU(df, in + k)));
+      largest = hn::Max(largest, hn::And(h, abs_mask));
+      hn::StoreU(h, d16, out + k);
     }
-    if (hn::AllTrue(di, hn::Eq(hn::BitCast(di, ordered), hn::Set(di, -1)))) {
-      i = k;
-      overflow = hn::BitCast(di, big);
-    }
+    if (hn::AllTrue(d16, hn::Lt(largest, hn::Set(d16, 0x7C00)))) i = k;
   }
 #endif
+  auto infinity = hn::Zero(di), largest = hn::Zero(di);
   for (; i + N <= n; i += N) {
     const auto bits = hn::BitCast(di, hn::LoadU(df, in + i));
     const auto sign = hn::And(hn::ShiftRight<16>(bits), hn::Set(di, 0x8000));
@@ -119,28 +147,29 @@ bool F32ToF16Impl(const float* HWY_RESTRICT in, size_t n, uint16_t* HWY_RESTRICT
         hn::BitCast(di, hn::Add(hn::BitCast(df, abs), hn::Set(df, 0.5f))),
         hn::Set(di, 0x3F000000));
     auto h = hn::IfThenElse(hn::Lt(abs, hn::Set(di, 0x38800000)), sub, normal);
-    const auto is_inf = hn::Gt(abs, hn::Set(di, 0x477FEFFF));
-    h = hn::IfThenElse(is_inf, hn::Set(di, 0x7C00), h);
+    h = hn::IfThenElse(hn::Gt(abs, hn::Set(di, 0x477FEFFF)), hn::Set(di, 0x7C00), h);
     h = hn::IfThenElse(hn::Gt(abs, hn::Set(di, 0x7F800000)), hn::Set(di, 0x7E00), h);
-    overflow = hn::Or(overflow, hn::IfThenElseZero(
-                                    hn::And(is_inf, hn::Lt(abs, hn::Set(di, 0x7F800001))),
-                                    hn::Set(di, 1)));
+    infinity = hn::Or(infinity, hn::VecFromMask(di, hn::Eq(h, hn::Set(di, 0x7C00))));
+    largest = hn::Max(largest, h);
     hn::StoreU(hn::DemoteTo(d16, hn::Or(h, sign)), d16, out + i);
   }
-  bool ok = hn::AllTrue(di, hn::Eq(overflow, hn::Zero(di)));
+  uint32_t seen = (hn::AllTrue(di, hn::Eq(infinity, hn::Zero(di))) ? 0 : kSawInfinity) |
+                  (hn::AllTrue(di, hn::Lt(largest, hn::Set(di, 0x7C01))) ? 0 : kSawNaN);
   for (; i < n; ++i) {
     out[i] = kvc::F32ToF16(in[i]);
-    if ((out[i] & 0x7FFF) == 0x7C00) ok = false;
+    const uint32_t abs = out[i] & 0x7FFFu;
+    seen |= (abs == 0x7C00 ? kSawInfinity : 0) | (abs > 0x7C00 ? kSawNaN : 0);
   }
-  return ok;
+  return seen;
 }
 
-void F32ToBF16Impl(const float* HWY_RESTRICT in, size_t n, uint16_t* HWY_RESTRICT out) {
+bool F32ToBF16Impl(const float* HWY_RESTRICT in, size_t n, uint16_t* HWY_RESTRICT out) {
   const hn::ScalableTag<float> df;
   const hn::RebindToSigned<decltype(df)> di;
   const hn::RebindToUnsigned<decltype(df)> du;
   const hn::Rebind<uint16_t, decltype(df)> d16;
   const size_t N = hn::Lanes(df);
+  auto largest = hn::Zero(di);
   size_t i = 0;
   for (; i + N <= n; i += N) {
     const auto bits = hn::BitCast(du, hn::LoadU(df, in + i));
@@ -149,10 +178,16 @@ void F32ToBF16Impl(const float* HWY_RESTRICT in, size_t n, uint16_t* HWY_RESTRIC
     const auto nan = hn::Or(hn::ShiftRight<16>(bits), hn::Set(du, 0x40u));
     const auto abs = hn::BitCast(di, hn::And(bits, hn::Set(du, 0x7FFFFFFFu)));
     const auto is_nan = hn::RebindMask(du, hn::Gt(abs, hn::Set(di, 0x7F800000)));
-    const auto h = hn::IfThenElse(is_nan, nan, rounded);
-    hn::StoreU(hn::DemoteTo(d16, hn::BitCast(di, h)), d16, out + i);
+    const auto h = hn::BitCast(di, hn::IfThenElse(is_nan, nan, rounded));
+    largest = hn::Max(largest, hn::And(h, hn::Set(di, 0x7FFF)));
+    hn::StoreU(hn::DemoteTo(d16, h), d16, out + i);
   }
-  for (; i < n; ++i) out[i] = kvc::F32ToBF16(in[i]);
+  bool finite = hn::AllTrue(di, hn::Lt(largest, hn::Set(di, 0x7F80)));
+  for (; i < n; ++i) {
+    out[i] = kvc::F32ToBF16(in[i]);
+    finite = finite && (out[i] & 0x7FFF) < 0x7F80;
+  }
+  return finite;
 }
 
 // NOLINTNEXTLINE(google-readability-namespace-comments)
@@ -177,10 +212,23 @@ void BF16ToF32(const uint16_t* in, size_t n, float* out) {
   HWY_DYNAMIC_DISPATCH(BF16ToF32Impl)(in, n, out);
 }
 bool F32ToF16(const float* in, size_t n, uint16_t* out) {
-  return HWY_DYNAMIC_DISPATCH(F32ToF16Impl)(in, n, out);
+  return (HWY_DYNAMIC_DISPATCH(F32ToF16Impl)(in, n, out) & kSawInfinity) == 0;
 }
 void F32ToBF16(const float* in, size_t n, uint16_t* out) {
   HWY_DYNAMIC_DISPATCH(F32ToBF16Impl)(in, n, out);
+}
+
+bool F16ToF32Finite(const uint16_t* in, size_t n, float* out) {
+  return HWY_DYNAMIC_DISPATCH(F16ToF32Impl)(in, n, out);
+}
+bool BF16ToF32Finite(const uint16_t* in, size_t n, float* out) {
+  return HWY_DYNAMIC_DISPATCH(BF16ToF32Impl)(in, n, out);
+}
+bool F32ToF16Finite(const float* in, size_t n, uint16_t* out) {
+  return HWY_DYNAMIC_DISPATCH(F32ToF16Impl)(in, n, out) == 0;
+}
+bool F32ToBF16Finite(const float* in, size_t n, uint16_t* out) {
+  return HWY_DYNAMIC_DISPATCH(F32ToBF16Impl)(in, n, out);
 }
 
 }  // namespace simd

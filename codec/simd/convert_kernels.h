@@ -19,6 +19,14 @@ void BF16ToF32(const uint16_t* in, size_t n, float* out);
 bool F32ToF16(const float* in, size_t n, uint16_t* out);
 void F32ToBF16(const float* in, size_t n, uint16_t* out);
 
+// The same conversions, returning whether every value is finite: every input
+// (widening), or every output (narrowing; false on a non-finite input or an
+// overflow, where the caller re-runs the reference to report it).
+bool F16ToF32Finite(const uint16_t* in, size_t n, float* out);
+bool BF16ToF32Finite(const uint16_t* in, size_t n, float* out);
+bool F32ToF16Finite(const float* in, size_t n, uint16_t* out);
+bool F32ToBF16Finite(const float* in, size_t n, uint16_t* out);
+
 }  // namespace simd
 }  // namespace kvc
 
