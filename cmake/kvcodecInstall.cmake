@@ -59,7 +59,17 @@ write_basic_package_version_file("${PROJECT_BINARY_DIR}/kvcodecConfigVersion.cma
 install(FILES "${PROJECT_BINARY_DIR}/kvcodecConfig.cmake"
   "${PROJECT_BINARY_DIR}/kvcodecConfigVersion.cmake" DESTINATION "${KVC_CMAKE_DIR}")
 
-# pkg-config. Install directories may be absolute (GNUInstallDirs allows it).
+# pkg-config. The prefix is found from the .pc file's own place (pcfiledir,
+# known to pkg-config and pkgconf), so that an install moved with
+# `cmake --install --prefix` stays right; install directories may be absolute
+# (GNUInstallDirs allows it), and are then written as they are.
+if(IS_ABSOLUTE "${CMAKE_INSTALL_LIBDIR}")
+  set(KVC_PC_PREFIX "${CMAKE_INSTALL_PREFIX}")
+else()
+  file(RELATIVE_PATH KVC_PC_UP "/prefix/${CMAKE_INSTALL_LIBDIR}/pkgconfig" "/prefix")
+  string(REGEX REPLACE "/$" "" KVC_PC_UP "${KVC_PC_UP}")
+  set(KVC_PC_PREFIX "\${pcfiledir}/${KVC_PC_UP}")
+endif()
 foreach(kind LIBDIR INCLUDEDIR)
   if(IS_ABSOLUTE "${CMAKE_INSTALL_${kind}}")
     set(KVC_PC_${kind} "${CMAKE_INSTALL_${kind}}")
