@@ -92,6 +92,9 @@ for kind in static shared; do
     -DCMAKE_PREFIX_PATH="$prefix" >/dev/null
   cmake --build "$work/test_package-$kind" >/dev/null
   echo "conan test_package, $kind: $("$work/test_package-$kind/test_package")"
+  includedir="$(PKG_CONFIG_PATH="$prefix/lib/pkgconfig" pkg-config --variable=includedir kvcodec)"
+  [ "$(realpath "$includedir")" = "$(realpath "$prefix/include")" ] ||
+    fail "kvcodec.pc of the $kind install points to $includedir"
   static_flag=""
   [ "$kind" = static ] && static_flag="--static"
   # shellcheck disable=SC2046  # pkg-config prints separate flags
