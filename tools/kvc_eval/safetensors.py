@@ -103,15 +103,18 @@ class SafetensorsFile:
 
 
 def write_safetensors(path, tensors, metadata=None):
-    """Writes [(name, array)] (f32, f16, i32, i64 or u8) with string metadata."""
+    """Writes [(name, array)] (f32, f16, i32, i64 or u8) with string metadata.
+    A (name, array, dtype) triple records another safetensors dtype for the
+    same bytes, as "BF16" for uint16 bfloat16 bit patterns."""
     header = {}
     if metadata:
         header["__metadata__"] = {str(k): str(v) for k, v in metadata.items()}
     offset = 0
     arrays = []
-    for name, array in tensors:
+    for name, array, *dtype in tensors:
         array = np.ascontiguousarray(array)
-        header[name] = {"dtype": _NAMES[array.dtype], "shape": list(array.shape),
+        header[name] = {"dtype": dtype[0] if dtype else _NAMES[array.dtype],
+                        "shape": list(array.shape),
                         "data_offsets": [offset, offset + array.nbytes]}
         offset += array.nbytes
         arrays.append(array)
