@@ -22,6 +22,7 @@
 #include "tools/json.h"
 #include "tools/kvc_eval.h"
 #include "tools/safetensors.h"
+#include "tools/tune.h"
 
 namespace kvc::tools {
 namespace {
@@ -373,6 +374,14 @@ const Command kCommands[] = {
      "  Encodes N random unit vectors as one block with the config's layer-0\n"
      "  K method; prints MSE and inner-product estimator statistics.\n",
      EvalCommand},
+    {"tune",
+     "kvc tune IN.safetensors --budget BITS -o CONFIG [--candidates M1,M2,...]\n"
+     "         [--key-weight 4] [--sample-queries 128] [--no-queries] [--json]\n"
+     "  Chooses every layer's K and V method so that the cache fits BITS per\n"
+     "  element (all overhead included) with the least attention-output error\n"
+     "  at the dump's queries layer{L}.q (or, without them, K/V error); writes\n"
+     "  config text for --config.\n",
+     TuneCommand},
     {"bench",
      "kvc bench (--preset NAME ... | --all) [--dim 128] [--heads 8] [--tokens N]\n"
      "          [--block-tokens 4096] [--threads T] [--reps 5] [--target NAME]\n"
