@@ -38,6 +38,7 @@ __all__ = [
     "Config", "KvcodecError", "Status", "TensorConfig", "block_info", "block_scores",
     "decode_block", "decode_stream", "encode_block", "encode_stream", "library_path",
     "presets", "preset_description", "simd_target", "stream_info", "version",
+    "CacheWriter", "CacheFile", "read_stream", "hash_config",
 ]
 
 
@@ -56,6 +57,8 @@ class Status(enum.IntEnum):
     INVALID_VALUE = 10
     OUT_OF_MEMORY = 11
     INTERNAL = 12
+    MODEL_MISMATCH = 13
+    IO = 14
 
 
 class KvcodecError(Exception):
@@ -710,3 +713,8 @@ def decode_stream(data, dtype=None, *, threads=0, keys=True, values=True):
            _lib.kvc_decode_stream(buf.ctypes.data, buf.size, ctypes.byref(options), tk, tv,
                                   ctypes.byref(diag)), diag)
     return (list(out_k) if keys else None, list(out_v) if values else None)
+
+
+# Whole caches on disk and on the wire (kvcodec.cache); kvcodec.prompt_cache
+# builds on it for transformers caches.
+from .cache import CacheFile, CacheWriter, hash_config, read_stream  # noqa: E402
