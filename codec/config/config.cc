@@ -204,6 +204,34 @@ const std::vector<Preset>& Presets() {
        "TurboQuant-MSE 3-bit values", "all k=gtq-b3 v=tq-mse-b3"},
       {"blockgtq-k2v2", "Block-GTQ keys (RoPE-aware bits, 2 on average) + "
        "TurboQuant-MSE 2-bit values", "all k=gtq-b2 v=tq-mse-b2"},
+      // Tuned presets, one per budget of bits per element (all overhead
+      // included, head_dim 128). Their principles, measured on kvlab-A with
+      // the output KL of kvc-eval (steady where one text's Δbpb is not):
+      //  - keys cost the model about 4x what values do at equal bits (a key
+      //    error moves attention between tokens), so keys get 1 to 1.4
+      //    more bits than values;
+      //  - keys through Block-GTQ: their RoPE pairs differ in energy by
+      //    orders of magnitude, and per-pair bits cut the key error by a
+      //    quarter at the same size (all the more at 5 bits and up);
+      //  - norm correction (nc) everywhere: free, and it lowers the error of
+      //    every TurboQuant instance;
+      //  - values through TurboQuant-MSE; fractional rates only as the
+      //    half split (.5), which every head_dim that is a multiple of 16
+      //    takes (.25 and .75 need multiples of 32: not 80 or 112).
+      // Uniform over layers: per-layer sensitivity is model-specific (kvc
+      // tune allocates it from a model's own dump).
+      {"kv-6.5", "Tuned, about 6.4 bits: Block-GTQ 7-bit keys, TurboQuant-MSE "
+       "5.5-bit values, norm correction", "all k=gtq-b7:nc v=tq-mse-b5.5:nc"},
+      {"kv-5", "Tuned, about 4.9 bits: Block-GTQ 5-bit keys, TurboQuant-MSE 4.5-bit "
+       "values, norm correction", "all k=gtq-b5:nc v=tq-mse-b4.5:nc"},
+      {"kv-4.25", "Tuned, about 4.1 bits: Block-GTQ 4-bit keys, TurboQuant-MSE 4-bit "
+       "values, norm correction", "all k=gtq-b4:nc v=tq-mse-b4:nc"},
+      {"kv-3.25", "Tuned, about 3.1 bits: Block-GTQ 3-bit keys, TurboQuant-MSE 3-bit "
+       "values, norm correction", "all k=gtq-b3:nc v=tq-mse-b3:nc"},
+      {"kv-2.6", "Tuned, about 2.4 bits: Block-GTQ 3-bit keys, TurboQuant-MSE "
+       "1.5-bit values, norm correction", "all k=gtq-b3:nc v=tq-mse-b1.5:nc"},
+      {"default", "kv-5: near-lossless at about 3.2x (the choice when in doubt)",
+       "all k=gtq-b5:nc v=tq-mse-b4.5:nc"},
   };
   return presets;
 }
