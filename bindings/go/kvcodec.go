@@ -127,6 +127,8 @@ const (
 	InvalidValue       Status = C.KVC_ERR_INVALID_VALUE
 	OutOfMemory        Status = C.KVC_ERR_OUT_OF_MEMORY
 	Internal           Status = C.KVC_ERR_INTERNAL
+	ModelMismatch      Status = C.KVC_ERR_MODEL_MISMATCH
+	IO                 Status = C.KVC_ERR_IO
 )
 
 var statusNames = map[Status]string{
@@ -136,6 +138,7 @@ var statusNames = map[Status]string{
 	Checksum: "KVC_ERR_CHECKSUM", Corrupt: "KVC_ERR_CORRUPT",
 	ShapeMismatch: "KVC_ERR_SHAPE_MISMATCH", InvalidValue: "KVC_ERR_INVALID_VALUE",
 	OutOfMemory: "KVC_ERR_OUT_OF_MEMORY", Internal: "KVC_ERR_INTERNAL",
+	ModelMismatch: "KVC_ERR_MODEL_MISMATCH", IO: "KVC_ERR_IO",
 }
 
 // Name is the C name, such as "KVC_ERR_CHECKSUM".

@@ -46,3 +46,13 @@ def test_every_bound_function_is_in_the_header():
     declared = set(re.findall(r"KVC_API\s[^;(]*?\b(kvc_\w+)\s*\(", header))
     assert len(declared) > 20
     assert set(_capi.PROTOTYPES) <= declared
+
+
+def test_every_status_of_the_header_is_named():
+    import kvcodec
+    header = (HEADER_DIR / "kvcodec" / "kvcodec.h").read_text()
+    statuses = {name: int(value) for name, value in
+                re.findall(r"\bKVC_(?:ERR_)?(\w+) = (\d+),?\s", header.split("kvc_status;")[0]
+                           .split("typedef enum kvc_status")[1])}
+    assert statuses["OK"] == 0 and len(statuses) > 10
+    assert statuses == {s.name: s.value for s in kvcodec.Status}

@@ -31,6 +31,8 @@ pub const KVC_ERR_SHAPE_MISMATCH: kvc_status = 9;
 pub const KVC_ERR_INVALID_VALUE: kvc_status = 10;
 pub const KVC_ERR_OUT_OF_MEMORY: kvc_status = 11;
 pub const KVC_ERR_INTERNAL: kvc_status = 12;
+pub const KVC_ERR_MODEL_MISMATCH: kvc_status = 13;
+pub const KVC_ERR_IO: kvc_status = 14;
 
 pub type kvc_dtype = u32;
 pub const KVC_DTYPE_F32: kvc_dtype = 0;

@@ -98,3 +98,23 @@ fn library_is_the_version_declared() {
     let version = unsafe { kvc_version() };
     assert_eq!((version / 1000000, version / 1000 % 1000), (KVC_VERSION_MAJOR, KVC_VERSION_MINOR));
 }
+
+#[test]
+fn every_status_of_the_header_is_declared() {
+    let header = std::fs::read_to_string(repo().join("capi/include/kvcodec/kvcodec.h")).unwrap();
+    let start = header.find("typedef enum kvc_status").unwrap();
+    let end = start + header[start..].find("} kvc_status;").unwrap();
+    let ours = include_str!("../src/lib.rs");
+    let mut count = 0;
+    for line in header[start..end].lines() {
+        let line = line.trim();
+        if let Some(name) = line.strip_prefix("KVC_").and_then(|rest| rest.split(' ').next()) {
+            let value: String = line.split('=').nth(1).unwrap().trim().chars()
+                .take_while(|c| c.is_ascii_digit()).collect();
+            let declared = format!("pub const KVC_{}: kvc_status = {};", name, value);
+            assert!(ours.contains(&declared), "missing: {}", declared);
+            count += 1;
+        }
+    }
+    assert!(count > 10);
+}

@@ -43,11 +43,13 @@ pub enum Status {
     InvalidValue,
     OutOfMemory,
     Internal,
+    ModelMismatch,
+    Io,
     /// A status newer than this crate.
     Other(i32),
 }
 
-const STATUSES: [(Status, i32, &str); 12] = [
+const STATUSES: [(Status, i32, &str); 14] = [
     (Status::InvalidArgument, sys::KVC_ERR_INVALID_ARGUMENT, "KVC_ERR_INVALID_ARGUMENT"),
     (Status::DstTooSmall, sys::KVC_ERR_DST_TOO_SMALL, "KVC_ERR_DST_TOO_SMALL"),
     (Status::NotKvcodec, sys::KVC_ERR_NOT_KVCODEC, "KVC_ERR_NOT_KVCODEC"),
@@ -60,6 +62,8 @@ const STATUSES: [(Status, i32, &str); 12] = [
     (Status::InvalidValue, sys::KVC_ERR_INVALID_VALUE, "KVC_ERR_INVALID_VALUE"),
     (Status::OutOfMemory, sys::KVC_ERR_OUT_OF_MEMORY, "KVC_ERR_OUT_OF_MEMORY"),
     (Status::Internal, sys::KVC_ERR_INTERNAL, "KVC_ERR_INTERNAL"),
+    (Status::ModelMismatch, sys::KVC_ERR_MODEL_MISMATCH, "KVC_ERR_MODEL_MISMATCH"),
+    (Status::Io, sys::KVC_ERR_IO, "KVC_ERR_IO"),
 ];
 
 impl Status {
