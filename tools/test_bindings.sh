@@ -4,8 +4,7 @@
 #  1. Installs into temporary prefixes: the static library from kvcodec's
 #     standard build ($KVC_BUILD_DIR, build/ by default: tools/test.sh's first
 #     stage has built it, so this is only an install), and the shared library
-#     from build-pkg-shared/ (BUILD_SHARED_LIBS=ON, library only, without zstd:
-#     the configuration of zstd-less vcpkg and Conan packages). Checks the
+#     from build-pkg-shared/ (BUILD_SHARED_LIBS=ON, library only). Checks the
 #     installed files, the SONAME and that the shared library exports exactly
 #     the header's functions.
 #  2. For each prefix, a C consumer found through find_package(kvcodec CONFIG)
@@ -51,7 +50,7 @@ cmake --install "$KVC_BUILD_DIR" --prefix "$static" >/dev/null
 grep -q "BUILD_SHARED_LIBS:BOOL=OFF" "$KVC_BUILD_DIR/CMakeCache.txt" ||
   fail "$KVC_BUILD_DIR is not a static build"
 KVC_BUILD_DIR="$KVC_ROOT/build-pkg-shared" kvc_build -DBUILD_SHARED_LIBS=ON \
-  -DBUILD_TESTING=OFF -DKVC_BUILD_TOOLS=OFF -DKVC_WITH_ZSTD=OFF
+  -DBUILD_TESTING=OFF -DKVC_BUILD_TOOLS=OFF -DKVC_WITH_ZSTD=ON
 cmake --install "$KVC_ROOT/build-pkg-shared" --prefix "$shared" >/dev/null
 
 version="$(sed -n 's/^Version: //p' "$shared/lib/pkgconfig/kvcodec.pc")"
