@@ -26,6 +26,7 @@
 #include "simd/qjl_kernels.h"
 #include "simd/quantize_kernels.h"
 #include "simd/reduce_kernels.h"
+#include "simd/rotation_kernels.h"
 #include "simd/turboquant_kernels.h"
 #include "test_util.h"
 
@@ -384,6 +385,249 @@ void CheckQjl() {
   }
 }
 
+// Rows rotated (and measured) in registers against the reference passes.
+void CheckRotateRows() {
+  size_t applied = 0;
+  for (uint32_t dim : {8u, 16u, 32u, 64u, 96u, 128u, 256u}) {
+    CAPTURE(dim);
+    const kvc::Rotation rotation(KVC_ROTATION_HADAMARD, dim, 91);
+    std::vector<float> x = kvc_test::GaussianVectors(7, dim, 13, false);
+    std::fill(x.begin(), x.begin() + dim, 0.0f);
+    const std::vector<float> nasty = NastyFloats(dim, 3, true);
+    for (size_t j = 0; j < dim; ++j) x[dim + j] = nasty[j] * 1e-30f;
+    x[2 * dim + 1] = 3e20f;  // a sum of squares that overflows
+    const size_t count = x.size() / dim;
+    std::vector<float> y(x.size()), sums(count);
+    // Through Rotation (which takes the kernel where one applies), and the
+    // kernel itself where it applies.
+    rotation.ForwardRows(x.data(), count, y.data(), sums.data());
+    std::vector<float> direct(x.size()), direct_sums(count);
+    const bool kernel = rotation.single_pass_signs() != nullptr &&
+                        kvc::simd::RotateRows(rotation.single_pass_signs(), rotation.scale(), dim,
+                                              x.data(), count, direct.data(), direct_sums.data());
+    applied += kernel;
+    for (size_t n = 0; n < count; ++n) {
+      std::vector<float> ref(x.begin() + n * dim, x.begin() + (n + 1) * dim);
+      rotation.ForwardReference(ref.data());
+      const float sum = kvc::SumOfSquares(ref.data(), dim);
+      for (size_t j = 0; j < dim; ++j) REQUIRE(Bits(y[n * dim + j]) == Bits(ref[j]));
+      REQUIRE(Bits(sums[n]) == Bits(sum));
+      if (kernel) {
+        for (size_t j = 0; j < dim; ++j) REQUIRE(Bits(direct[n * dim + j]) == Bits(ref[j]));
+        REQUIRE(Bits(direct_sums[n]) == Bits(sum));
+      }
+      rotation.InverseReference(ref.data());
+      std::copy(ref.begin(), ref.end(), direct.begin() + n * dim);  // expected inverse
+    }
+    rotation.InverseRows(y.data(), count);
+    for (size_t i = 0; i < y.size(); ++i) REQUIRE(Bits(y[i]) == Bits(direct[i]));
+  }
+  if (std::string(kvc_simd_target()) != "SCALAR") REQUIRE(applied > 0);
+}
+
+// TurboAngle's tables for the kernel checks: ascending thresholds and
+// levels (any such tables; the codec's are in quant/turboangle_codec.cc).
+const float kLogThresholds[15] = {0.210736424f, 0.250609249f, 0.298026323f, 0.354414999f,
+                                  0.421472847f, 0.501218498f, 0.596052647f, 0.708829999f,
+                                  0.842945695f, 1.002437f,    1.19210529f,  1.41766f,
+                                  1.68589139f,  2.00487399f,  2.38421059f};
+const float kLogLevels[16] = {0.193246156f, 0.229809701f, 0.273291349f, 0.324999988f,
+                              0.386492312f, 0.459619403f, 0.546582699f, 0.649999976f,
+                              0.772984624f, 0.919238806f, 1.0931654f,   1.29999995f,
+                              1.54596925f,  1.83847761f,  2.1863308f,   2.5999999f};
+
+// TurboAngle rows against the codec's reference steps: AngleBin, radius
+// sqrt(x * x + y * y), the LINEAR8 formula or the count of LOG4 thresholds,
+// LSB-first packing; and back, level * rms times the bin's cos and sin.
+void CheckTurboAngleRows() {
+  size_t applied = 0;
+  for (size_t pairs : {4, 8, 12, 32, 40, 64, 128}) {
+    // Rotated-domain rows: Gaussian, a zero row, axis and diagonal pairs,
+    // huge and tiny values.
+    const size_t count = 6;
+    std::vector<float> y = kvc_test::GaussianVectors(count, 2 * pairs, pairs, false);
+    std::fill(y.begin(), y.begin() + 2 * pairs, 0.0f);
+    for (size_t i = 0; i < 2 * pairs; ++i) {
+      const float specials[] = {1.0f, 0.0f, -0.0f, -1.0f, 1.0f, 1.0f, 3e18f, -1e-30f};
+      y[2 * pairs + i] = specials[i % 8];
+    }
+    std::vector<float> inverse_rms = {0.0f, 1.0f, 1e-18f, 0.37f, 2.5f, 1.75f};
+    for (int digit_bits = 1; digit_bits <= 8; ++digit_bits) {
+      const uint32_t bins = 1u << digit_bits;
+      std::vector<float> cos(bins), sin(bins);
+      std::vector<uint64_t> cos_sin(bins);
+      for (uint32_t k = 0; k < bins; ++k) {
+        cos[k] = std::cos((k + 0.5f) * 6.2831853f / bins);
+        sin[k] = std::sin((k + 0.5f) * 6.2831853f / bins);
+        cos_sin[k] = uint64_t{Bits(cos[k])} | uint64_t{Bits(sin[k])} << 32;
+      }
+      for (bool log4 : {false, true}) {
+        CAPTURE(pairs);
+        CAPTURE(digit_bits);
+        CAPTURE(log4);
+        const kvc::simd::TaRows rows{pairs, digit_bits, log4, kLogThresholds, kLogLevels,
+                                     cos_sin.data()};
+        const size_t angle_bytes = pairs * digit_bits / 8;
+        const size_t radius_bytes = log4 ? pairs / 2 : pairs;
+        std::vector<uint8_t> angles(count * angle_bytes + 1), radii(count * radius_bytes + 1);
+        if (pairs * digit_bits % 8 != 0 ||
+            !kvc::simd::TaEncodeRows(rows, y.data(), count, inverse_rms.data(), angles.data(),
+                                     radii.data())) {
+          continue;
+        }
+        ++applied;
+        std::vector<float> rms = {1.0f, 0.0f, 3.5f, 1e-20f, 7e15f, 0.25f};
+        std::vector<float> decoded(count * 2 * pairs);
+        REQUIRE(kvc::simd::TaDecodeRows(rows, angles.data(), radii.data(), rms.data(), count,
+                                        decoded.data()));
+        for (size_t n = 0; n < count; ++n) {
+          std::vector<uint8_t> digits(pairs), codes(pairs), ref_angles(angle_bytes),
+              ref_radii(radius_bytes);
+          for (size_t i = 0; i < pairs; ++i) {
+            const float a = y[n * 2 * pairs + 2 * i], b = y[n * 2 * pairs + 2 * i + 1];
+            digits[i] = static_cast<uint8_t>(kvc::AngleBin(a, b, bins));
+            const float u = std::sqrt(a * a + b * b) * inverse_rms[n];
+            if (log4) {
+              uint8_t c = 0;
+              for (float t : kLogThresholds) c = static_cast<uint8_t>(c + (t < u));
+              codes[i] = c;
+            } else {
+              const float q = u * (255.0f / 4.0f) + 0.5f;
+              codes[i] = static_cast<uint8_t>(q >= 255.0f ? 255 : static_cast<uint32_t>(q));
+            }
+          }
+          kvc::PackBits(digits.data(), pairs, digit_bits, ref_angles.data());
+          if (log4) {
+            kvc::PackBits(codes.data(), pairs, 4, ref_radii.data());
+          } else {
+            ref_radii = codes;
+          }
+          REQUIRE(std::memcmp(ref_angles.data(), &angles[n * angle_bytes], angle_bytes) == 0);
+          REQUIRE(std::memcmp(ref_radii.data(), &radii[n * radius_bytes], radius_bytes) == 0);
+          for (size_t i = 0; i < pairs; ++i) {
+            const float level = log4 ? kLogLevels[codes[i]]
+                                     : static_cast<float>(codes[i] * (4.0f / 255.0));
+            const float r = level * rms[n];
+            REQUIRE(Bits(decoded[n * 2 * pairs + 2 * i]) == Bits(r * cos[digits[i]]));
+            REQUIRE(Bits(decoded[n * 2 * pairs + 2 * i + 1]) == Bits(r * sin[digits[i]]));
+          }
+        }
+      }
+    }
+  }
+  if (std::string(kvc_simd_target()) != "SCALAR") REQUIRE(applied > 0);
+}
+
+// PolarQuant rows against the codec's reference steps: pair angles, folds
+// and the bit writer's layout; and back, the unfolding from the top.
+void CheckPolarQuantRows() {
+  size_t applied = 0;
+  const int configs[][4] = {{4, 2, 2, 2}, {1, 1, 1, 1}, {3, 3, 2, 1}, {5, 4, 3, 2},
+                            {6, 4, 4, 4}, {8, 2, 1, 3}, {8, 4, 4, 4}};
+  for (uint32_t dim : {16u, 32u, 48u, 64u, 128u, 256u}) {
+    const size_t count = 5, groups = dim / 16;
+    std::vector<float> y = kvc_test::GaussianVectors(count, dim, dim + 1, false);
+    std::fill(y.begin(), y.begin() + dim, 0.0f);
+    for (size_t j = 0; j < dim; ++j) y[dim + j] = (j % 3 == 0) ? 1.0f : (j % 3 == 1 ? -0.0f : 1e-30f);
+    for (const auto& bits : configs) {
+      CAPTURE(dim);
+      CAPTURE(bits[0]);
+      CAPTURE(bits[1]);
+      CAPTURE(bits[2]);
+      CAPTURE(bits[3]);
+      // Tables: ascending tangents, 16-entry cos/sin (past 2^b unused).
+      std::vector<float> tans[3], cosines[3], sines[3];
+      for (int l = 1; l < 4; ++l) {
+        const size_t size = size_t{1} << bits[l];
+        for (size_t k = 0; k + 1 < size; ++k) {
+          tans[l - 1].push_back(std::tan((k + 1.0f) * 1.5707963f / size));
+        }
+        for (size_t k = 0; k < 16; ++k) {
+          cosines[l - 1].push_back(k < size ? std::cos((k + 0.5f) * 1.5707963f / size) : 0.0f);
+          sines[l - 1].push_back(k < size ? std::sin((k + 0.5f) * 1.5707963f / size) : 0.0f);
+        }
+      }
+      const uint32_t bins = 1u << bits[0];
+      std::vector<float> circle_cos(std::max<uint32_t>(bins, 16)), circle_sin(circle_cos.size());
+      std::vector<uint64_t> circle_cos_sin(bins);
+      for (uint32_t k = 0; k < bins; ++k) {
+        circle_cos[k] = std::cos((k + 0.5f) * 6.2831853f / bins);
+        circle_sin[k] = std::sin((k + 0.5f) * 6.2831853f / bins);
+        circle_cos_sin[k] = uint64_t{Bits(circle_cos[k])} | uint64_t{Bits(circle_sin[k])} << 32;
+      }
+      kvc::simd::PqRows rows;
+      rows.dim = dim;
+      for (int l = 0; l < 4; ++l) rows.bits[l] = bits[l];
+      for (int l = 0; l < 3; ++l) {
+        rows.tan_thresholds[l] = tans[l].data();
+        rows.cosines[l] = cosines[l].data();
+        rows.sines[l] = sines[l].data();
+      }
+      rows.circle_cos = circle_cos.data();
+      rows.circle_sin = circle_sin.data();
+      rows.circle_cos_sin = circle_cos_sin.data();
+      const size_t group_bits = 8 * bits[0] + 4 * bits[1] + 2 * bits[2] + bits[3];
+      const size_t record_bytes = (groups * group_bits + 7) / 8;
+      std::vector<uint8_t> records(count * record_bytes);
+      std::vector<float> radii(count * groups);
+      if (!kvc::simd::PqEncodeRows(rows, y.data(), count, records.data(), radii.data())) {
+        continue;
+      }
+      ++applied;
+      std::vector<float> decoded(count * dim);
+      REQUIRE(kvc::simd::PqDecodeRows(rows, records.data(), radii.data(), count, decoded.data()));
+      for (size_t n = 0; n < count; ++n) {
+        // Reference: level 1 angles and radii, then the folds.
+        std::vector<uint32_t> code[4];
+        std::vector<float> radius[4];
+        for (size_t i = 0; i < dim / 2; ++i) {
+          const float a = y[n * dim + 2 * i], b = y[n * dim + 2 * i + 1];
+          code[0].push_back(kvc::AngleBin(a, b, bins));
+          radius[0].push_back(std::sqrt(a * a + b * b));
+        }
+        for (int l = 1; l < 4; ++l) {
+          for (size_t i = 0; i < radius[l - 1].size() / 2; ++i) {
+            const float e = radius[l - 1][2 * i], o = radius[l - 1][2 * i + 1];
+            uint32_t c = 0;
+            for (float t : tans[l - 1]) c += o > t * e;
+            code[l].push_back(c);
+            radius[l].push_back(std::sqrt(e * e + o * o));
+          }
+        }
+        std::vector<uint8_t> ref(record_bytes, 0);
+        kvc::BitWriter writer(ref.data());
+        for (size_t g = 0; g < groups; ++g) {
+          for (int l = 0, m = 8; l < 4; ++l, m /= 2) {
+            for (int j = 0; j < m; ++j) writer.Put(code[l][g * m + j], bits[l]);
+          }
+          REQUIRE(Bits(radii[n * groups + g]) == Bits(radius[3][g]));
+        }
+        REQUIRE(std::memcmp(ref.data(), &records[n * record_bytes], record_bytes) == 0);
+        // Back: from each group radius down the levels, as the decoder.
+        for (size_t g = 0; g < groups; ++g) {
+          std::vector<float> r = {radius[3][g]};
+          for (int l = 3; l >= 1; --l) {
+            std::vector<float> next;
+            const size_t m = r.size();
+            for (size_t j = 0; j < m; ++j) {
+              const uint32_t k = code[l][g * m + j];
+              next.push_back(r[j] * cosines[l - 1][k]);
+              next.push_back(r[j] * sines[l - 1][k]);
+            }
+            r = next;
+          }
+          for (size_t j = 0; j < 8; ++j) {
+            const uint32_t k = code[0][g * 8 + j];
+            REQUIRE(Bits(decoded[n * dim + g * 16 + 2 * j]) == Bits(r[j] * circle_cos[k]));
+            REQUIRE(Bits(decoded[n * dim + g * 16 + 2 * j + 1]) == Bits(r[j] * circle_sin[k]));
+          }
+        }
+      }
+    }
+  }
+  if (std::string(kvc_simd_target()) != "SCALAR") REQUIRE(applied > 0);
+}
+
 struct PresetRun {
   std::vector<uint8_t> bytes;
   std::vector<float> keys, values;
@@ -461,7 +705,10 @@ TEST_CASE("SIMD kernels match the scalar reference on every target") {
     CheckRotation();
     CheckQuantizers();
     CheckFusedTurboQuant();
+    CheckRotateRows();
     CheckAngles();
+    CheckTurboAngleRows();
+    CheckPolarQuantRows();
     CheckFolds();
     CheckQjl();
   }

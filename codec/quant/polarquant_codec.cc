@@ -3,6 +3,7 @@
 // [0, 2pi) (level 1, uniform bins), then 4, 2 and 1 angles in [0, pi/2]
 // between the radii of the level below (levels 2-4, Lloyd-Max codebooks of
 // their analytic densities), and the group's radius in the scalar format.
+#include <algorithm>
 #include <cmath>
 
 #include "base/portable_math.h"
@@ -61,7 +62,29 @@ class PolarQuantCodec final : public TensorCodec {
       PortableSinCos((k + 0.5) * (2 * kPi) / bins, &s, &co);
       circle_cos_.push_back(static_cast<float>(co));
       circle_sin_.push_back(static_cast<float>(s));
+      circle_cos_sin_.push_back(uint64_t{FloatBits(circle_cos_.back())} |
+                                uint64_t{FloatBits(circle_sin_.back())} << 32);
     }
+    // The row kernels' view: tables padded to 16 entries.
+    rows_.dim = d;
+    for (int level = 0; level < 4; ++level) rows_.bits[level] = bits_[level];
+    for (int level = 1; level < 4; ++level) {
+      const size_t size = size_t{1} << bits_[level];
+      padded_cos_[level - 1].assign(books_[level].cosines, books_[level].cosines + size);
+      padded_sin_[level - 1].assign(books_[level].sines, books_[level].sines + size);
+      padded_cos_[level - 1].resize(16, 0.0f);
+      padded_sin_[level - 1].resize(16, 0.0f);
+      rows_.tan_thresholds[level - 1] = books_[level].tan_thresholds;
+      rows_.cosines[level - 1] = padded_cos_[level - 1].data();
+      rows_.sines[level - 1] = padded_sin_[level - 1].data();
+    }
+    padded_circle_cos_ = circle_cos_;
+    padded_circle_sin_ = circle_sin_;
+    padded_circle_cos_.resize(std::max<size_t>(16, bins), 0.0f);
+    padded_circle_sin_.resize(std::max<size_t>(16, bins), 0.0f);
+    rows_.circle_cos = padded_circle_cos_.data();
+    rows_.circle_sin = padded_circle_sin_.data();
+    rows_.circle_cos_sin = circle_cos_sin_.data();
   }
 
   std::vector<size_t> SectionWidths(const uint8_t* record) const override {
@@ -79,40 +102,32 @@ class PolarQuantCodec final : public TensorCodec {
 
   Status Encode(const uint8_t*, const float* x, size_t count, uint8_t* const* sections,
                 size_t* bad_vector) const override {
-    const size_t d = head_dim();
+    const size_t d = head_dim(), groups = d / kGroup;
     const std::vector<size_t> w = ByteWidths(nullptr);
-    // Per level: bins and radii of every group at once (level l has d/2^l).
-    std::vector<float> y(d), radius[4] = {std::vector<float>(d / 2), std::vector<float>(d / 4),
-                                          std::vector<float>(d / 8), std::vector<float>(d / 16)};
-    std::vector<uint32_t> bin[4] = {std::vector<uint32_t>(d / 2), std::vector<uint32_t>(d / 4),
-                                    std::vector<uint32_t>(d / 8), std::vector<uint32_t>(d / 16)};
-    for (size_t n = 0; n < count; ++n) {
-      *bad_vector = n;
-      std::copy(x + n * d, x + (n + 1) * d, y.begin());
-      rotation_.Forward(y.data());
-      uint8_t* radii = sections[0] + n * w[0];
-      uint8_t* angles = sections[1] + n * w[1];
-      std::fill(angles, angles + w[1], 0);
-      BitWriter writer(angles);
-      // Level 1: pair angle bins and radii; levels 2-4 fold the radii
-      // pairwise, 8 -> 4 -> 2 -> 1 per group of 16 coordinates.
-      simd::PairAngles(y.data(), d / 2, 1u << bits_[0], bin[0].data(), radius[0].data());
-      for (int level = 1; level < 4; ++level) {
-        simd::FoldPairs(radius[level - 1].data(), d >> (level + 1),
-                        books_[level].tan_thresholds, (size_t{1} << bits_[level]) - 1,
-                        bin[level].data(), radius[level].data());
-      }
-      for (size_t g = 0; g < d / kGroup; ++g) {
-        for (int level = 0, per_group = 8; level < 4; ++level, per_group /= 2) {
-          for (int j = 0; j < per_group; ++j) {
-            writer.Put(bin[level][g * per_group + j], bits_[level]);
-          }
+    // Batches of rows: rotated together, then every level of every group
+    // by the row kernels (or one vector at a time below), then the group
+    // radii stored and checked in order.
+    std::vector<float> y(kBatch * d), group_radii(kBatch * groups);
+    for (size_t n0 = 0; n0 < count; n0 += kBatch) {
+      const size_t m = std::min(kBatch, count - n0);
+      rotation_.ForwardRows(x + n0 * d, m, y.data(), nullptr);
+      if (!simd::PqEncodeRows(rows_, y.data(), m, sections[1] + n0 * w[1],
+                              group_radii.data())) {
+        for (size_t i = 0; i < m; ++i) {
+          EncodeRotated(y.data() + i * d, sections[1] + (n0 + i) * w[1],
+                        group_radii.data() + i * groups);
         }
-        const float group_radius = radius[3][g];
-        if (!StoreFiniteScalar(group_radius, format_, radii + g * DtypeBytes(format_))) {
-          return Status(KVC_ERR_INVALID_VALUE,
-                        StrFormat("group radius %g exceeds the scalar format's range",
-                                  static_cast<double>(group_radius)));
+      }
+      for (size_t i = 0; i < m; ++i) {
+        *bad_vector = n0 + i;
+        uint8_t* radii = sections[0] + (n0 + i) * w[0];
+        for (size_t g = 0; g < groups; ++g) {
+          const float group_radius = group_radii[i * groups + g];
+          if (!StoreFiniteScalar(group_radius, format_, radii + g * DtypeBytes(format_))) {
+            return Status(KVC_ERR_INVALID_VALUE,
+                          StrFormat("group radius %g exceeds the scalar format's range",
+                                    static_cast<double>(group_radius)));
+          }
         }
       }
     }
@@ -121,51 +136,113 @@ class PolarQuantCodec final : public TensorCodec {
 
   Status Decode(const uint8_t*, const uint8_t* const* sections, size_t count, float* out,
                 size_t* bad_vector) const override {
-    const size_t d = head_dim();
+    const size_t d = head_dim(), groups = d / kGroup;
     const std::vector<size_t> w = ByteWidths(nullptr);
-    for (size_t n = 0; n < count; ++n) {
-      *bad_vector = n;
-      float* y = out + n * d;
-      const uint8_t* radii = sections[0] + n * w[0];
-      BitReader reader(sections[1] + n * w[1]);
-      for (size_t g = 0; g < d / kGroup; ++g) {
-        uint32_t circle[8], folds[7];  // level 1; levels 2-4 (4 + 2 + 1)
-        for (uint32_t& k : circle) k = reader.Get(bits_[0]);
-        for (int i = 0, level = 1, pairs = 4; level < 4; ++level, pairs /= 2) {
-          for (int j = 0; j < pairs; ++j) folds[i++] = reader.Get(bits_[level]);
-        }
-        float r[8];
-        if (!LoadNorm(radii + g * DtypeBytes(format_), format_, &r[0])) {
-          return Status(KVC_ERR_CORRUPT, "stored radius is negative or not finite");
-        }
-        // Unfold from the top: level 4 (folds[6]), level 3 (folds[4..5]),
-        // level 2 (folds[0..3]); in place from the highest index down.
-        const int first_fold[4] = {0, 0, 4, 6};
-        for (int level = 3, pairs = 1; level >= 1; --level, pairs *= 2) {
-          for (int j = pairs - 1; j >= 0; --j) {
-            const uint32_t k = folds[first_fold[level] + j];
-            const float radius = r[j];
-            r[2 * j] = radius * books_[level].cosines[k];
-            r[2 * j + 1] = radius * books_[level].sines[k];
+    const size_t used_bits = groups * GroupBits();
+    std::vector<float> group_radii(kBatch * groups);
+    for (size_t n0 = 0; n0 < count; n0 += kBatch) {
+      const size_t m = std::min(kBatch, count - n0);
+      // Every record checked first, in the order the reference reads them:
+      // a vector's group radii, then its padding.
+      for (size_t i = 0; i < m; ++i) {
+        *bad_vector = n0 + i;
+        const uint8_t* radii = sections[0] + (n0 + i) * w[0];
+        for (size_t g = 0; g < groups; ++g) {
+          if (!LoadNorm(radii + g * DtypeBytes(format_), format_, &group_radii[i * groups + g])) {
+            return Status(KVC_ERR_CORRUPT, "stored radius is negative or not finite");
           }
         }
-        for (int j = 0; j < 8; ++j) {
-          y[g * kGroup + 2 * j] = r[j] * circle_cos_[circle[j]];
-          y[g * kGroup + 2 * j + 1] = r[j] * circle_sin_[circle[j]];
+        const uint8_t* angles = sections[1] + (n0 + i) * w[1];
+        if (used_bits % 8 != 0 && (angles[used_bits / 8] >> (used_bits % 8)) != 0) {
+          return Status(KVC_ERR_CORRUPT, "padding bits set");
         }
       }
-      if (!reader.PaddingIsZero()) return Status(KVC_ERR_CORRUPT, "padding bits set");
-      rotation_.Inverse(y);
+      float* y = out + n0 * d;
+      if (!simd::PqDecodeRows(rows_, sections[1] + n0 * w[1], group_radii.data(), m, y)) {
+        for (size_t i = 0; i < m; ++i) {
+          DecodeRotated(sections[1] + (n0 + i) * w[1], group_radii.data() + i * groups,
+                        y + i * d);
+        }
+      }
+      rotation_.InverseRows(y, m);
     }
     return OkStatus();
   }
 
  private:
+  static constexpr size_t kBatch = 16;
+
+  size_t GroupBits() const {
+    return static_cast<size_t>(8 * bits_[0] + 4 * bits_[1] + 2 * bits_[2] + bits_[3]);
+  }
+
+  // The reference path for one rotated vector: its record (zeroed here) and
+  // its group radii.
+  void EncodeRotated(const float* y, uint8_t* angles, float* group_radii) const {
+    const size_t d = head_dim();
+    const std::vector<size_t> w = ByteWidths(nullptr);
+    // Per level: bins and radii of every group at once (level l has d/2^l).
+    std::vector<float> radius[4] = {std::vector<float>(d / 2), std::vector<float>(d / 4),
+                                    std::vector<float>(d / 8), std::vector<float>(d / 16)};
+    std::vector<uint32_t> bin[4] = {std::vector<uint32_t>(d / 2), std::vector<uint32_t>(d / 4),
+                                    std::vector<uint32_t>(d / 8), std::vector<uint32_t>(d / 16)};
+    std::fill(angles, angles + w[1], 0);
+    BitWriter writer(angles);
+    // Level 1: pair angle bins and radii; levels 2-4 fold the radii
+    // pairwise, 8 -> 4 -> 2 -> 1 per group of 16 coordinates.
+    simd::PairAngles(y, d / 2, 1u << bits_[0], bin[0].data(), radius[0].data());
+    for (int level = 1; level < 4; ++level) {
+      simd::FoldPairs(radius[level - 1].data(), d >> (level + 1), books_[level].tan_thresholds,
+                      (size_t{1} << bits_[level]) - 1, bin[level].data(), radius[level].data());
+    }
+    for (size_t g = 0; g < d / kGroup; ++g) {
+      for (int level = 0, per_group = 8; level < 4; ++level, per_group /= 2) {
+        for (int j = 0; j < per_group; ++j) {
+          writer.Put(bin[level][g * per_group + j], bits_[level]);
+        }
+      }
+      group_radii[g] = radius[3][g];
+    }
+  }
+
+  // The reference path for one record with valid radii and padding.
+  void DecodeRotated(const uint8_t* angles, const float* group_radii, float* y) const {
+    const size_t d = head_dim();
+    BitReader reader(angles);
+    for (size_t g = 0; g < d / kGroup; ++g) {
+      uint32_t circle[8], folds[7];  // level 1; levels 2-4 (4 + 2 + 1)
+      for (uint32_t& k : circle) k = reader.Get(bits_[0]);
+      for (int i = 0, level = 1, pairs = 4; level < 4; ++level, pairs /= 2) {
+        for (int j = 0; j < pairs; ++j) folds[i++] = reader.Get(bits_[level]);
+      }
+      float r[8];
+      r[0] = group_radii[g];
+      // Unfold from the top: level 4 (folds[6]), level 3 (folds[4..5]),
+      // level 2 (folds[0..3]); in place from the highest index down.
+      const int first_fold[4] = {0, 0, 4, 6};
+      for (int level = 3, pairs = 1; level >= 1; --level, pairs *= 2) {
+        for (int j = pairs - 1; j >= 0; --j) {
+          const uint32_t k = folds[first_fold[level] + j];
+          const float radius = r[j];
+          r[2 * j] = radius * books_[level].cosines[k];
+          r[2 * j + 1] = radius * books_[level].sines[k];
+        }
+      }
+      for (int j = 0; j < 8; ++j) {
+        y[g * kGroup + 2 * j] = r[j] * circle_cos_[circle[j]];
+        y[g * kGroup + 2 * j + 1] = r[j] * circle_sin_[circle[j]];
+      }
+    }
+  }
+
   uint32_t format_;
   Rotation rotation_;
   int bits_[4];
   AngleBook books_[4];  // [1..3]: levels 2-4
   std::vector<float> circle_cos_, circle_sin_;
+  std::vector<uint64_t> circle_cos_sin_;  // cos | sin << 32, as float bits
+  std::vector<float> padded_cos_[3], padded_sin_[3], padded_circle_cos_, padded_circle_sin_;
+  simd::PqRows rows_;
 };
 
 }  // namespace

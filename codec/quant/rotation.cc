@@ -1,10 +1,12 @@
 #include "quant/rotation.h"
 
+#include <algorithm>
 #include <cmath>
 
 #include "base/prng.h"
 #include "kvcodec/kvcodec.h"
 #include "simd/dispatch.h"
+#include "simd/reduce_kernels.h"
 #include "simd/rotation_kernels.h"
 
 namespace kvc {
@@ -75,6 +77,28 @@ void Rotation::Inverse(float* x) const {
   for (auto it = passes_.rbegin(); it != passes_.rend(); ++it) {
     simd::HadamardInverse(x + it->offset, it->signs.data(), pass_size_, scale_);
   }
+}
+
+void Rotation::ForwardRows(const float* x, size_t count, float* y, float* sum_squares) const {
+  const float* signs = single_pass_signs();
+  if (signs != nullptr &&
+      simd::RotateRows(signs, scale_, head_dim_, x, count, y, sum_squares)) {
+    return;
+  }
+  for (size_t n = 0; n < count; ++n) {
+    float* row = y + n * head_dim_;
+    if (row != x + n * head_dim_) std::copy(x + n * head_dim_, x + (n + 1) * head_dim_, row);
+    Forward(row);
+    if (sum_squares != nullptr) sum_squares[n] = simd::SumOfSquares(row, head_dim_);
+  }
+}
+
+void Rotation::InverseRows(float* y, size_t count) const {
+  const float* signs = single_pass_signs();
+  if (signs != nullptr && simd::InverseRotateRows(signs, scale_, head_dim_, y, count, y)) {
+    return;
+  }
+  for (size_t n = 0; n < count; ++n) Inverse(y + n * head_dim_);
 }
 
 }  // namespace kvc

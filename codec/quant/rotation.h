@@ -10,6 +10,7 @@
 #ifndef KVCODEC_CODEC_QUANT_ROTATION_H_
 #define KVCODEC_CODEC_QUANT_ROTATION_H_
 
+#include <cstddef>
 #include <cstdint>
 #include <vector>
 
@@ -23,6 +24,13 @@ class Rotation {
   // In place on one vector of head_dim floats (SIMD, dispatched).
   void Forward(float* x) const;
   void Inverse(float* x) const;
+  // Forward on `count` rows: y + n * head_dim = Forward(x + n * head_dim)
+  // (y may be x) and, if sum_squares is not null, sum_squares[n] =
+  // kvc::SumOfSquares of it; the rows stay in registers from load to store
+  // where a kernel exists (one power-of-two pass of up to 16 vectors).
+  void ForwardRows(const float* x, size_t count, float* y, float* sum_squares) const;
+  // Inverse on `count` rows in place.
+  void InverseRows(float* y, size_t count) const;
   // The scalar reference that defines the rounding (FORMAT.md, "Rotation");
   // Forward/Inverse are bit-identical to it on every target.
   void ForwardReference(float* x) const;

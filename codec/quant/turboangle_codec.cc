@@ -118,6 +118,14 @@ class TurboAngleCodec final : public TensorCodec {
     for (uint32_t k = 1; k <= 8; ++k) {
       if (bins_ == (1u << k)) digit_bits_ = static_cast<int>(k);
     }
+    // Whole rows in SIMD kernels: power-of-two bins, coded radii.
+    kernel_ = digit_bits_ > 0 && radius_format_ != KVC_RADIUS_EXACT && angle_bits_ % 8 == 0 &&
+              SectionWidths(nullptr)[2] % 8 == 0;
+    for (uint32_t k = 0; k < bins_ && kernel_; ++k) {
+      cos_sin_.push_back(uint64_t{FloatBits(cos_[k])} | uint64_t{FloatBits(sin_[k])} << 32);
+    }
+    rows_ = simd::TaRows{d / 2,           digit_bits_,  radius_format_ == KVC_RADIUS_LOG4,
+                         kLog4Thresholds, kLog4Levels, cos_sin_.data()};
   }
 
   // Bits: the norm, the base-n angle number (not rounded to bytes), radii.
@@ -131,60 +139,35 @@ class TurboAngleCodec final : public TensorCodec {
 
   Status Encode(const uint8_t*, const float* x, size_t count, uint8_t* const* sections,
                 size_t* bad_vector) const override {
-    const size_t d = head_dim(), pairs = d / 2;
+    const size_t d = head_dim();
     const std::vector<size_t> w = SectionWidths(nullptr);
-    std::vector<float> y(d), radius(pairs);
-    std::vector<uint32_t> bin(pairs);
-    std::vector<uint8_t> digits(pairs), levels(pairs);
-    std::vector<uint8_t> number((angle_bits_ + 7) / 8);
-    BitWriter angles(sections[1]);
-    for (size_t n = 0; n < count; ++n) {
-      *bad_vector = n;
-      std::copy(x + n * d, x + (n + 1) * d, y.begin());
-      rotation_.Forward(y.data());
-      const float sum_squares = simd::SumOfSquares(y.data(), d);
-      uint8_t* norm_record = sections[0] + n * w[0] / 8;
-      if (!std::isfinite(sum_squares) ||
-          !StoreFiniteScalar(std::sqrt(sum_squares), format_, norm_record)) {
-        return Status(KVC_ERR_INVALID_VALUE, "vector norm exceeds the norm format's range");
-      }
-      // Radii are relative to the rms pair radius of the stored norm, as the
-      // decoder will see it.
-      const float norm = LoadScalar(norm_record, format_);
-      const float inverse_rms = norm > 0 ? norm_per_rms_ / norm : 0.0f;
-      uint8_t* radii = sections[2] + n * w[2] / 8;
-      simd::PairAngles(y.data(), pairs, bins_, bin.data(), radius.data());
-      if (digit_bits_ > 0) {
-        for (size_t i = 0; i < pairs; ++i) digits[i] = static_cast<uint8_t>(bin[i]);
-        simd::PackBits(digits.data(), pairs, digit_bits_, number.data());
-      } else {
-        BigNumber packed;
-        for (size_t i = pairs; i-- > 0;) packed.MultiplyAdd(bins_, bin[i]);
-        packed.Store(number.data(), number.size());
-      }
-      if (angle_bits_ % 8 == 0) {
-        // Whole-byte records: vector n's starts at byte n * angle_bits_ / 8
-        // of the (zeroed) section, as the bit writer would place it.
-        std::copy(number.begin(), number.end(), sections[1] + n * (angle_bits_ / 8));
-      } else {
-        for (size_t bit = 0; bit < angle_bits_; bit += 8) {
-          angles.Put(number[bit / 8], static_cast<int>(std::min<size_t>(8, angle_bits_ - bit)));
+    BitWriter angles(sections[1]);  // records that are not whole bytes
+    // Batches of rows: rotated (and measured) together, norms stored, then
+    // the angles and radii of the whole batch.
+    std::vector<float> y(kBatch * d);
+    float sum_squares[kBatch], inverse_rms[kBatch];
+    for (size_t n0 = 0; n0 < count; n0 += kBatch) {
+      const size_t m = std::min(kBatch, count - n0);
+      rotation_.ForwardRows(x + n0 * d, m, y.data(), sum_squares);
+      for (size_t i = 0; i < m; ++i) {
+        *bad_vector = n0 + i;
+        uint8_t* norm_record = sections[0] + (n0 + i) * w[0] / 8;
+        if (!std::isfinite(sum_squares[i]) ||
+            !StoreFiniteScalar(std::sqrt(sum_squares[i]), format_, norm_record)) {
+          return Status(KVC_ERR_INVALID_VALUE, "vector norm exceeds the norm format's range");
         }
+        // Radii are relative to the rms pair radius of the stored norm, as
+        // the decoder will see it.
+        const float norm = LoadScalar(norm_record, format_);
+        inverse_rms[i] = norm > 0 ? norm_per_rms_ / norm : 0.0f;
       }
-      if (radius_format_ == KVC_RADIUS_LOG4) {
-        // q = the number of thresholds below u = r * inverse_rms, 4 bits each.
-        simd::CountBelow(kLog4Thresholds, 15, radius.data(), pairs, inverse_rms, levels.data());
-        simd::PackBits(levels.data(), pairs, 4, radii);
+      if (kernel_ && simd::TaEncodeRows(rows_, y.data(), m, inverse_rms,
+                                        sections[1] + n0 * w[1] / 8,
+                                        sections[2] + n0 * w[2] / 8)) {
+        continue;
       }
-      for (size_t i = 0; radius_format_ != KVC_RADIUS_LOG4 && i < pairs; ++i) {
-        const float r = radius[i];  // sqrt(y0 * y0 + y1 * y1)
-        const float u = r * inverse_rms;
-        if (radius_format_ == KVC_RADIUS_EXACT) {
-          StoreLE32(FloatBits(r), radii + 4 * i);
-        } else {
-          const float q = u * (255.0f / kLinear8Range) + 0.5f;
-          radii[i] = static_cast<uint8_t>(q >= 255.0f ? 255 : static_cast<uint32_t>(q));
-        }
+      for (size_t i = 0; i < m; ++i) {
+        EncodeRotated(y.data() + i * d, inverse_rms[i], n0 + i, sections, &angles);
       }
     }
     return OkStatus();
@@ -192,6 +175,109 @@ class TurboAngleCodec final : public TensorCodec {
 
   Status Decode(const uint8_t*, const uint8_t* const* sections, size_t count, float* out,
                 size_t* bad_vector) const override {
+    if (!kernel_) return DecodeEach(sections, count, out, bad_vector);
+    // Power-of-two bins and coded radii: no record but the norm can be
+    // invalid, so norms are checked a batch at a time.
+    const size_t d = head_dim(), pairs = d / 2;
+    const std::vector<size_t> w = SectionWidths(nullptr);
+    std::vector<uint8_t> digits(pairs), levels(pairs);
+    float norms[kBatch], rms[kBatch];
+    for (size_t n0 = 0; n0 < count; n0 += kBatch) {
+      const size_t m = std::min(kBatch, count - n0);
+      for (size_t i = 0; i < m; ++i) {
+        if (!LoadNorm(sections[0] + (n0 + i) * w[0] / 8, format_, &norms[i])) {
+          *bad_vector = n0 + i;
+          return Status(KVC_ERR_CORRUPT, "stored norm is negative or not finite");
+        }
+        rms[i] = norms[i] * rms_per_norm_;
+      }
+      const uint8_t* angle_records = sections[1] + n0 * w[1] / 8;
+      const uint8_t* radius_records = sections[2] + n0 * w[2] / 8;
+      float* y = out + n0 * d;
+      if (!simd::TaDecodeRows(rows_, angle_records, radius_records, rms, m, y)) {
+        // The same products: r = level * rms, then r * cos, r * sin.
+        const bool linear = radius_format_ == KVC_RADIUS_LINEAR8;
+        const float* level = linear ? linear8_levels_ : kLog4Levels;
+        for (size_t i = 0; i < m; ++i) {
+          simd::UnpackBits(angle_records + i * w[1] / 8, pairs, digit_bits_, digits.data());
+          const uint8_t* q = radius_records + i * w[2] / 8;
+          if (!linear) {
+            simd::UnpackBits(q, pairs, 4, levels.data());
+            q = levels.data();
+          }
+          float* row = y + i * d;
+          for (size_t j = 0; j < pairs; ++j) {
+            const float r = level[q[j]] * rms[i];
+            row[2 * j] = r * cos_[digits[j]];
+            row[2 * j + 1] = r * sin_[digits[j]];
+          }
+        }
+      }
+      for (size_t i = 0; norm_correction_ && i < m; ++i) Correct(norms[i], y + i * d);
+      rotation_.InverseRows(y, m);
+    }
+    return OkStatus();
+  }
+
+ private:
+  static constexpr size_t kBatch = 16;
+
+  // Angles and radii of one rotated vector (the reference path), vector n.
+  void EncodeRotated(const float* y, float inverse_rms, size_t n, uint8_t* const* sections,
+                     BitWriter* angles) const {
+    const size_t pairs = head_dim() / 2;
+    const std::vector<size_t> w = SectionWidths(nullptr);
+    std::vector<float> radius(pairs);
+    std::vector<uint32_t> bin(pairs);
+    std::vector<uint8_t> digits(pairs), levels(pairs);
+    std::vector<uint8_t> number((angle_bits_ + 7) / 8);
+    uint8_t* radii = sections[2] + n * w[2] / 8;
+    simd::PairAngles(y, pairs, bins_, bin.data(), radius.data());
+    if (digit_bits_ > 0) {
+      for (size_t i = 0; i < pairs; ++i) digits[i] = static_cast<uint8_t>(bin[i]);
+      simd::PackBits(digits.data(), pairs, digit_bits_, number.data());
+    } else {
+      BigNumber packed;
+      for (size_t i = pairs; i-- > 0;) packed.MultiplyAdd(bins_, bin[i]);
+      packed.Store(number.data(), number.size());
+    }
+    if (angle_bits_ % 8 == 0) {
+      // Whole-byte records: vector n's starts at byte n * angle_bits_ / 8
+      // of the (zeroed) section, as the bit writer would place it.
+      std::copy(number.begin(), number.end(), sections[1] + n * (angle_bits_ / 8));
+    } else {
+      for (size_t bit = 0; bit < angle_bits_; bit += 8) {
+        angles->Put(number[bit / 8], static_cast<int>(std::min<size_t>(8, angle_bits_ - bit)));
+      }
+    }
+    if (radius_format_ == KVC_RADIUS_LOG4) {
+      // q = the number of thresholds below u = r * inverse_rms, 4 bits each.
+      simd::CountBelow(kLog4Thresholds, 15, radius.data(), pairs, inverse_rms, levels.data());
+      simd::PackBits(levels.data(), pairs, 4, radii);
+    }
+    for (size_t i = 0; radius_format_ != KVC_RADIUS_LOG4 && i < pairs; ++i) {
+      const float r = radius[i];  // sqrt(y0 * y0 + y1 * y1)
+      const float u = r * inverse_rms;
+      if (radius_format_ == KVC_RADIUS_EXACT) {
+        StoreLE32(FloatBits(r), radii + 4 * i);
+      } else {
+        const float q = u * (255.0f / kLinear8Range) + 0.5f;
+        radii[i] = static_cast<uint8_t>(q >= 255.0f ? 255 : static_cast<uint32_t>(q));
+      }
+    }
+  }
+
+  // Norm correction: the reconstruction scaled to the stored norm.
+  void Correct(float norm, float* y) const {
+    const size_t d = head_dim();
+    const float length = std::sqrt(simd::SumOfSquares(y, d));
+    const float gain = length > 0 ? norm / length : 0.0f;
+    for (size_t j = 0; j < d; ++j) y[j] = y[j] * gain;
+  }
+
+  // Any bin count and radius format, one vector at a time.
+  Status DecodeEach(const uint8_t* const* sections, size_t count, float* out,
+                    size_t* bad_vector) const {
     const size_t d = head_dim(), pairs = d / 2;
     const std::vector<size_t> w = SectionWidths(nullptr);
     std::vector<uint8_t> number((angle_bits_ + 7) / 8);
@@ -223,21 +309,7 @@ class TurboAngleCodec final : public TensorCodec {
       }
       const uint8_t* radii = sections[2] + n * w[2] / 8;
       if (radius_format_ == KVC_RADIUS_LOG4) simd::UnpackBits(radii, pairs, 4, levels.data());
-      if (digit_bits_ > 0 && radius_format_ != KVC_RADIUS_EXACT) {
-        // The same products, without per-pair dispatch: r = level * rms.
-        const bool linear = radius_format_ == KVC_RADIUS_LINEAR8;
-        const float* level = linear ? linear8_levels_ : kLog4Levels;
-        const uint8_t* q = linear ? radii : levels.data();
-        const float* cosines = cos_.data();
-        const float* sines = sin_.data();
-        for (size_t i = 0; i < pairs; ++i) {
-          const float r = level[q[i]] * rms;
-          y[2 * i] = r * cosines[digits[i]];
-          y[2 * i + 1] = r * sines[digits[i]];
-        }
-      }
-      for (size_t i = 0; !(digit_bits_ > 0 && radius_format_ != KVC_RADIUS_EXACT) && i < pairs;
-           ++i) {
+      for (size_t i = 0; i < pairs; ++i) {
         const uint32_t bin = digit_bits_ > 0 ? digits[i] : packed.DivideBy(bins_);
         float r;
         switch (radius_format_) {
@@ -256,17 +328,12 @@ class TurboAngleCodec final : public TensorCodec {
       }
       // What is left after d/2 digits must be 0: the value was < n^(d/2).
       if (!packed.IsZero()) return Status(KVC_ERR_CORRUPT, "packed angles exceed n^(d/2)");
-      if (norm_correction_) {
-        const float length = std::sqrt(simd::SumOfSquares(y, d));
-        const float gain = length > 0 ? norm / length : 0.0f;
-        for (size_t j = 0; j < d; ++j) y[j] = y[j] * gain;
-      }
+      if (norm_correction_) Correct(norm, y);
       rotation_.Inverse(y);
     }
     return OkStatus();
   }
 
- private:
   uint32_t format_;
   uint32_t radius_format_;
   bool norm_correction_;
@@ -278,6 +345,9 @@ class TurboAngleCodec final : public TensorCodec {
   size_t angle_bits_ = 0;  // of n^(d/2) - 1: one vector's angle record
   int digit_bits_ = 0;     // k if n = 2^k with k <= 8, else 0
   float linear8_levels_[256];  // f32(q * 4 / 255): LINEAR8 radius q, rms units
+  bool kernel_ = false;        // rows_ describes this codec to the row kernels
+  std::vector<uint64_t> cos_sin_;  // cos_[k] | sin_[k] << 32, as float bits
+  simd::TaRows rows_;
 };
 
 }  // namespace

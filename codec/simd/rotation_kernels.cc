@@ -12,6 +12,7 @@
 #include <hwy/highway.h>
 
 #include "simd/hadamard-inl.h"
+#include "simd/rows-inl.h"
 
 HWY_BEFORE_NAMESPACE();
 namespace kvc {
@@ -168,6 +169,52 @@ void HadamardInverseImpl(float* HWY_RESTRICT x, const float* HWY_RESTRICT signs,
   HadamardImpl<true>(x, signs, p, scale);
 }
 
+bool RotateRowsImpl(const float* HWY_RESTRICT signs, float scale, size_t dim,
+                    const float* x, size_t count, float* y,
+                    float* HWY_RESTRICT sum_squares) {
+#if !HWY_HAVE_SCALABLE && HWY_TARGET != HWY_SCALAR
+  using D = hn::ScalableTag<float>;
+  const D d;
+  const InVectorStages<D> stages(d);
+  return DispatchRegisters(d, dim, [&](auto registers) HWY_ATTR {
+    constexpr size_t K = decltype(registers)::value;
+    constexpr size_t kLanes = hn::MaxLanes(D());
+    for (size_t n = 0; n < count; ++n) {
+      hn::Vec<D> v[K];
+      LoadForward<K>(d, stages, signs, scale, x + n * dim, v);
+      if (sum_squares != nullptr) sum_squares[n] = SumOfSquaresRegisters<K>(d, v);
+      HWY_UNROLL(16)
+      for (size_t k = 0; k < K; ++k) hn::StoreU(v[k], d, y + n * dim + k * kLanes);
+    }
+  });
+#else
+  (void)signs, (void)scale, (void)dim, (void)x, (void)count, (void)y, (void)sum_squares;
+  return false;
+#endif
+}
+
+bool InverseRotateRowsImpl(const float* HWY_RESTRICT signs, float scale, size_t dim,
+                           const float* y, size_t count, float* out) {
+#if !HWY_HAVE_SCALABLE && HWY_TARGET != HWY_SCALAR
+  using D = hn::ScalableTag<float>;
+  const D d;
+  const InVectorStages<D> stages(d);
+  return DispatchRegisters(d, dim, [&](auto registers) HWY_ATTR {
+    constexpr size_t K = decltype(registers)::value;
+    constexpr size_t kLanes = hn::MaxLanes(D());
+    for (size_t n = 0; n < count; ++n) {
+      hn::Vec<D> v[K];
+      HWY_UNROLL(16)
+      for (size_t k = 0; k < K; ++k) v[k] = hn::LoadU(d, y + n * dim + k * kLanes);
+      InverseStore<K>(d, stages, signs, scale, v, out + n * dim);
+    }
+  });
+#else
+  (void)signs, (void)scale, (void)dim, (void)y, (void)count, (void)out;
+  return false;
+#endif
+}
+
 // NOLINTNEXTLINE(google-readability-namespace-comments)
 }  // namespace HWY_NAMESPACE
 }  // namespace simd
@@ -180,12 +227,22 @@ namespace simd {
 
 HWY_EXPORT(HadamardForwardImpl);
 HWY_EXPORT(HadamardInverseImpl);
+HWY_EXPORT(RotateRowsImpl);
+HWY_EXPORT(InverseRotateRowsImpl);
 
 void HadamardForward(float* x, const float* signs, size_t p, float scale) {
   HWY_DYNAMIC_DISPATCH(HadamardForwardImpl)(x, signs, p, scale);
 }
 void HadamardInverse(float* x, const float* signs, size_t p, float scale) {
   HWY_DYNAMIC_DISPATCH(HadamardInverseImpl)(x, signs, p, scale);
+}
+bool RotateRows(const float* signs, float scale, size_t dim, const float* x, size_t count,
+                float* y, float* sum_squares) {
+  return HWY_DYNAMIC_DISPATCH(RotateRowsImpl)(signs, scale, dim, x, count, y, sum_squares);
+}
+bool InverseRotateRows(const float* signs, float scale, size_t dim, const float* y,
+                       size_t count, float* out) {
+  return HWY_DYNAMIC_DISPATCH(InverseRotateRowsImpl)(signs, scale, dim, y, count, out);
 }
 
 }  // namespace simd

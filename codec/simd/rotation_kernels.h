@@ -14,6 +14,17 @@ void HadamardForward(float* x, const float* signs, size_t p, float scale);
 // The inverse pass: butterflies, x *= scale, then x *= signs.
 void HadamardInverse(float* x, const float* signs, size_t p, float scale);
 
+// Whole rows of one power-of-two pass (dim = p) held in registers, where the
+// target has them (dim = 1, 2, 4, 8 or 16 vectors); false, writing nothing,
+// elsewhere. For n < count: y + n * dim = the forward pass of x + n * dim
+// and, if sum_squares is not null, sum_squares[n] = kvc::SumOfSquares of
+// it. y may be x.
+bool RotateRows(const float* signs, float scale, size_t dim, const float* x, size_t count,
+                float* y, float* sum_squares);
+// out + n * dim = the inverse pass of y + n * dim (out may be y).
+bool InverseRotateRows(const float* signs, float scale, size_t dim, const float* y,
+                       size_t count, float* out);
+
 }  // namespace simd
 }  // namespace kvc
 
