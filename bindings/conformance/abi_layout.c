@@ -3,8 +3,9 @@
  *     kvc_tensor_config 56
  *     kvc_tensor_config.seed 24
  * The Python and Rust bindings declare these structs by hand; their tests
- * compile this file against the header and compare, so a header change that
- * the bindings have not followed fails there instead of corrupting memory.
+ * compile this file against the header and compare the structs they declare,
+ * so a header change that the bindings have not followed fails there instead
+ * of corrupting memory.
  * (Go's binding uses the header itself through cgo.) */
 #include <kvcodec/kvcodec.h>
 
@@ -83,5 +84,54 @@ int main(void) {
   FIELD(kvc_stream_info, rope_layout);
   FIELD(kvc_stream_info, position_offset);
   FIELD(kvc_stream_info, rope_base);
+
+  /* Caches on disk and on the wire (format 1.1). */
+  SIZE(kvc_writer_options);
+  FIELD(kvc_writer_options, struct_size);
+  FIELD(kvc_writer_options, threads);
+  FIELD(kvc_writer_options, block_tokens);
+  FIELD(kvc_writer_options, zstd_level);
+  FIELD(kvc_writer_options, appendable);
+  FIELD(kvc_writer_options, reserved);
+  FIELD(kvc_writer_options, model_name);
+  FIELD(kvc_writer_options, model_config_hash);
+  FIELD(kvc_writer_options, sync);
+
+  SIZE(kvc_open_options);
+  FIELD(kvc_open_options, struct_size);
+  FIELD(kvc_open_options, allow_model_mismatch);
+  FIELD(kvc_open_options, expect_model_name);
+  FIELD(kvc_open_options, expect_model_config_hash);
+
+  SIZE(kvc_cache_info);
+  FIELD(kvc_cache_info, struct_size);
+  FIELD(kvc_cache_info, features);
+  FIELD(kvc_cache_info, stream);
+  FIELD(kvc_cache_info, segments);
+  FIELD(kvc_cache_info, blocks);
+  FIELD(kvc_cache_info, size);
+  FIELD(kvc_cache_info, ignored_bytes);
+  FIELD(kvc_cache_info, has_model);
+  FIELD(kvc_cache_info, reserved);
+  FIELD(kvc_cache_info, model_config_hash);
+  FIELD(kvc_cache_info, model_name);
+
+  SIZE(kvc_layer_run);
+  FIELD(kvc_layer_run, struct_size);
+  FIELD(kvc_layer_run, end);
+  FIELD(kvc_layer_run, layer);
+  FIELD(kvc_layer_run, token_start);
+  FIELD(kvc_layer_run, token_count);
+  FIELD(kvc_layer_run, segment);
+
+  SIZE(kvc_block_entry);
+  FIELD(kvc_block_entry, struct_size);
+  FIELD(kvc_block_entry, layer);
+  FIELD(kvc_block_entry, kind);
+  FIELD(kvc_block_entry, token_start);
+  FIELD(kvc_block_entry, token_count);
+  FIELD(kvc_block_entry, reserved);
+  FIELD(kvc_block_entry, offset);
+  FIELD(kvc_block_entry, size);
   return 0;
 }

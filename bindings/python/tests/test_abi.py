@@ -25,16 +25,21 @@ def test_struct_layout_matches_the_header(tmp_path):
                     str(program)], check=True)
     lines = subprocess.run([str(program)], check=True, capture_output=True,
                            text=True).stdout.split("\n")
+    structs = dict(_capi.STRUCTS)
+    from kvcodec import cache  # caches on disk (format 1.1)
+    structs.update({"kvc_writer_options": cache.WriterOptions,
+                    "kvc_open_options": cache.OpenOptions, "kvc_cache_info": cache.CacheInfo,
+                    "kvc_layer_run": cache.LayerRun, "kvc_block_entry": cache.BlockEntry})
     checked = set()
     for line in filter(None, lines):
         name, value = line.split()
         struct_name, _, field = name.partition(".")
-        struct = _capi.STRUCTS[struct_name]
+        struct = structs[struct_name]
         actual = getattr(struct, field).offset if field else __import__("ctypes").sizeof(struct)
         assert actual == int(value), f"{name}: ctypes {actual}, C {value}"
         if field:
             checked.add((struct_name, field))
-    for struct_name, struct in _capi.STRUCTS.items():
+    for struct_name, struct in structs.items():
         for field, _ in struct._fields_:
             assert (struct_name, field) in checked, f"{struct_name}.{field} unchecked"
 
