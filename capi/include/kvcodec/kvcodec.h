@@ -4,12 +4,15 @@
  * zstd and libjxl:
  *  - status values, dtype values, method values and struct layouts are pinned
  *    forever; new ones are only appended;
- *  - every struct the caller allocates and the library reads starts with
- *    `struct_size` (set it with the matching *_init function), so a program
- *    built against an older header keeps working with a newer library;
+ *  - every struct the caller allocates starts with `struct_size`, which the
+ *    caller sets with the matching *_init function, whether the library reads
+ *    the struct (options, descriptors) or fills it (info, configs, runs: the
+ *    library writes only the first struct_size bytes), so a program built
+ *    against an older header keeps working with a newer library;
  *  - the caller owns every buffer; the library never keeps a pointer it was
  *    given after the call returns, and never allocates memory the caller must
- *    free (except kvc_config objects, freed with kvc_config_destroy);
+ *    free (except the objects it creates: kvc_config, kvc_writer, kvc_cache,
+ *    kvc_reader, each freed with its own destroy or close function);
  *  - no C++ exception crosses this boundary; no function aborts on bad input.
  *
  * Thread safety: every function is thread-safe. Functions that take a
