@@ -10,7 +10,9 @@
  *    library writes only the first struct_size bytes), so a program built
  *    against an older header keeps working with a newer library;
  *  - the caller owns every buffer; the library never keeps a pointer it was
- *    given after the call returns, and never allocates memory the caller must
+ *    given after the call returns (except the callbacks and their opaque
+ *    pointers given to kvc_writer, kvc_cache and kvc_reader, used until that
+ *    object is destroyed), and never allocates memory the caller must
  *    free (except the objects it creates: kvc_config, kvc_writer, kvc_cache,
  *    kvc_reader, each freed with its own destroy or close function);
  *  - no C++ exception crosses this boundary; no function aborts on bad input.
