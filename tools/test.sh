@@ -8,11 +8,25 @@
 #     finding fails, printed with its base64 for fuzz/regressions/<target>/.
 #  4. Clang with ThreadSanitizer: the whole suite once more.
 #  5. Valgrind memcheck on a kvc encode + decode round trip (GCC build).
-# Each stage prints its time. KVC_FUZZ_SECONDS=0 skips stage 3.
+#  6. Bindings and packaging (tools/test_bindings.sh): static and shared
+#     installs, C consumers through find_package and pkg-config, the Python,
+#     Rust and Go tests and the cross-language conformance test against the
+#     installed library.
+#  7. aarch64 under qemu-user (tools/cross-test aarch64): the conformance of
+#     every preset's streams with this machine's, and the whole ctest suite.
+# The sanitizer builds (2-4) compile two Highway targets (AVX2 and the
+# portable baseline) instead of all six: the kernels' equality on every
+# target is stage 1's test, memory and thread safety do not depend on the
+# target, and the compile time of the SIMD kernels under sanitizers is the
+# largest cost of this script.
+# Each stage prints its time. KVC_FUZZ_SECONDS=0 skips stage 3;
+# KVC_CROSS=0 skips stage 7.
 set -euo pipefail
 source "$(dirname "$0")/setup.sh"
 kvc_install_packages clang libclang-rt-14-dev valgrind
 jobs="$(nproc)"
+# SSSE3, SSE4, AVX3 and AVX3_DL (hwy/detect_targets.h).
+sanitizer_targets="-DHWY_DISABLED_TARGETS=0x1980"
 stage_start=$SECONDS
 stage_done() {
   echo "== $1: $((SECONDS - stage_start)) s"
@@ -27,7 +41,7 @@ stage_done "gcc release"
 echo "== clang asan+ubsan"
 KVC_BUILD_DIR="$KVC_ROOT/build-asan" CC=clang CXX=clang++ kvc_build \
   -DCMAKE_BUILD_TYPE=RelWithDebInfo \
-  "-DCMAKE_CXX_FLAGS=-fsanitize=address,undefined -fno-sanitize-recover=all" \
+  "-DCMAKE_CXX_FLAGS=-fsanitize=address,undefined -fno-sanitize-recover=all $sanitizer_targets" \
   "-DCMAKE_C_FLAGS=-fsanitize=address,undefined -fno-sanitize-recover=all" \
   "-DCMAKE_EXE_LINKER_FLAGS=-fsanitize=address,undefined"
 (cd "$KVC_ROOT/build-asan" && ASAN_OPTIONS=detect_leaks=1 \
@@ -39,7 +53,7 @@ fuzz_seconds="${KVC_FUZZ_SECONDS:-60}"
 if [ "$fuzz_seconds" -gt 0 ]; then
   # Instrument the library for coverage (fuzzer-no-link); only the fuzz
   # targets link libFuzzer's main.
-  fuzz_flags="-fsanitize=fuzzer-no-link,address,undefined -fno-sanitize-recover=all"
+  fuzz_flags="-fsanitize=fuzzer-no-link,address,undefined -fno-sanitize-recover=all $sanitizer_targets"
   cmake -S "$KVC_ROOT" -B "$KVC_ROOT/build-fuzz" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo \
     -DKVC_WARNINGS_AS_ERRORS=ON -DKVC_BUILD_FUZZERS=ON -DKVC_BUILD_TOOLS=ON -DBUILD_TESTING=ON \
     -DCMAKE_C_COMPILER=clang -DCMAKE_CXX_COMPILER=clang++ \
@@ -94,7 +108,7 @@ stage_done "libfuzzer"
 echo "== clang tsan"
 KVC_BUILD_DIR="$KVC_ROOT/build-tsan" CC=clang CXX=clang++ kvc_build \
   -DCMAKE_BUILD_TYPE=RelWithDebInfo \
-  "-DCMAKE_CXX_FLAGS=-fsanitize=thread" "-DCMAKE_C_FLAGS=-fsanitize=thread" \
+  "-DCMAKE_CXX_FLAGS=-fsanitize=thread $sanitizer_targets" "-DCMAKE_C_FLAGS=-fsanitize=thread" \
   "-DCMAKE_EXE_LINKER_FLAGS=-fsanitize=thread"
 (cd "$KVC_ROOT/build-tsan" && TSAN_OPTIONS=halt_on_error=1 \
   ctest --output-on-failure -j "$jobs")
@@ -111,3 +125,13 @@ for preset in tq-mse-b4 blockgtq-k3v3; do
 done
 rm -rf "$valgrind_dir"
 stage_done "valgrind"
+
+echo "== bindings and packaging"
+bash "$KVC_ROOT/tools/test_bindings.sh"
+stage_done "bindings and packaging"
+
+if [ "${KVC_CROSS:-1}" != 0 ]; then
+  echo "== aarch64 under qemu"
+  "$KVC_ROOT/tools/cross-test" aarch64
+  stage_done "aarch64 under qemu"
+fi
