@@ -4,12 +4,14 @@ element, beside the yardstick quantizers of ../shared/kvlab, as a PNG and a
 Markdown table.
 
     /usr/bin/python3 tools/plot_rd.py -o rd-kvlab-A.png [--table rd-kvlab-A.md]
+                                      [--json rd.json] [--from-json rd.json]
 
 Defaults: kvlab-A on text/linux-docs-val.txt, 4 windows of 1024 tokens (the
 setting of frontier-kvlab-A.json), every preset the library lists. The fp16
 baseline runs once; each preset is one codec run of kvc-eval's harness. Needs
 numpy and matplotlib (Debian: python3-numpy python3-matplotlib) and the
 shared library (KVCODEC_LIBRARY or KVC_BUILD_DIR, as for kvc-eval).
+--from-json redraws from the measurements a --json run saved.
 """
 import argparse
 import json
@@ -73,17 +75,29 @@ def table(base, rows, curves):
     return "\n".join(lines) + "\n"
 
 
+# Issue 7's targets: (budget in bits per element, largest Δbpb on kvlab-A).
+TARGETS = [(2.6, 0.10), (3.25, 0.05), (4.25, 0.012), (5.1, 0.005), (6.6, 0.002)]
+MAX_BITS = 9  # Uncompressed and near-uncompressed configs would squash the plot.
+
+
 def plot(path, base, rows, curves, title):
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    fig, ax = plt.subplots(figsize=(9, 6), dpi=120)
+    fig, ax = plt.subplots(figsize=(10, 6.5), dpi=120)
     for (name, points), style in zip(curves.items(), ("s--", "o--", "^:")):
         ax.plot([p[0] for p in points], [p[1] for p in points], style, color="grey",
                 alpha=0.8, label=f"yardstick: {name}")
-    ax.scatter([r["bits_per_element"] for r in rows], [r["delta_bpb"] for r in rows],
-               color="tab:blue", zorder=3, label="kvcodec presets")
-    for r in rows:
+    ax.plot([t[0] for t in TARGETS], [t[1] for t in TARGETS], "x:", color="tab:red",
+            label="targets (issue 7): at most this Δbpb at this many bits")
+    shown = [r for r in rows if r["bits_per_element"] <= MAX_BITS]
+    for tuned, color, label in ((False, "tab:blue", "kvcodec presets"),
+                                (True, "tab:orange", "kvcodec tuned presets (kv-*, default)")):
+        pick = [r for r in shown if (r["preset"].startswith("kv-") or
+                                     r["preset"] == "default") == tuned]
+        ax.scatter([r["bits_per_element"] for r in pick], [r["delta_bpb"] for r in pick],
+                   color=color, zorder=3, label=label)
+    for r in shown:
         ax.annotate(r["preset"], (r["bits_per_element"], r["delta_bpb"]), fontsize=7,
                     xytext=(4, 3), textcoords="offset points")
     # Δbpb spans four decades and can be slightly negative (noise at high
@@ -110,13 +124,19 @@ def main():
     p.add_argument("--tokens", type=int, default=1024)
     p.add_argument("--windows", type=int, default=4)
     p.add_argument("--presets", help="comma-separated (default: every preset)")
+    p.add_argument("--from-json", help="redraw from a --json file instead of measuring")
     a = p.parse_args()
     log = lambda line: print(line, file=sys.stderr, flush=True)  # noqa: E731
     try:
         with open(a.frontier) as f:
             curves = yardsticks(json.load(f))
-        presets = a.presets.split(",") if a.presets else import_kvcodec().presets()
-        base, rows = measure(a.model, a.text, a.tokens, a.windows, presets, log)
+        if a.from_json:
+            with open(a.from_json) as f:
+                saved = json.load(f)
+            base, rows = saved["base_bpb"], saved["presets"]
+        else:
+            presets = a.presets.split(",") if a.presets else import_kvcodec().presets()
+            base, rows = measure(a.model, a.text, a.tokens, a.windows, presets, log)
     except (OSError, ValueError, KeyError, EvalError) as e:
         print(f"plot_rd: {e}", file=sys.stderr)
         return 1
