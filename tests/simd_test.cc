@@ -382,6 +382,27 @@ void CheckQjl() {
     std::fill(r.begin(), r.end(), 0.0f);  // all-zero residual: z = +0, sign 0
     kvc::simd::QjlSigns(st.data(), r.data(), d, signs.data());
     for (size_t i = 0; i < d; ++i) REQUIRE(signs[i] == 0);
+    // The decoder's correction y += (S^T s) * factor, rows in ascending
+    // order, for rows of random signs (and all signs clear, all set).
+    const size_t count = 4;
+    std::vector<uint8_t> packed(count * d / 8);
+    kvc::SplitMix64 rng(d);
+    for (size_t k = 0; k < packed.size(); ++k) packed[k] = static_cast<uint8_t>(rng.Next());
+    std::fill(packed.begin(), packed.begin() + d / 8, 0);
+    std::fill(packed.begin() + d / 8, packed.begin() + 2 * d / 8, 0xFF);
+    const std::vector<float> factors = {0.37f, 0.0f, 1e-3f, 2.5f};
+    std::vector<float> y = kvc_test::GaussianVectors(count, d, 19, false), got = y;
+    kvc::simd::QjlCorrectRows(s.data(), packed.data(), factors.data(), count, d, got.data());
+    for (size_t n = 0; n < count; ++n) {
+      for (size_t j = 0; j < d; ++j) {
+        float c = 0.0f;
+        for (size_t i = 0; i < d; ++i) {
+          const bool negative = (packed[n * d / 8 + i / 8] >> (i % 8)) & 1;
+          c = negative ? c - s[i * d + j] : c + s[i * d + j];
+        }
+        REQUIRE(Bits(got[n * d + j]) == Bits(y[n * d + j] + c * factors[n]));
+      }
+    }
   }
 }
 

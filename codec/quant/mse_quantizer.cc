@@ -132,6 +132,39 @@ Status MseQuantizer::DecodeRotated(const uint8_t* norm_record, const uint8_t* in
   return OkStatus();
 }
 
+Status MseQuantizer::CheckRecord(const uint8_t* norm_record, const uint8_t* indices) const {
+  float norm;
+  if (!LoadNorm(norm_record, format_, &norm)) {
+    return Status(KVC_ERR_CORRUPT, "stored norm is negative or not finite");
+  }
+  const size_t used = size_t{dim_} * bits_;
+  if (used % 8 != 0 && (indices[used / 8] >> (used % 8)) != 0) {
+    return Status(KVC_ERR_CORRUPT, "padding bits set");
+  }
+  return OkStatus();
+}
+
+void MseQuantizer::DecodeRotatedRows(const uint8_t* norms, const uint8_t* indices, size_t count,
+                                     float* y) const {
+  constexpr size_t kBatch = 64;
+  float batch_norms[kBatch];
+  for (size_t n0 = 0; n0 < count; n0 += kBatch) {
+    const size_t m = std::min(kBatch, count - n0);
+    for (size_t i = 0; i < m; ++i) {
+      batch_norms[i] = LoadScalar(norms + (n0 + i) * norm_bytes(), format_);
+    }
+    if (simd::TqDequantizeRows(Fused(), indices + n0 * index_bytes(), batch_norms, m,
+                               y + n0 * dim_)) {
+      continue;
+    }
+    for (size_t i = 0; i < m; ++i) {
+      const size_t n = n0 + i;
+      // Checked by the caller: the status is OK.
+      (void)DecodeRotated(norms + n * norm_bytes(), indices + n * index_bytes(), y + n * dim_);
+    }
+  }
+}
+
 Status MseQuantizer::Decode(const uint8_t* norm_record, const uint8_t* indices,
                             float* x) const {
   KVC_RETURN_IF_ERROR(DecodeRotated(norm_record, indices, x));

@@ -42,6 +42,13 @@ class MseQuantizer {
   // The reconstruction in the rotated domain: centroid * gain per coordinate.
   // CORRUPT if the stored norm is invalid or padding bits are set.
   Status DecodeRotated(const uint8_t* norm, const uint8_t* indices, float* y) const;
+  // DecodeRotated's checks alone, for callers that check every record
+  // before decoding a batch of them.
+  Status CheckRecord(const uint8_t* norm, const uint8_t* indices) const;
+  // DecodeRotated for `count` checked records (norms + n * norm_bytes(),
+  // indices + n * index_bytes()) into y (count x dim).
+  void DecodeRotatedRows(const uint8_t* norms, const uint8_t* indices, size_t count,
+                         float* y) const;
   // DecodeRotated then the inverse rotation.
   Status Decode(const uint8_t* norm, const uint8_t* indices, float* x) const;
   // <rotated_query, reconstruction> without materialising it.

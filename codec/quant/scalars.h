@@ -3,12 +3,17 @@
 #ifndef KVCODEC_CODEC_QUANT_SCALARS_H_
 #define KVCODEC_CODEC_QUANT_SCALARS_H_
 
+#include <algorithm>
 #include <cmath>
+#include <cstddef>
 #include <cstdint>
 
+#include "base/dtype.h"
 #include "base/endian.h"
 #include "base/half.h"
 #include "kvcodec/kvcodec.h"
+#include "simd/convert_kernels.h"
+#include "simd/reduce_kernels.h"
 
 namespace kvc {
 
@@ -39,6 +44,53 @@ inline bool StoreFiniteScalar(float v, uint32_t format, uint8_t* p) {
 inline bool LoadNorm(const uint8_t* p, uint32_t format, float* norm) {
   *norm = LoadScalar(p, format);
   return std::isfinite(*norm) && !std::signbit(*norm);
+}
+
+// Many scalars at once (SIMD conversions, a few thousand at a time through
+// an aligned buffer): StoreFiniteScalars stores n values as StoreScalar
+// does and returns whether every stored value is finite; LoadFiniteScalars
+// loads n values and returns whether every one is finite. Where one is not,
+// the caller redoes the values one by one to name it.
+inline bool StoreFiniteScalars(const float* v, size_t n, uint32_t format, uint8_t* out) {
+  constexpr size_t kPiece = 2048;
+  const size_t bytes = DtypeBytes(format);
+  bool finite = true;
+  for (size_t i = 0; i < n; i += kPiece) {
+    const size_t m = std::min(kPiece, n - i);
+    uint8_t* to = out + i * bytes;
+    if (format == KVC_DTYPE_F32) {
+      finite = simd::AllFinite(v + i, m) && finite;
+      for (size_t j = 0; j < m; ++j) StoreLE32(FloatBits(v[i + j]), to + 4 * j);
+      continue;
+    }
+    alignas(64) uint16_t half[kPiece];
+    finite = (format == KVC_DTYPE_F16 ? simd::F32ToF16Finite(v + i, m, half)
+                                      : simd::F32ToBF16Finite(v + i, m, half)) &&
+             finite;
+    for (size_t j = 0; j < m; ++j) StoreLE16(half[j], to + 2 * j);
+  }
+  return finite;
+}
+
+inline bool LoadFiniteScalars(const uint8_t* p, size_t n, uint32_t format, float* out) {
+  constexpr size_t kPiece = 2048;
+  const size_t bytes = DtypeBytes(format);
+  bool finite = true;
+  for (size_t i = 0; i < n; i += kPiece) {
+    const size_t m = std::min(kPiece, n - i);
+    const uint8_t* from = p + i * bytes;
+    if (format == KVC_DTYPE_F32) {
+      for (size_t j = 0; j < m; ++j) out[i + j] = BitsToFloat(LoadLE32(from + 4 * j));
+      finite = simd::AllFinite(out + i, m) && finite;
+      continue;
+    }
+    alignas(64) uint16_t half[kPiece];
+    for (size_t j = 0; j < m; ++j) half[j] = LoadLE16(from + 2 * j);
+    finite = (format == KVC_DTYPE_F16 ? simd::F16ToF32Finite(half, m, out + i)
+                                      : simd::BF16ToF32Finite(half, m, out + i)) &&
+             finite;
+  }
+  return finite;
 }
 
 }  // namespace kvc

@@ -1,6 +1,7 @@
 // TurboQuant (methods.md §1.1-1.2). MSE: a norm and the Lloyd-Max indices of
 // the rotated unit vector. Prod: the same at bits-1, then the 1-bit QJL
 // sketch sign(S r) of the residual r and its norm, all in the rotated domain.
+#include <algorithm>
 #include <cmath>
 
 #include "base/prng.h"
@@ -80,21 +81,26 @@ class TurboQuantCodec final : public TensorCodec {
     if (!prod_) return mse_.DecodeRows(sections[0], sections[1], count, out, bad_vector);
     const size_t d = head_dim();
     const std::vector<size_t> w = ByteWidths(nullptr);
-    std::vector<float> correction(d);
-    for (size_t n = 0; n < count; ++n) {
-      *bad_vector = n;
-      float* y = out + n * d;
-      KVC_RETURN_IF_ERROR(mse_.DecodeRotated(sections[0] + n * w[0], sections[1] + n * w[1], y));
-      {
+    // Batches: every record checked in the reference's order (the MSE
+    // record, then the residual norm), then the MSE reconstructions, the
+    // QJL corrections and the inverse rotations of the whole batch.
+    float factors[kBatch];
+    for (size_t n0 = 0; n0 < count; n0 += kBatch) {
+      const size_t m = std::min(kBatch, count - n0);
+      for (size_t i = 0; i < m; ++i) {
+        const size_t n = n0 + i;
+        *bad_vector = n;
+        KVC_RETURN_IF_ERROR(mse_.CheckRecord(sections[0] + n * w[0], sections[1] + n * w[1]));
         float gamma;
         if (!LoadNorm(sections[2] + n * w[2], format_, &gamma)) {
           return Status(KVC_ERR_CORRUPT, "stored residual norm is negative or not finite");
         }
-        QjlTranspose(sections[3] + n * w[3], correction.data());
-        const float factor = qjl_scale_ * gamma;
-        for (size_t j = 0; j < d; ++j) y[j] = y[j] + correction[j] * factor;
+        factors[i] = qjl_scale_ * gamma;
       }
-      mse_.rotation().Inverse(y);
+      float* y = out + n0 * d;
+      mse_.DecodeRotatedRows(sections[0] + n0 * w[0], sections[1] + n0 * w[1], m, y);
+      simd::QjlCorrectRows(qjl_.data(), sections[3] + n0 * w[3], factors, m, d, y);
+      mse_.rotation().InverseRows(y, m);
     }
     return OkStatus();
   }
@@ -143,22 +149,7 @@ class TurboQuantCodec final : public TensorCodec {
   }
 
  private:
-  // correction = S^T s for the stored signs s (+1/-1), summed over rows in
-  // ascending order.
-  void QjlTranspose(const uint8_t* packed, float* correction) const {
-    const size_t d = head_dim();
-    std::vector<uint8_t> signs(d);
-    simd::UnpackBits(packed, d, 1, signs.data());
-    std::fill(correction, correction + d, 0.0f);
-    for (size_t i = 0; i < d; ++i) {
-      const float* row = qjl_.data() + i * d;
-      if (signs[i]) {
-        for (size_t j = 0; j < d; ++j) correction[j] = correction[j] - row[j];
-      } else {
-        for (size_t j = 0; j < d; ++j) correction[j] = correction[j] + row[j];
-      }
-    }
-  }
+  static constexpr size_t kBatch = 16;
 
   uint32_t format_;
   bool prod_;

@@ -1,6 +1,9 @@
 // QJL signs: four vectors of rows at a time (independent accumulators hide
-// the add latency); every lane accumulates its own row in ascending j.
+// the add latency); every lane accumulates its own row in ascending j. And
+// the decoder's correction S^T s, every lane a column in ascending rows.
 #include "simd/qjl_kernels.h"
+
+#include <type_traits>
 
 #undef HWY_TARGET_INCLUDE
 #define HWY_TARGET_INCLUDE "simd/qjl_kernels.cc"
@@ -54,6 +57,55 @@ void QjlSignsImpl(const float* HWY_RESTRICT st, const float* HWY_RESTRICT r, siz
   }
 }
 
+// Up to 16 vectors of columns stay in registers while every row of S is
+// added to them; c - r is computed as c + (-r), which is exact.
+void QjlCorrectRowsImpl(const float* HWY_RESTRICT s, const uint8_t* HWY_RESTRICT signs,
+                        const float* HWY_RESTRICT factors, size_t count, size_t d,
+                        float* HWY_RESTRICT y) {
+  using D = hn::ScalableTag<float>;
+  const D df;
+  const hn::RebindToUnsigned<D> du;
+  const size_t N = hn::Lanes(df);
+  for (size_t n = 0; n < count; ++n) {
+    const uint8_t* row_signs = signs + n * (d / 8);
+    float* out = y + n * d;
+    const auto factor = hn::Set(df, factors[n]);
+    // kBlock vectors of columns j.. at a time, in registers.
+    auto block = [&](size_t j, auto block_size) HWY_ATTR {
+      constexpr size_t kBlock = decltype(block_size)::value;
+      hn::Vec<D> c[kBlock];
+      HWY_UNROLL(16)
+      for (size_t k = 0; k < kBlock; ++k) c[k] = hn::Zero(df);
+      for (size_t i = 0; i < d; ++i) {
+        const uint32_t bit = (row_signs[i / 8] >> (i % 8)) & 1u;
+        const auto flip = hn::BitCast(df, hn::Set(du, bit << 31));
+        const float* row = s + i * d + j;
+        HWY_UNROLL(16)
+        for (size_t k = 0; k < kBlock; ++k) {
+          c[k] = hn::Add(c[k], hn::Xor(hn::LoadU(df, row + k * N), flip));
+        }
+      }
+      HWY_UNROLL(16)
+      for (size_t k = 0; k < kBlock; ++k) {
+        float* at = out + j + k * N;
+        hn::StoreU(hn::Add(hn::LoadU(df, at), hn::Mul(c[k], factor)), df, at);
+      }
+    };
+    size_t j = 0;
+    for (; j + 16 * N <= d; j += 16 * N) block(j, std::integral_constant<size_t, 16>());
+    for (; j + 8 * N <= d; j += 8 * N) block(j, std::integral_constant<size_t, 8>());
+    for (; j + 4 * N <= d; j += 4 * N) block(j, std::integral_constant<size_t, 4>());
+    for (; j + N <= d; j += N) block(j, std::integral_constant<size_t, 1>());
+    for (; j < d; ++j) {
+      float c = 0.0f;
+      for (size_t i = 0; i < d; ++i) {
+        c = (row_signs[i / 8] >> (i % 8)) & 1 ? c - s[i * d + j] : c + s[i * d + j];
+      }
+      out[j] = out[j] + c * factors[n];
+    }
+  }
+}
+
 // NOLINTNEXTLINE(google-readability-namespace-comments)
 }  // namespace HWY_NAMESPACE
 }  // namespace simd
@@ -65,9 +117,15 @@ namespace kvc {
 namespace simd {
 
 HWY_EXPORT(QjlSignsImpl);
+HWY_EXPORT(QjlCorrectRowsImpl);
 
 void QjlSigns(const float* st, const float* r, size_t d, uint8_t* signs) {
   HWY_DYNAMIC_DISPATCH(QjlSignsImpl)(st, r, d, signs);
+}
+
+void QjlCorrectRows(const float* s, const uint8_t* signs, const float* factors, size_t count,
+                    size_t d, float* y) {
+  HWY_DYNAMIC_DISPATCH(QjlCorrectRowsImpl)(s, signs, factors, count, d, y);
 }
 
 }  // namespace simd

@@ -15,6 +15,14 @@ namespace simd {
 // lane in the reference's order.
 void QjlSigns(const float* st, const float* r, size_t d, uint8_t* signs);
 
+// The decoder's correction, for n < count: y + n * d gets c * factors[n]
+// added, c[j] = sum over i ascending of (bit i of the row's packed signs ?
+// -S[i][j] : S[i][j]) (c starts at +0), for S row-major (s[i * d + j]) and
+// signs packed LSB first, d / 8 bytes a row (d a multiple of 8). Columns
+// are computed lane-parallel, each lane in the reference's order.
+void QjlCorrectRows(const float* s, const uint8_t* signs, const float* factors, size_t count,
+                    size_t d, float* y);
+
 }  // namespace simd
 }  // namespace kvc
 

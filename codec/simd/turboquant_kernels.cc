@@ -143,7 +143,7 @@ void EncodeRows(const TqRows& p, const float* HWY_RESTRICT x, size_t count,
   }
 }
 
-template <size_t K, int kBits>
+template <size_t K, int kBits, bool kRotate>
 void DecodeRows(const TqRows& p, const uint8_t* HWY_RESTRICT packed,
                 const float* HWY_RESTRICT norms, size_t count, float* HWY_RESTRICT out) {
   const D d;
@@ -173,7 +173,12 @@ void DecodeRows(const TqRows& p, const uint8_t* HWY_RESTRICT packed,
     const V vg = hn::Set(d, gain);
     HWY_UNROLL(16)
     for (size_t k = 0; k < K; ++k) v[k] = hn::Mul(v[k], vg);
-    InverseStore<K>(d, stages, p.signs, p.rotation_scale, v, out + n * kDim);
+    if (kRotate) {
+      InverseStore<K>(d, stages, p.signs, p.rotation_scale, v, out + n * kDim);
+    } else {
+      HWY_UNROLL(16)
+      for (size_t k = 0; k < K; ++k) hn::StoreU(v[k], d, out + n * kDim + k * kLanes);
+    }
   }
 }
 
@@ -206,16 +211,27 @@ bool TqEncodeRowsImpl(const TqRows& p, const float* HWY_RESTRICT x, size_t count
 #endif
 }
 
-bool TqDecodeRowsImpl(const TqRows& p, const uint8_t* HWY_RESTRICT packed,
-                      const float* HWY_RESTRICT norms, size_t count, float* HWY_RESTRICT out) {
+template <bool kRotate>
+bool DecodeRowsImpl(const TqRows& p, const uint8_t* HWY_RESTRICT packed,
+                    const float* HWY_RESTRICT norms, size_t count, float* HWY_RESTRICT out) {
 #if !HWY_HAVE_SCALABLE && HWY_TARGET != HWY_SCALAR
   return Dispatch(p, [&](auto k, auto bits) HWY_ATTR {
-    DecodeRows<decltype(k)::value, decltype(bits)::value>(p, packed, norms, count, out);
+    DecodeRows<decltype(k)::value, decltype(bits)::value, kRotate>(p, packed, norms, count, out);
   });
 #else
   (void)p, (void)packed, (void)norms, (void)count, (void)out;
   return false;
 #endif
+}
+
+bool TqDecodeRowsImpl(const TqRows& p, const uint8_t* HWY_RESTRICT packed,
+                      const float* HWY_RESTRICT norms, size_t count, float* HWY_RESTRICT out) {
+  return DecodeRowsImpl<true>(p, packed, norms, count, out);
+}
+
+bool TqDequantizeRowsImpl(const TqRows& p, const uint8_t* HWY_RESTRICT packed,
+                          const float* HWY_RESTRICT norms, size_t count, float* HWY_RESTRICT y) {
+  return DecodeRowsImpl<false>(p, packed, norms, count, y);
 }
 
 // NOLINTNEXTLINE(google-readability-namespace-comments)
@@ -230,6 +246,7 @@ namespace simd {
 
 HWY_EXPORT(TqEncodeRowsImpl);
 HWY_EXPORT(TqDecodeRowsImpl);
+HWY_EXPORT(TqDequantizeRowsImpl);
 
 bool TqEncodeRows(const TqRows& rows, const float* x, size_t count, float* norms,
                   uint8_t* packed) {
@@ -239,6 +256,11 @@ bool TqEncodeRows(const TqRows& rows, const float* x, size_t count, float* norms
 bool TqDecodeRows(const TqRows& rows, const uint8_t* packed, const float* norms,
                   size_t count, float* out) {
   return HWY_DYNAMIC_DISPATCH(TqDecodeRowsImpl)(rows, packed, norms, count, out);
+}
+
+bool TqDequantizeRows(const TqRows& rows, const uint8_t* packed, const float* norms,
+                      size_t count, float* y) {
+  return HWY_DYNAMIC_DISPATCH(TqDequantizeRowsImpl)(rows, packed, norms, count, y);
 }
 
 }  // namespace simd

@@ -37,6 +37,10 @@ bool TqEncodeRows(const TqRows& rows, const float* x, size_t count, float* norms
 // writing nothing, where no fused kernel exists.
 bool TqDecodeRows(const TqRows& rows, const uint8_t* packed, const float* norms,
                   size_t count, float* out);
+// The same without the inverse rotation: y + n * dim = centroid * gain (the
+// reconstruction in the rotated domain).
+bool TqDequantizeRows(const TqRows& rows, const uint8_t* packed, const float* norms,
+                      size_t count, float* y);
 
 }  // namespace simd
 }  // namespace kvc
