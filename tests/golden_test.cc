@@ -49,6 +49,8 @@ const Golden kGoldens[] = {
     {"angle-n3-d112.kvc", "all k=angle-n3 v=angle-n4095:radius=log4", 1, 1, 9, 112, 4},
     {"gtq-b3.kvc", "all k=gtq-b3 v=tq-mse-b3", 1, 2, 8, 128, 0},
     {"gtq-b2-min0-interleaved.kvc", "all k=gtq-b2:min=0,pair=interleaved v=tq-mse-b2", 1, 1, 6, 64, 3},
+    {"preset-kv-5.kvc", "all k=gtq-b5:nc v=tq-mse-b4.5:nc", 2, 2, 8, 128, 0},
+    {"preset-kv-2.6-d80.kvc", "all k=gtq-b3:nc v=tq-mse-b1.5:nc", 1, 2, 6, 80, 0},
 };
 
 std::string GoldenDir() { return KVC_TEST_GOLDEN_DIR; }

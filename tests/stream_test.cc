@@ -105,7 +105,9 @@ const std::map<std::string, double> kMaxError = {
     {"tq-mse-b3", 0.040},   {"tq-mse-b4", 0.011}, {"tq-prod-b2", 0.75},
     {"tq-prod-b3", 0.20},   {"tq-prod-b4", 0.065},  {"tq-2.5", 0.085},
     {"tq-3.5", 0.025},      {"polarquant", 0.040},  {"turboangle", 0.010},
-    {"turboangle-e4", 0.010}, {"blockgtq-k3v3", 0.045}, {"blockgtq-k2v2", 0.15}};
+    {"turboangle-e4", 0.010}, {"blockgtq-k3v3", 0.045}, {"blockgtq-k2v2", 0.15},
+    {"kv-6.5", 0.0035}, {"kv-5", 0.0085}, {"kv-4.25", 0.011}, {"kv-3.25", 0.040},
+    {"kv-2.6", 0.30}, {"default", 0.0085}};
 
 }  // namespace
 

@@ -12,7 +12,10 @@
 #     installs, C consumers through find_package and pkg-config, the Python,
 #     Rust and Go tests and the cross-language conformance test against the
 #     installed library.
-#  7. aarch64 under qemu-user (tools/cross-test aarch64): the conformance of
+#  7. kvc-eval and kvc tune (tests/eval, pytest): the numpy forward pass on a
+#     generated tiny model, and on kvlab-A against reference_forward.py
+#     when ../shared is present; kvc tune's budgets.
+#  8. aarch64 under qemu-user (tools/cross-test aarch64): the conformance of
 #     every preset's streams with this machine's, and the whole ctest suite.
 # The sanitizer builds (2-4) compile two Highway targets (AVX2 and the
 # portable baseline) instead of all six: the kernels' equality on every
@@ -20,10 +23,12 @@
 # target, and the compile time of the SIMD kernels under sanitizers is the
 # largest cost of this script.
 # Each stage prints its time. KVC_FUZZ_SECONDS=0 skips stage 3;
-# KVC_CROSS=0 skips stage 7.
+# KVC_CROSS=0 skips stage 8.
 set -euo pipefail
 source "$(dirname "$0")/setup.sh"
-kvc_install_packages clang libclang-rt-14-dev valgrind
+# libopenblas0-serial: numpy's BLAS for the kvc-eval forward passes (30x the
+# reference BLAS).
+kvc_install_packages clang libclang-rt-14-dev valgrind libopenblas0-serial
 jobs="$(nproc)"
 # SSSE3, SSE4, AVX3 and AVX3_DL (hwy/detect_targets.h).
 sanitizer_targets="-DHWY_DISABLED_TARGETS=0x1980"
@@ -129,6 +134,13 @@ stage_done "valgrind"
 echo "== bindings and packaging"
 bash "$KVC_ROOT/tools/test_bindings.sh"
 stage_done "bindings and packaging"
+
+echo "== kvc-eval and kvc tune"
+# The shared library of the previous stage; kvc of stage 1.
+KVCODEC_LIBRARY="$KVC_ROOT/build-pkg-shared/capi/libkvcodec.so" \
+  KVC_BIN="$KVC_BUILD_DIR/tools/kvc" \
+  /usr/bin/python3 -m pytest -q -p no:cacheprovider "$KVC_ROOT/tests/eval"
+stage_done "kvc-eval and kvc tune"
 
 if [ "${KVC_CROSS:-1}" != 0 ]; then
   echo "== aarch64 under qemu"
