@@ -163,6 +163,93 @@ pub struct kvc_stream_info {
     pub rope_base: f32,
 }
 
+// Caches on disk and on the wire (format 1.1).
+
+pub type kvc_write_fn = Option<unsafe extern "C" fn(opaque: *mut c_void, data: *const c_void, size: usize) -> c_int>;
+pub type kvc_sync_fn = Option<unsafe extern "C" fn(opaque: *mut c_void) -> c_int>;
+pub type kvc_read_fn = Option<unsafe extern "C" fn(opaque: *mut c_void, data: *mut c_void, size: usize) -> i64>;
+pub type kvc_read_at_fn =
+    Option<unsafe extern "C" fn(opaque: *mut c_void, offset: u64, data: *mut c_void, size: usize) -> c_int>;
+
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct kvc_writer_options {
+    pub struct_size: u32,
+    pub threads: u32,
+    pub block_tokens: u32,
+    pub zstd_level: i32,
+    pub appendable: u32,
+    pub reserved: u32,
+    pub model_name: *const c_char,
+    pub model_config_hash: u64,
+    pub sync: kvc_sync_fn,
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct kvc_open_options {
+    pub struct_size: u32,
+    pub allow_model_mismatch: u32,
+    pub expect_model_name: *const c_char,
+    pub expect_model_config_hash: u64,
+}
+
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct kvc_cache_info {
+    pub struct_size: u32,
+    pub features: u32,
+    pub stream: kvc_stream_info,
+    pub segments: u32,
+    pub blocks: u32,
+    pub size: u64,
+    pub ignored_bytes: u64,
+    pub has_model: u32,
+    pub reserved: u32,
+    pub model_config_hash: u64,
+    pub model_name: [c_char; 256],
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct kvc_block_entry {
+    pub struct_size: u32,
+    pub layer: u32,
+    pub kind: u32,
+    pub token_start: u32,
+    pub token_count: u32,
+    pub reserved: u32,
+    pub offset: u64,
+    pub size: u64,
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct kvc_layer_run {
+    pub struct_size: u32,
+    pub end: u32,
+    pub layer: u32,
+    pub token_start: u32,
+    pub token_count: u32,
+    pub segment: u32,
+}
+
+/// Opaque.
+#[repr(C)]
+pub struct kvc_writer {
+    _private: [u8; 0],
+}
+/// Opaque.
+#[repr(C)]
+pub struct kvc_cache {
+    _private: [u8; 0],
+}
+/// Opaque.
+#[repr(C)]
+pub struct kvc_reader {
+    _private: [u8; 0],
+}
+
 extern "C" {
     pub fn kvc_version() -> u32;
     pub fn kvc_version_string() -> *const c_char;
@@ -303,4 +390,93 @@ extern "C" {
         values: *const kvc_tensor,
         diag: *mut kvc_diagnostics,
     ) -> kvc_status;
+
+    pub fn kvc_writer_options_init(options: *mut kvc_writer_options);
+    pub fn kvc_hash64(data: *const c_void, size: usize) -> u64;
+    pub fn kvc_writer_create(
+        config: *const kvc_config,
+        desc: *const kvc_cache_desc,
+        options: *const kvc_writer_options,
+        write: kvc_write_fn,
+        opaque: *mut c_void,
+        out: *mut *mut kvc_writer,
+        diag: *mut kvc_diagnostics,
+    ) -> kvc_status;
+    pub fn kvc_writer_add_layer(
+        writer: *mut kvc_writer,
+        keys: *const kvc_tensor,
+        values: *const kvc_tensor,
+        diag: *mut kvc_diagnostics,
+    ) -> kvc_status;
+    pub fn kvc_writer_finish(writer: *mut kvc_writer, total_size: *mut u64, diag: *mut kvc_diagnostics)
+        -> kvc_status;
+    pub fn kvc_writer_destroy(writer: *mut kvc_writer);
+
+    pub fn kvc_open_options_init(options: *mut kvc_open_options);
+    pub fn kvc_cache_info_init(info: *mut kvc_cache_info);
+    pub fn kvc_cache_open(
+        read_at: kvc_read_at_fn,
+        opaque: *mut c_void,
+        size: u64,
+        options: *const kvc_open_options,
+        out: *mut *mut kvc_cache,
+        diag: *mut kvc_diagnostics,
+    ) -> kvc_status;
+    pub fn kvc_cache_get_info(cache: *const kvc_cache, info: *mut kvc_cache_info, diag: *mut kvc_diagnostics)
+        -> kvc_status;
+    pub fn kvc_cache_layer_config(
+        cache: *const kvc_cache,
+        layer: u32,
+        keys_config: *mut kvc_tensor_config,
+        values_config: *mut kvc_tensor_config,
+        diag: *mut kvc_diagnostics,
+    ) -> kvc_status;
+    pub fn kvc_block_entry_init(entry: *mut kvc_block_entry);
+    pub fn kvc_cache_block(
+        cache: *const kvc_cache,
+        index: u32,
+        entry: *mut kvc_block_entry,
+        diag: *mut kvc_diagnostics,
+    ) -> kvc_status;
+    pub fn kvc_cache_read(
+        cache: *mut kvc_cache,
+        layer: u32,
+        kind: kvc_kind,
+        head_start: u32,
+        head_count: u32,
+        token_start: u32,
+        token_count: u32,
+        out: *const kvc_tensor,
+        diag: *mut kvc_diagnostics,
+    ) -> kvc_status;
+    pub fn kvc_cache_append(
+        cache: *const kvc_cache,
+        new_tokens: u32,
+        options: *const kvc_writer_options,
+        write: kvc_write_fn,
+        opaque: *mut c_void,
+        out: *mut *mut kvc_writer,
+        diag: *mut kvc_diagnostics,
+    ) -> kvc_status;
+    pub fn kvc_cache_close(cache: *mut kvc_cache);
+
+    pub fn kvc_layer_run_init(run: *mut kvc_layer_run);
+    pub fn kvc_reader_create(
+        read: kvc_read_fn,
+        opaque: *mut c_void,
+        options: *const kvc_open_options,
+        out: *mut *mut kvc_reader,
+        diag: *mut kvc_diagnostics,
+    ) -> kvc_status;
+    pub fn kvc_reader_get_info(reader: *const kvc_reader, info: *mut kvc_stream_info, diag: *mut kvc_diagnostics)
+        -> kvc_status;
+    pub fn kvc_reader_next(reader: *mut kvc_reader, run: *mut kvc_layer_run, diag: *mut kvc_diagnostics)
+        -> kvc_status;
+    pub fn kvc_reader_read(
+        reader: *mut kvc_reader,
+        keys: *const kvc_tensor,
+        values: *const kvc_tensor,
+        diag: *mut kvc_diagnostics,
+    ) -> kvc_status;
+    pub fn kvc_reader_destroy(reader: *mut kvc_reader);
 }

@@ -45,6 +45,15 @@ fn struct_layout_matches_the_header() {
     layout!(rust, kvc_decode_options { struct_size, threads });
     layout!(rust, kvc_stream_info { struct_size, format_major, format_minor, num_layers,
         num_kv_heads, head_dim, num_tokens, dtype, rope_layout, position_offset, rope_base });
+    layout!(rust, kvc_writer_options { struct_size, threads, block_tokens, zstd_level, appendable,
+        reserved, model_name, model_config_hash, sync });
+    layout!(rust, kvc_open_options { struct_size, allow_model_mismatch, expect_model_name,
+        expect_model_config_hash });
+    layout!(rust, kvc_cache_info { struct_size, features, stream, segments, blocks, size,
+        ignored_bytes, has_model, reserved, model_config_hash, model_name });
+    layout!(rust, kvc_layer_run { struct_size, end, layer, token_start, token_count, segment });
+    layout!(rust, kvc_block_entry { struct_size, layer, kind, token_start, token_count, reserved,
+        offset, size });
 
     let compiler = std::env::var("CC").unwrap_or_else(|_| "cc".to_string());
     let program = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("abi_layout");
@@ -59,7 +68,7 @@ fn struct_layout_matches_the_header() {
         .unwrap_or_else(|e| panic!("cannot run the C compiler {} ({}); set CC", compiler, e));
     assert!(status.success());
     let output = Command::new(&program).output().unwrap();
-    // The structs declared here (the header has more: the 1.1 cache API).
+    // The structs declared here (the header may have more).
     let mut c = BTreeMap::new();
     for line in String::from_utf8(output.stdout).unwrap().lines() {
         let mut words = line.split_whitespace();

@@ -25,6 +25,12 @@ use std::fmt;
 use std::os::raw::{c_char, c_void};
 use std::ptr::{self, NonNull};
 
+pub mod cache;
+pub use cache::{
+    hash64, BlockEntry, CacheDesc, CacheFile, CacheInfo, CacheWriter, LayerRun, OpenOptions, StreamReader,
+    WriterOptions,
+};
+
 // ---------------------------------------------------------------------------
 // Errors
 
@@ -943,7 +949,11 @@ pub fn stream_info(data: &[u8]) -> Result<StreamInfo> {
         },
         Some(&diag),
     )?;
-    Ok(StreamInfo {
+    Ok(stream_info_from(&info))
+}
+
+fn stream_info_from(info: &sys::kvc_stream_info) -> StreamInfo {
+    StreamInfo {
         format_major: info.format_major,
         format_minor: info.format_minor,
         num_layers: info.num_layers as usize,
@@ -954,7 +964,7 @@ pub fn stream_info(data: &[u8]) -> Result<StreamInfo> {
         rope_layout: RopeLayout::from_code(info.rope_layout),
         position_offset: info.position_offset,
         rope_base: info.rope_base,
-    })
+    }
 }
 
 /// One layer of a stream: its methods and the bytes its blocks take.
