@@ -9,8 +9,10 @@
 // Calls pass Go memory to C only as direct arguments, for the duration of
 // the call (small C helpers below build the C API's tensor structs on the C
 // stack), so the cgo pointer rules hold without copies; C keeps no pointer
-// after a call returns and results are Go slices. The one C object is
-// Config's rule table, freed by Close (or by the garbage collector).
+// after a call returns and results are Go slices. The C objects (Config's
+// rule table; the cache writer, cache and stream reader of cache.go, whose
+// callbacks reach Go through runtime/cgo handles) are freed by Close, or by
+// the garbage collector.
 //
 // Every failure is an *Error carrying a Status and the library's one-line
 // diagnostic; errors.Is(err, kvcodec.Checksum) tests the status.
