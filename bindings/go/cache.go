@@ -575,6 +575,9 @@ func (c *Cache) Append(newTokens int, options WriterOptions, w io.Writer) (*Cach
 
 // Close frees the cache; idempotent.
 func (c *Cache) Close() {
+	if c == nil {
+		return
+	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.p == nil {

@@ -579,7 +579,9 @@ impl<R: Read> StreamReader<R> {
         &self.info
     }
 
-    /// The next run, None once the stream is complete.
+    /// The next run, None once the stream is complete. Not an Iterator: a
+    /// run must be read (or skipped) before the next, and each step can fail.
+    #[allow(clippy::should_implement_trait)]
     pub fn next(&mut self) -> Result<Option<LayerRun>> {
         let mut run = sys::kvc_layer_run::default();
         unsafe { sys::kvc_layer_run_init(&mut run) };
