@@ -14,12 +14,17 @@
 // norm_bits, shared = ceil((8 * record bytes + 16) / tokens).
 #include <algorithm>
 #include <cmath>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <utility>
 
 #include "base/prng.h"
 #include "config/tensor_config.h"
 #include "quant/mse_quantizer.h"
 #include "quant/tensor_codec.h"
 #include "quant/vector_math.h"
+#include "simd/bitpack.h"
 #include "simd/reduce_kernels.h"
 
 namespace kvc {
@@ -113,67 +118,113 @@ class BlockGtqCodec final : public TensorCodec {
     return size_t{head_dim()} * config_.bits + norm_bits_;
   }
 
+  // Every group's channels of every vector gathered and quantized a batch
+  // at a time (norms in place, indices in a scratch buffer), then the index
+  // bit stream of the chunk assembled. The error reported is the
+  // reference's, which checks vector by vector, groups in order.
   Status Encode(const uint8_t* record, const float* x, size_t count,
                 uint8_t* const* sections, size_t* bad_vector) const override {
-    const Groups groups = MakeGroups(record);
+    const std::shared_ptr<const Groups> cached = GroupsOf(record);
+    const Groups& groups = *cached;
     const size_t norm_bytes = SectionWidths(record)[0] / 8;
     const size_t d = head_dim();
-    std::vector<float> part(d), work(d);
-    std::vector<uint8_t> indices(d);
-    BitWriter writer(sections[1]);
+    std::vector<std::vector<uint8_t>> indices(groups.quantizers.size());
+    std::vector<float> part;
+    Status first = OkStatus();
+    size_t first_bad = count;
+    for (size_t g = 0, norm_offset = 0; g < groups.quantizers.size(); ++g) {
+      const MseQuantizer& q = *groups.quantizers[g];
+      const std::vector<uint32_t>& dims = groups.dims[g];
+      part.resize(count * dims.size());
+      for (size_t n = 0; n < count; ++n) {
+        for (size_t j = 0; j < dims.size(); ++j) part[n * dims.size() + j] = x[n * d + dims[j]];
+      }
+      indices[g].assign(count * q.index_bytes() + 8, 0);  // + room for word reads
+      size_t bad = 0;
+      const Status status = q.EncodeRows(part.data(), count, sections[0] + norm_offset,
+                                         norm_bytes, indices[g].data(), &bad);
+      if (!status.ok() && bad < first_bad) {
+        first = status;
+        first_bad = bad;
+      }
+      norm_offset += q.norm_bytes();
+    }
+    if (!first.ok()) {
+      *bad_vector = first_bad;
+      return first;
+    }
+    // Vector n's groups follow each other in one bit stream, without
+    // padding; the chunk starts on a byte boundary (block.cc).
+    const size_t vector_bits = SectionWidths(record)[1];
+    std::vector<uint8_t> stream((count * vector_bits + 7) / 8 + 8, 0);
+    size_t bit = 0;
     for (size_t n = 0; n < count; ++n) {
-      *bad_vector = n;
-      uint8_t* norms = sections[0] + n * norm_bytes;
       for (size_t g = 0; g < groups.quantizers.size(); ++g) {
-        const MseQuantizer& q = *groups.quantizers[g];
-        const std::vector<uint32_t>& dims = groups.dims[g];
-        for (size_t j = 0; j < dims.size(); ++j) part[j] = x[n * d + dims[j]];
-        std::fill(indices.begin(), indices.begin() + q.index_bytes(), 0);
-        KVC_RETURN_IF_ERROR(q.Encode(part.data(), work.data(), norms + g * q.norm_bytes(),
-                                     indices.data()));
-        // Groups follow each other in one bit stream, without padding.
-        BitReader reader(indices.data());
-        for (size_t j = 0; j < dims.size(); ++j) {
-          writer.Put(reader.Get(groups.bits[g]), groups.bits[g]);
-        }
+        const size_t bits = groups.dims[g].size() * static_cast<size_t>(groups.bits[g]);
+        simd::AppendBits(indices[g].data() + n * groups.quantizers[g]->index_bytes(), bits,
+                   stream.data(), bit);
+        bit += bits;
       }
     }
+    std::copy(stream.begin(), stream.end() - 8, sections[1]);
     return OkStatus();
   }
 
   Status Decode(const uint8_t* record, const uint8_t* const* sections, size_t count,
                 float* out, size_t* bad_vector) const override {
-    const Groups groups = MakeGroups(record);
+    const std::shared_ptr<const Groups> cached = GroupsOf(record);
+    const Groups& groups = *cached;
     const size_t norm_bytes = SectionWidths(record)[0] / 8;
+    const size_t vector_bits = SectionWidths(record)[1];
     const size_t d = head_dim();
-    std::vector<float> part(d);
-    std::vector<uint8_t> indices(d);
-    BitReader reader(sections[1]);
+    // The chunk's bit stream, and every group's records split out of it.
+    std::vector<uint8_t> stream((count * vector_bits + 7) / 8 + 8, 0);
+    std::copy(sections[1], sections[1] + stream.size() - 8, stream.begin());
+    std::vector<std::vector<uint8_t>> indices(groups.quantizers.size());
+    for (size_t g = 0; g < groups.quantizers.size(); ++g) {
+      indices[g].assign(count * groups.quantizers[g]->index_bytes(), 0);
+    }
+    size_t bit = 0;
     for (size_t n = 0; n < count; ++n) {
-      *bad_vector = n;
-      float* y = out + n * d;
-      std::fill(y, y + d, 0.0f);  // blocks given 0 bits decode to 0
-      const uint8_t* norms = sections[0] + n * norm_bytes;
       for (size_t g = 0; g < groups.quantizers.size(); ++g) {
-        const MseQuantizer& q = *groups.quantizers[g];
-        const std::vector<uint32_t>& dims = groups.dims[g];
-        std::fill(indices.begin(), indices.begin() + q.index_bytes(), 0);
-        BitWriter writer(indices.data());
-        for (size_t j = 0; j < dims.size(); ++j) {
-          writer.Put(reader.Get(groups.bits[g]), groups.bits[g]);
-        }
-        KVC_RETURN_IF_ERROR(q.Decode(norms + g * q.norm_bytes(), indices.data(), part.data()));
-        for (size_t j = 0; j < dims.size(); ++j) y[dims[j]] = part[j];
+        const size_t bits = groups.dims[g].size() * static_cast<size_t>(groups.bits[g]);
+        const size_t bytes = groups.quantizers[g]->index_bytes();
+        simd::ExtractBits(stream.data(), bit, bits, indices[g].data() + n * bytes);
+        bit += bits;
       }
     }
-    return OkStatus();
+    std::fill(out, out + count * d, 0.0f);  // blocks given 0 bits decode to 0
+    std::vector<float> part;
+    Status first = OkStatus();
+    size_t first_bad = count;
+    for (size_t g = 0, norm_offset = 0; g < groups.quantizers.size(); ++g) {
+      const MseQuantizer& q = *groups.quantizers[g];
+      const std::vector<uint32_t>& dims = groups.dims[g];
+      part.resize(count * dims.size());
+      size_t bad = 0;
+      const Status status = q.DecodeRows(sections[0] + norm_offset, norm_bytes,
+                                         indices[g].data(), count, part.data(), &bad);
+      norm_offset += q.norm_bytes();
+      if (!status.ok()) {
+        if (bad < first_bad) {
+          first = status;
+          first_bad = bad;
+        }
+        continue;
+      }
+      for (size_t n = 0; n < count; ++n) {
+        for (size_t j = 0; j < dims.size(); ++j) out[n * d + dims[j]] = part[n * dims.size() + j];
+      }
+    }
+    if (!first.ok()) *bad_vector = first_bad;
+    return first;
   }
 
  private:
   struct Groups {
     std::vector<int> bits;                      // per group
     std::vector<std::vector<uint32_t>> dims;    // per group, ascending blocks
-    std::vector<std::unique_ptr<MseQuantizer>> quantizers;
+    std::vector<const MseQuantizer*> quantizers;  // from quantizers_
   };
 
   // The two dimensions of RoPE block i.
@@ -198,19 +249,22 @@ class BlockGtqCodec final : public TensorCodec {
   // block of largest s_i * 4^-b_i (ties: the lowest block).
   std::vector<uint32_t> Allocate(const std::vector<double>& score, uint32_t total) const {
     std::vector<uint32_t> bits(blocks_, config_.min_bits);
+    // gains[i] = s_i * 4^-b_i, updated for the block that gets the bit.
+    std::vector<double> gains(blocks_);
+    for (size_t i = 0; i < blocks_; ++i) gains[i] = std::ldexp(score[i], -2 * int(bits[i]));
     for (uint32_t spent = config_.min_bits * static_cast<uint32_t>(blocks_); spent < total;
          ++spent) {
       size_t pick = blocks_;
       double gain = -1;
       for (size_t i = 0; i < blocks_; ++i) {
-        const double g = std::ldexp(score[i], -2 * int(bits[i]));
-        if (bits[i] < kMaxBlockBits && g > gain) {
-          gain = g;
+        if (bits[i] < kMaxBlockBits && gains[i] > gain) {
+          gain = gains[i];
           pick = i;
         }
       }
       if (pick == blocks_) break;
       ++bits[pick];
+      gains[pick] = std::ldexp(score[pick], -2 * int(bits[pick]));
     }
     return bits;
   }
@@ -229,6 +283,20 @@ class BlockGtqCodec final : public TensorCodec {
     return bits;
   }
 
+  // The groups of a record, made once: records repeat from chunk to chunk
+  // (and often from block to block). A bounded cache shared by the threads;
+  // a caller's pointer keeps its entry alive when the cache is cleared.
+  std::shared_ptr<const Groups> GroupsOf(const uint8_t* record) const {
+    std::lock_guard<std::mutex> lock(mutex_);
+    std::vector<uint8_t> key(record, record + head_record_size());
+    auto it = groups_.find(key);
+    if (it != groups_.end()) return it->second;
+    if (groups_.size() >= kMaxCachedRecords) groups_.clear();
+    auto groups = std::make_shared<const Groups>(MakeGroups(record));
+    groups_.emplace(std::move(key), groups);
+    return groups;
+  }
+
   // Groups in ascending width; each one's seed is derived from the width.
   Groups MakeGroups(const uint8_t* record) const {
     const std::vector<uint32_t> bits = Bits(record);
@@ -243,21 +311,34 @@ class BlockGtqCodec final : public TensorCodec {
       }
       if (dims.empty()) continue;
       std::sort(dims.begin(), dims.end());
-      const uint32_t rotation =
-          width >= 3 ? config_.rotation : static_cast<uint32_t>(KVC_ROTATION_NONE);
       groups.bits.push_back(width);
-      groups.quantizers.push_back(std::make_unique<MseQuantizer>(
-          static_cast<uint32_t>(dims.size()), width, rotation,
-          DeriveSeed(config_.seed, static_cast<uint64_t>(width)),
-          (config_.flags & KVC_CONFIG_NORM_CORRECTION) != 0, config_.scalar_format));
+      groups.quantizers.push_back(&Quantizer(width, static_cast<uint32_t>(dims.size())));
       groups.dims.push_back(std::move(dims));
     }
     return groups;
   }
 
+  // The TurboQuant-MSE instance of a group: its width and size decide it.
+  // Made once per codec and shared by the threads (called with mutex_ held).
+  const MseQuantizer& Quantizer(int width, uint32_t size) const {
+    std::unique_ptr<MseQuantizer>& q = quantizers_[{width, size}];
+    if (q == nullptr) {
+      const uint32_t rotation =
+          width >= 3 ? config_.rotation : static_cast<uint32_t>(KVC_ROTATION_NONE);
+      q = std::make_unique<MseQuantizer>(
+          size, width, rotation, DeriveSeed(config_.seed, static_cast<uint64_t>(width)),
+          (config_.flags & KVC_CONFIG_NORM_CORRECTION) != 0, config_.scalar_format);
+    }
+    return *q;
+  }
+
   kvc_tensor_config config_;
   size_t blocks_;
   uint32_t norm_bits_;
+  static constexpr size_t kMaxCachedRecords = 256;
+  mutable std::mutex mutex_;  // guards the caches below
+  mutable std::map<std::pair<int, uint32_t>, std::unique_ptr<MseQuantizer>> quantizers_;
+  mutable std::map<std::vector<uint8_t>, std::shared_ptr<const Groups>> groups_;
 };
 
 }  // namespace

@@ -39,55 +39,59 @@ Status MseQuantizer::Encode(const float* x, float* y, uint8_t* norm_record,
 }
 
 Status MseQuantizer::EncodeRows(const float* x, size_t count, uint8_t* norms,
-                                uint8_t* indices, size_t* bad_vector) const {
-  // Fused: rows in batches, then the norms checked and stored in order.
-  constexpr size_t kBatch = 64;
-  float batch_norms[kBatch];
+                                size_t norm_stride, uint8_t* indices, size_t* bad_vector) const {
+  // Batches of rows: fused kernels where they apply (rows in registers from
+  // load to packed indices), else rotated together, then quantized together;
+  // norms stored and checked in order.
+  constexpr size_t kBatch = 16;
+  float batch_norms[kBatch], scales[kBatch];
   const simd::TqRows fused = Fused();
-  for (size_t n0 = 0; fused.signs != nullptr && n0 < count; n0 += kBatch) {
+  bool use_fused = fused.signs != nullptr;
+  std::vector<float> y;
+  for (size_t n0 = 0; n0 < count; n0 += kBatch) {
     const size_t m = std::min(kBatch, count - n0);
-    if (!simd::TqEncodeRows(fused, x + n0 * dim_, m, batch_norms,
-                            indices + n0 * index_bytes())) {
-      break;  // no fused kernel here: all rows take the path below
+    uint8_t* batch_indices = indices + n0 * index_bytes();
+    if (use_fused) {
+      use_fused = simd::TqEncodeRows(fused, x + n0 * dim_, m, batch_norms, batch_indices);
+    }
+    if (!use_fused) {
+      y.resize(kBatch * dim_);
+      rotation_.ForwardRows(x + n0 * dim_, m, y.data(), batch_norms);
+      for (size_t i = 0; i < m; ++i) batch_norms[i] = std::sqrt(batch_norms[i]);
     }
     for (size_t i = 0; i < m; ++i) {
       *bad_vector = n0 + i;
-      KVC_RETURN_IF_ERROR(StoreNorm(batch_norms[i], norms + (n0 + i) * norm_bytes()));
+      KVC_RETURN_IF_ERROR(StoreNorm(batch_norms[i], norms + (n0 + i) * norm_stride));
+      scales[i] = batch_norms[i] > 0 ? sqrt_dim_ / batch_norms[i] : 0.0f;
     }
-    if (n0 + m == count) return OkStatus();
-  }
-  std::vector<float> y(dim_);
-  for (size_t n = 0; n < count; ++n) {
-    *bad_vector = n;
-    KVC_RETURN_IF_ERROR(
-        Encode(x + n * dim_, y.data(), norms + n * norm_bytes(), indices + n * index_bytes()));
+    if (!use_fused) simd::QuantizeRows(book_, y.data(), dim_, m, scales, batch_indices);
   }
   return OkStatus();
 }
 
-Status MseQuantizer::DecodeRows(const uint8_t* norms, const uint8_t* indices, size_t count,
-                                float* out, size_t* bad_vector) const {
-  constexpr size_t kBatch = 64;
+Status MseQuantizer::DecodeRows(const uint8_t* norms, size_t norm_stride,
+                                const uint8_t* indices, size_t count, float* out,
+                                size_t* bad_vector) const {
+  constexpr size_t kBatch = 16;
   float batch_norms[kBatch];
   const simd::TqRows fused = Fused();
-  for (size_t n0 = 0; fused.signs != nullptr && n0 < count; n0 += kBatch) {
+  bool use_fused = fused.signs != nullptr;
+  for (size_t n0 = 0; n0 < count; n0 += kBatch) {
     const size_t m = std::min(kBatch, count - n0);
     for (size_t i = 0; i < m; ++i) {
-      if (!LoadNorm(norms + (n0 + i) * norm_bytes(), format_, &batch_norms[i])) {
-        *bad_vector = n0 + i;
-        return Status(KVC_ERR_CORRUPT, "stored norm is negative or not finite");
-      }
+      const size_t n = n0 + i;
+      *bad_vector = n;
+      KVC_RETURN_IF_ERROR(CheckRecord(norms + n * norm_stride, indices + n * index_bytes()));
+      batch_norms[i] = LoadScalar(norms + n * norm_stride, format_);
     }
-    if (!simd::TqDecodeRows(fused, indices + n0 * index_bytes(), batch_norms, m,
-                            out + n0 * dim_)) {
-      break;
+    const uint8_t* batch_indices = indices + n0 * index_bytes();
+    float* y = out + n0 * dim_;
+    if (use_fused) use_fused = simd::TqDecodeRows(fused, batch_indices, batch_norms, m, y);
+    if (!use_fused) {
+      simd::DequantizeRows(book_, batch_indices, dim_, m, batch_norms, sqrt_dim_,
+                           norm_correction_, y);
+      rotation_.InverseRows(y, m);
     }
-    if (n0 + m == count) return OkStatus();
-  }
-  for (size_t n = 0; n < count; ++n) {
-    *bad_vector = n;
-    KVC_RETURN_IF_ERROR(Decode(norms + n * norm_bytes(), indices + n * index_bytes(),
-                               out + n * dim_));
   }
   return OkStatus();
 }
@@ -153,14 +157,10 @@ void MseQuantizer::DecodeRotatedRows(const uint8_t* norms, const uint8_t* indice
     for (size_t i = 0; i < m; ++i) {
       batch_norms[i] = LoadScalar(norms + (n0 + i) * norm_bytes(), format_);
     }
-    if (simd::TqDequantizeRows(Fused(), indices + n0 * index_bytes(), batch_norms, m,
-                               y + n0 * dim_)) {
-      continue;
-    }
-    for (size_t i = 0; i < m; ++i) {
-      const size_t n = n0 + i;
-      // Checked by the caller: the status is OK.
-      (void)DecodeRotated(norms + n * norm_bytes(), indices + n * index_bytes(), y + n * dim_);
+    if (!simd::TqDequantizeRows(Fused(), indices + n0 * index_bytes(), batch_norms, m,
+                                y + n0 * dim_)) {
+      simd::DequantizeRows(book_, indices + n0 * index_bytes(), dim_, m, batch_norms, sqrt_dim_,
+                           norm_correction_, y + n0 * dim_);
     }
   }
 }

@@ -35,10 +35,20 @@ class MseQuantizer {
   // norm_bytes() and indices + n * index_bytes(); fused kernels where they
   // apply. On failure *bad_vector names the vector.
   Status EncodeRows(const float* x, size_t count, uint8_t* norms, uint8_t* indices,
-                    size_t* bad_vector) const;
-  // Decode for `count` records into out (count x dim).
+                    size_t* bad_vector) const {
+    return EncodeRows(x, count, norms, norm_bytes(), indices, bad_vector);
+  }
+  // The same with vector n's norm at norms + n * norm_stride.
+  Status EncodeRows(const float* x, size_t count, uint8_t* norms, size_t norm_stride,
+                    uint8_t* indices, size_t* bad_vector) const;
+  // Decode for `count` records into out (count x dim); records are checked
+  // first, in order, as Decode checks them.
   Status DecodeRows(const uint8_t* norms, const uint8_t* indices, size_t count, float* out,
-                    size_t* bad_vector) const;
+                    size_t* bad_vector) const {
+    return DecodeRows(norms, norm_bytes(), indices, count, out, bad_vector);
+  }
+  Status DecodeRows(const uint8_t* norms, size_t norm_stride, const uint8_t* indices,
+                    size_t count, float* out, size_t* bad_vector) const;
   // The reconstruction in the rotated domain: centroid * gain per coordinate.
   // CORRUPT if the stored norm is invalid or padding bits are set.
   Status DecodeRotated(const uint8_t* norm, const uint8_t* indices, float* y) const;

@@ -77,34 +77,44 @@ class OutlierCodec final : public TensorCodec {
     return {high_.norm_bytes(), high_.index_bytes(), low_.norm_bytes(), low_.index_bytes()};
   }
 
+  // Both channel sets of every vector gathered, then each quantized a
+  // batch at a time; the error reported is the reference's, which checks
+  // vector by vector, the high channels first.
   Status Encode(const uint8_t* mask, const float* x, size_t count, uint8_t* const* sections,
                 size_t* bad_vector) const override {
-    const size_t d = head_dim();
-    const std::vector<size_t> w = ByteWidths(mask);
-    std::vector<float> high(outliers_), low(d - outliers_), work(d);
+    const size_t d = head_dim(), lows = d - outliers_;
+    std::vector<uint32_t> high_dims, low_dims;
+    Channels(mask, &high_dims, &low_dims);
+    std::vector<float> high(count * outliers_), low(count * lows);
     for (size_t n = 0; n < count; ++n) {
-      *bad_vector = n;
-      Split(mask, x + n * d, high.data(), low.data());
-      KVC_RETURN_IF_ERROR(high_.Encode(high.data(), work.data(), sections[0] + n * w[0],
-                                       sections[1] + n * w[1]));
-      KVC_RETURN_IF_ERROR(low_.Encode(low.data(), work.data(), sections[2] + n * w[2],
-                                      sections[3] + n * w[3]));
+      const float* v = x + n * d;
+      for (size_t a = 0; a < outliers_; ++a) high[n * outliers_ + a] = v[high_dims[a]];
+      for (size_t a = 0; a < lows; ++a) low[n * lows + a] = v[low_dims[a]];
     }
-    return OkStatus();
+    size_t bad_high = 0, bad_low = 0;
+    const Status high_status = high_.EncodeRows(high.data(), count, sections[0], sections[1],
+                                                &bad_high);
+    const Status low_status = low_.EncodeRows(low.data(), count, sections[2], sections[3],
+                                              &bad_low);
+    return FirstError(high_status, bad_high, low_status, bad_low, bad_vector);
   }
 
   Status Decode(const uint8_t* mask, const uint8_t* const* sections, size_t count,
                 float* out, size_t* bad_vector) const override {
-    const size_t d = head_dim();
-    const std::vector<size_t> w = ByteWidths(mask);
-    std::vector<float> high(outliers_), low(d - outliers_);
+    const size_t d = head_dim(), lows = d - outliers_;
+    std::vector<uint32_t> high_dims, low_dims;
+    Channels(mask, &high_dims, &low_dims);
+    std::vector<float> high(count * outliers_), low(count * lows);
+    size_t bad_high = 0, bad_low = 0;
+    const Status high_status = high_.DecodeRows(sections[0], sections[1], count, high.data(),
+                                                &bad_high);
+    const Status low_status = low_.DecodeRows(sections[2], sections[3], count, low.data(),
+                                              &bad_low);
+    KVC_RETURN_IF_ERROR(FirstError(high_status, bad_high, low_status, bad_low, bad_vector));
     for (size_t n = 0; n < count; ++n) {
-      *bad_vector = n;
-      KVC_RETURN_IF_ERROR(high_.Decode(sections[0] + n * w[0], sections[1] + n * w[1],
-                                       high.data()));
-      KVC_RETURN_IF_ERROR(low_.Decode(sections[2] + n * w[2], sections[3] + n * w[3],
-                                      low.data()));
-      Merge(mask, high.data(), low.data(), out + n * d);
+      float* v = out + n * d;
+      for (size_t a = 0; a < outliers_; ++a) v[high_dims[a]] = high[n * outliers_ + a];
+      for (size_t a = 0; a < lows; ++a) v[low_dims[a]] = low[n * lows + a];
     }
     return OkStatus();
   }
@@ -113,11 +123,24 @@ class OutlierCodec final : public TensorCodec {
   static bool IsOutlier(const uint8_t* mask, size_t j) {
     return (mask[j / 8] >> (j % 8)) & 1;
   }
-  void Split(const uint8_t* mask, const float* x, float* high, float* low) const {
-    for (size_t j = 0; j < head_dim(); ++j) *(IsOutlier(mask, j) ? high++ : low++) = x[j];
+  // The channels of each set, ascending.
+  void Channels(const uint8_t* mask, std::vector<uint32_t>* high,
+                std::vector<uint32_t>* low) const {
+    for (uint32_t j = 0; j < head_dim(); ++j) (IsOutlier(mask, j) ? high : low)->push_back(j);
   }
-  void Merge(const uint8_t* mask, const float* high, const float* low, float* x) const {
-    for (size_t j = 0; j < head_dim(); ++j) x[j] = IsOutlier(mask, j) ? *high++ : *low++;
+  // Of two batch results, the error the reference meets first: the lower
+  // vector, and at the same vector the high channels.
+  static Status FirstError(const Status& high, size_t bad_high, const Status& low,
+                           size_t bad_low, size_t* bad_vector) {
+    if (!high.ok() && (low.ok() || bad_high <= bad_low)) {
+      *bad_vector = bad_high;
+      return high;
+    }
+    if (!low.ok()) {
+      *bad_vector = bad_low;
+      return low;
+    }
+    return OkStatus();
   }
 
   size_t outliers_;

@@ -91,9 +91,15 @@ inline void Unpack(const uint8_t* in, size_t n, uint8_t* values) {
 
 }  // namespace bitpack_internal
 
-// values: n entries < 2^bits (bits 1..8).
+// values: n entries < 2^bits (bits 1..8). Whole groups of 8 values (whole
+// bytes) here, the values after the last group by the reference.
 inline void PackBits(const uint8_t* values, size_t n, int bits, uint8_t* out) {
-  if (n % 8 != 0 || bits < 1 || bits > 8) return kvc::PackBits(values, n, bits, out);
+  if (bits < 1 || bits > 8) return kvc::PackBits(values, n, bits, out);
+  if (n % 8 != 0) {
+    const size_t whole = n / 8 * 8;
+    PackBits(values, whole, bits, out);
+    return kvc::PackBits(values + whole, n - whole, bits, out + whole / 8 * bits);
+  }
   switch (bits) {
     case 1: return bitpack_internal::Pack<1>(values, n, out);
     case 2: return bitpack_internal::Pack<2>(values, n, out);
@@ -107,7 +113,12 @@ inline void PackBits(const uint8_t* values, size_t n, int bits, uint8_t* out) {
 }
 
 inline void UnpackBits(const uint8_t* in, size_t n, int bits, uint8_t* values) {
-  if (n % 8 != 0 || bits < 1 || bits > 8) return kvc::UnpackBits(in, n, bits, values);
+  if (bits < 1 || bits > 8) return kvc::UnpackBits(in, n, bits, values);
+  if (n % 8 != 0) {
+    const size_t whole = n / 8 * 8;
+    UnpackBits(in, whole, bits, values);
+    return kvc::UnpackBits(in + whole / 8 * bits, n - whole, bits, values + whole);
+  }
   switch (bits) {
     case 1: return bitpack_internal::Unpack<1>(in, n, values);
     case 2: return bitpack_internal::Unpack<2>(in, n, values);
@@ -117,6 +128,37 @@ inline void UnpackBits(const uint8_t* in, size_t n, int bits, uint8_t* values) {
     case 6: return bitpack_internal::Unpack<6>(in, n, values);
     case 7: return bitpack_internal::Unpack<7>(in, n, values);
     default: return bitpack_internal::Unpack<8>(in, n, values);
+  }
+}
+
+// Bit streams 56 bits at a time (7 whole bytes of source, at most 7 bits of
+// shift, one 64-bit word): AppendBits ORs the first `bits` bits of src (LSB
+// first) into dst from bit dst_bit on, where dst is zero; ExtractBits copies
+// `bits` bits from bit src_bit of src into dst, ceil(bits / 8) bytes, the
+// unused bits of the last one zero. Both read (and AppendBits writes) up to
+// 8 bytes past the last byte they use: the buffers must have that room.
+inline void AppendBits(const uint8_t* src, size_t bits, uint8_t* dst, size_t dst_bit) {
+  using bitpack_internal::Load64;
+  using bitpack_internal::Store64;
+  for (size_t i = 0; i < bits; i += 56) {
+    const size_t take = bits - i < 56 ? bits - i : 56;
+    const uint64_t v = Load64(src + i / 8) & ((uint64_t{1} << take) - 1);
+    const size_t at = dst_bit + i;
+    uint8_t* p = dst + at / 8;
+    Store64(Load64(p) | v << (at % 8), p);
+  }
+}
+
+inline void ExtractBits(const uint8_t* src, size_t src_bit, size_t bits, uint8_t* dst) {
+  using bitpack_internal::Load64;
+  using bitpack_internal::Store64;
+  for (size_t i = 0; i < bits; i += 56) {
+    const size_t take = bits - i < 56 ? bits - i : 56;
+    const size_t at = src_bit + i;
+    const uint64_t v = (Load64(src + at / 8) >> (at % 8)) & ((uint64_t{1} << take) - 1);
+    uint8_t word[8];
+    Store64(v, word);
+    std::memcpy(dst + i / 8, word, (take + 7) / 8);
   }
 }
 

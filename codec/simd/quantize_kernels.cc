@@ -1,9 +1,17 @@
 // Quantization: t = y * scale (one rounded product), index = number of
 // thresholds < t, counted with one compare per threshold against broadcast
-// values (codebooks of up to 4 bits; larger ones use the reference binary
-// search, which gives the same index). Dequantization: a table gather and one
-// rounded product.
+// values or by a binary search (in-register tables up to 4 bits; from 5
+// bits the levels past a register's width gather their thresholds), which
+// gives the same count. Dequantization: a table gather and one rounded
+// product.
 #include "simd/quantize_kernels.h"
+
+#include <algorithm>
+#include <cmath>
+#include <vector>
+
+#include "simd/bitpack.h"
+#include "simd/reduce_kernels.h"
 
 #undef HWY_TARGET_INCLUDE
 #define HWY_TARGET_INCLUDE "simd/quantize_kernels.cc"
@@ -147,6 +155,65 @@ HWY_INLINE void QuantizePack4(const float* HWY_RESTRICT thresholds, const float*
 }
 #endif
 
+// Codebooks of 5 to 8 bits: the binary search from the index's top bit down
+// (after l bits the index is k, and the next compares t with thresholds[k *
+// 2^(bits-l) + 2^(bits-l-1) - 1]), levels of up to a register of entries
+// from in-register tables, the deeper ones gathered.
+void WideSearchImpl(const float* HWY_RESTRICT thresholds, int bits, const float* HWY_RESTRICT in,
+                    size_t n, float scale, uint8_t* HWY_RESTRICT out) {
+  size_t j = 0;
+#if HWY_TARGET != HWY_SCALAR
+  using D = hn::ScalableTag<float>;
+  const D d;
+  const hn::RebindToSigned<D> di;
+  const hn::Rebind<uint8_t, D> d8;
+  const size_t N = hn::Lanes(d);
+  constexpr size_t kMaxLevels = 8;
+  // Levels 1 .. table_levels - 1 hold at most N entries.
+  int table_levels = 1;
+  while (table_levels < bits && (size_t{1} << table_levels) <= N) ++table_levels;
+  HWY_ALIGN float table[kMaxLevels][hn::MaxLanes(D())] = {};
+  for (int l = 1; l < table_levels; ++l) {
+    for (size_t m = 0; m < (size_t{1} << l); ++m) {
+      table[l][m] = thresholds[(m << (bits - l)) + (size_t{1} << (bits - l - 1)) - 1];
+    }
+  }
+  const auto first = hn::Set(d, thresholds[(1 << (bits - 1)) - 1]);
+  const auto one = hn::Set(di, 1);
+  const auto vs = hn::Set(d, scale);
+  for (; j + N <= n; j += N) {
+    const auto t = hn::Mul(hn::LoadU(d, in + j), vs);
+    auto k = hn::IfThenElseZero(hn::RebindMask(di, hn::Lt(first, t)), one);
+    for (int l = 1; l < table_levels; ++l) {
+      const auto threshold = hn::TableLookupLanes(hn::Load(d, table[l]), hn::IndicesFromVec(d, k));
+      k = hn::Add(hn::Add(k, k), hn::IfThenElseZero(hn::RebindMask(di, hn::Lt(threshold, t)), one));
+    }
+    for (int l = table_levels; l < bits; ++l) {
+      const auto at = hn::Add(hn::ShiftLeftSame(k, bits - l),
+                              hn::Set(di, (1 << (bits - l - 1)) - 1));
+      const auto threshold = hn::GatherIndex(d, thresholds, at);
+      k = hn::Add(hn::Add(k, k), hn::IfThenElseZero(hn::RebindMask(di, hn::Lt(threshold, t)), one));
+    }
+    hn::StoreU(hn::DemoteTo(d8, k), d8, out + j);
+  }
+#endif
+  // The reference binary search (quant/codebooks.h) for the rest.
+  const uint32_t last = (1u << bits) - 1;
+  for (; j < n; ++j) {
+    const float t = in[j] * scale;
+    uint32_t lo = 0, hi = last;
+    while (lo < hi) {
+      const uint32_t mid = (lo + hi) / 2;
+      if (thresholds[mid] < t) {
+        lo = mid + 1;
+      } else {
+        hi = mid;
+      }
+    }
+    out[j] = static_cast<uint8_t>(lo);
+  }
+}
+
 // Returns false (nothing written) where the packed kernel does not apply.
 bool QuantizePack4Impl(const float* HWY_RESTRICT thresholds, const float* HWY_RESTRICT in,
                        size_t n, float scale, uint8_t* HWY_RESTRICT out) {
@@ -222,6 +289,43 @@ void DequantizeImpl(const float* HWY_RESTRICT centroids, size_t size,
   for (; j < n; ++j) y[j] = centroids[idx[j]] * gain;
 }
 
+void QuantizeRowsImpl(const float* HWY_RESTRICT thresholds, int bits, size_t n, size_t count,
+                      const float* HWY_RESTRICT y, const float* HWY_RESTRICT scales,
+                      uint8_t* HWY_RESTRICT packed) {
+  const size_t record = (n * static_cast<size_t>(bits) + 7) / 8;
+  std::vector<uint8_t> idx(n);
+  for (size_t r = 0; r < count; ++r) {
+    const float* row = y + r * n;
+    uint8_t* out = packed + r * record;
+    if (bits == 4 && QuantizePack4Impl(thresholds, row, n, scales[r], out)) continue;
+    if (bits <= 4) {
+      CountBelowImpl(thresholds, (size_t{1} << bits) - 1, row, n, scales[r], idx.data());
+    } else {
+      WideSearchImpl(thresholds, bits, row, n, scales[r], idx.data());
+    }
+    PackBits(idx.data(), n, bits, out);
+  }
+}
+
+void DequantizeRowsImpl(const float* HWY_RESTRICT centroids, int bits, const uint8_t* packed,
+                        size_t n, size_t count, const float* HWY_RESTRICT norms, float sqrt_dim,
+                        bool norm_correction, float* HWY_RESTRICT y) {
+  const size_t record = (n * static_cast<size_t>(bits) + 7) / 8;
+  const size_t size = size_t{1} << bits;
+  std::vector<uint8_t> idx(n);
+  std::vector<float> c(norm_correction ? n : 0);
+  for (size_t r = 0; r < count; ++r) {
+    UnpackBits(packed + r * record, n, bits, idx.data());
+    float gain = norms[r] / sqrt_dim;
+    if (norm_correction) {
+      for (size_t j = 0; j < n; ++j) c[j] = centroids[idx[j]];
+      const float length = std::sqrt(SumOfSquares(c.data(), n));
+      gain = length > 0 ? norms[r] / length : 0.0f;
+    }
+    DequantizeImpl(centroids, size, idx.data(), n, gain, y + r * n);
+  }
+}
+
 // NOLINTNEXTLINE(google-readability-namespace-comments)
 }  // namespace HWY_NAMESPACE
 }  // namespace simd
@@ -234,6 +338,9 @@ namespace simd {
 
 HWY_EXPORT(CountBelowImpl);
 HWY_EXPORT(QuantizePack4Impl);
+HWY_EXPORT(WideSearchImpl);
+HWY_EXPORT(QuantizeRowsImpl);
+HWY_EXPORT(DequantizeRowsImpl);
 HWY_EXPORT(DequantizeImpl);
 
 void CountBelow(const float* thresholds, size_t count, const float* in, size_t n,
@@ -253,9 +360,18 @@ void Quantize(const Codebook& book, const float* y, size_t n, float scale, uint8
                                          y, n, scale, idx);
     return;
   }
-  for (size_t j = 0; j < n; ++j) {
-    idx[j] = static_cast<uint8_t>(QuantizeToCodebook(book, y[j] * scale));
-  }
+  HWY_DYNAMIC_DISPATCH(WideSearchImpl)(book.thresholds, book.bits, y, n, scale, idx);
+}
+
+void QuantizeRows(const Codebook& book, const float* y, size_t n, size_t count,
+                  const float* scales, uint8_t* packed) {
+  HWY_DYNAMIC_DISPATCH(QuantizeRowsImpl)(book.thresholds, book.bits, n, count, y, scales, packed);
+}
+
+void DequantizeRows(const Codebook& book, const uint8_t* packed, size_t n, size_t count,
+                    const float* norms, float sqrt_dim, bool norm_correction, float* y) {
+  HWY_DYNAMIC_DISPATCH(DequantizeRowsImpl)(book.centroids, book.bits, packed, n, count, norms,
+                                           sqrt_dim, norm_correction, y);
 }
 
 void Dequantize(const Codebook& book, const uint8_t* idx, size_t n, float gain, float* y) {

@@ -25,6 +25,17 @@ void Dequantize(const Codebook& book, const uint8_t* idx, size_t n, float gain, 
 void CountBelow(const float* thresholds, size_t count, const float* in, size_t n,
                 float scale, uint8_t* out);
 
+// Rows of n values, one call: for r < count, the indices of Quantize(book,
+// y + r * n, n, scales[r]) packed as PackBits at packed + r * ceil(n * bits
+// / 8) (padding bits zero).
+void QuantizeRows(const Codebook& book, const float* y, size_t n, size_t count,
+                  const float* scales, uint8_t* packed);
+// The inverse for records with zero padding: y + r * n = centroids * gain,
+// gain = norms[r] / sqrt_dim, or with norm correction norms[r] / the length
+// of the row's centroids (0 if that length is 0), as MseQuantizer's Gain.
+void DequantizeRows(const Codebook& book, const uint8_t* packed, size_t n, size_t count,
+                    const float* norms, float sqrt_dim, bool norm_correction, float* y);
+
 }  // namespace simd
 }  // namespace kvc
 
