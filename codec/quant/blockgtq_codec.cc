@@ -193,27 +193,38 @@ class BlockGtqCodec final : public TensorCodec {
         bit += bits;
       }
     }
-    std::fill(out, out + count * d, 0.0f);  // blocks given 0 bits decode to 0
-    std::vector<float> part;
+    std::vector<std::vector<float>> parts(groups.quantizers.size());
     Status first = OkStatus();
     size_t first_bad = count;
     for (size_t g = 0, norm_offset = 0; g < groups.quantizers.size(); ++g) {
       const MseQuantizer& q = *groups.quantizers[g];
-      const std::vector<uint32_t>& dims = groups.dims[g];
-      part.resize(count * dims.size());
+      parts[g].resize(count * groups.dims[g].size());
       size_t bad = 0;
       const Status status = q.DecodeRows(sections[0] + norm_offset, norm_bytes,
-                                         indices[g].data(), count, part.data(), &bad);
+                                         indices[g].data(), count, parts[g].data(), &bad);
       norm_offset += q.norm_bytes();
-      if (!status.ok()) {
-        if (bad < first_bad) {
-          first = status;
-          first_bad = bad;
-        }
-        continue;
+      if (!status.ok() && bad < first_bad) {
+        first = status;
+        first_bad = bad;
+      }
+    }
+    if (first.ok()) {
+      // Channel j of a vector is entry source[j] of its groups' parts, one
+      // after the other, then a 0 for blocks given no bits (gathered, not
+      // scattered: the stores stay in order).
+      std::vector<uint32_t> source(d, static_cast<uint32_t>(d));
+      std::vector<float> row(d + 1, 0.0f);
+      for (size_t g = 0, at = 0; g < groups.quantizers.size(); ++g) {
+        for (uint32_t dim : groups.dims[g]) source[dim] = static_cast<uint32_t>(at++);
       }
       for (size_t n = 0; n < count; ++n) {
-        for (size_t j = 0; j < dims.size(); ++j) out[n * d + dims[j]] = part[n * dims.size() + j];
+        for (size_t g = 0, at = 0; g < groups.quantizers.size(); ++g) {
+          const size_t m = groups.dims[g].size();
+          std::copy(&parts[g][n * m], &parts[g][(n + 1) * m], row.begin() + at);
+          at += m;
+        }
+        float* v = out + n * d;
+        for (size_t j = 0; j < d; ++j) v[j] = row[source[j]];
       }
     }
     if (!first.ok()) *bad_vector = first_bad;

@@ -111,10 +111,17 @@ class OutlierCodec final : public TensorCodec {
     const Status low_status = low_.DecodeRows(sections[2], sections[3], count, low.data(),
                                               &bad_low);
     KVC_RETURN_IF_ERROR(FirstError(high_status, bad_high, low_status, bad_low, bad_vector));
+    // Channel j of a vector is entry source[j] of its high then low parts
+    // (gathered, not scattered: the stores stay in order).
+    std::vector<uint32_t> source(d);
+    for (size_t a = 0; a < outliers_; ++a) source[high_dims[a]] = static_cast<uint32_t>(a);
+    for (size_t a = 0; a < lows; ++a) source[low_dims[a]] = static_cast<uint32_t>(outliers_ + a);
+    std::vector<float> parts(d);
     for (size_t n = 0; n < count; ++n) {
+      std::copy(&high[n * outliers_], &high[(n + 1) * outliers_], parts.begin());
+      std::copy(&low[n * lows], &low[(n + 1) * lows], parts.begin() + outliers_);
       float* v = out + n * d;
-      for (size_t a = 0; a < outliers_; ++a) v[high_dims[a]] = high[n * outliers_ + a];
-      for (size_t a = 0; a < lows; ++a) v[low_dims[a]] = low[n * lows + a];
+      for (size_t j = 0; j < d; ++j) v[j] = parts[source[j]];
     }
     return OkStatus();
   }

@@ -6,7 +6,6 @@
 #include "base/prng.h"
 #include "kvcodec/kvcodec.h"
 #include "simd/dispatch.h"
-#include "simd/reduce_kernels.h"
 #include "simd/rotation_kernels.h"
 
 namespace kvc {
@@ -33,6 +32,7 @@ Rotation::Rotation(uint32_t kind, uint32_t head_dim, uint64_t seed)
     }
     passes_.push_back(std::move(pass));
   }
+
 }
 
 void Rotation::ApplyHadamard(float* x) const {
@@ -85,12 +85,14 @@ void Rotation::ForwardRows(const float* x, size_t count, float* y, float* sum_sq
       simd::RotateRows(signs, scale_, head_dim_, x, count, y, sum_squares)) {
     return;
   }
-  for (size_t n = 0; n < count; ++n) {
-    float* row = y + n * head_dim_;
-    if (row != x + n * head_dim_) std::copy(x + n * head_dim_, x + (n + 1) * head_dim_, row);
-    Forward(row);
-    if (sum_squares != nullptr) sum_squares[n] = simd::SumOfSquares(row, head_dim_);
+  const float* signs_of[kMaxPasses];
+  uint32_t offsets[kMaxPasses];
+  for (size_t k = 0; k < passes_.size(); ++k) {
+    signs_of[k] = passes_[k].signs.data();
+    offsets[k] = passes_[k].offset;
   }
+  simd::RotatePassRows(signs_of, offsets, passes_.size(), pass_size_, scale_, head_dim_, x, count,
+                       y, sum_squares);
 }
 
 void Rotation::InverseRows(float* y, size_t count) const {
@@ -98,7 +100,14 @@ void Rotation::InverseRows(float* y, size_t count) const {
   if (signs != nullptr && simd::InverseRotateRows(signs, scale_, head_dim_, y, count, y)) {
     return;
   }
-  for (size_t n = 0; n < count; ++n) Inverse(y + n * head_dim_);
+  const float* signs_of[kMaxPasses];
+  uint32_t offsets[kMaxPasses];
+  for (size_t k = 0; k < passes_.size(); ++k) {
+    signs_of[k] = passes_[k].signs.data();
+    offsets[k] = passes_[k].offset;
+  }
+  simd::InversePassRows(signs_of, offsets, passes_.size(), pass_size_, scale_, head_dim_, y,
+                        count);
 }
 
 }  // namespace kvc

@@ -54,7 +54,8 @@ class Rotation {
   uint32_t head_dim_;
   uint32_t pass_size_ = 0;  // P; 0 for the identity
   float scale_ = 1.0f;      // f32(1 / sqrt(P))
-  std::vector<Pass> passes_;
+  std::vector<Pass> passes_;  // at most kMaxPasses
+  static constexpr size_t kMaxPasses = 3;
 };
 
 }  // namespace kvc

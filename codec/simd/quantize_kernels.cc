@@ -11,12 +11,13 @@
 #include <vector>
 
 #include "simd/bitpack.h"
-#include "simd/reduce_kernels.h"
 
 #undef HWY_TARGET_INCLUDE
 #define HWY_TARGET_INCLUDE "simd/quantize_kernels.cc"
 #include <hwy/foreach_target.h>  // IWYU pragma: keep
 #include <hwy/highway.h>
+
+#include "simd/rows-inl.h"
 
 HWY_BEFORE_NAMESPACE();
 namespace kvc {
@@ -319,7 +320,7 @@ void DequantizeRowsImpl(const float* HWY_RESTRICT centroids, int bits, const uin
     float gain = norms[r] / sqrt_dim;
     if (norm_correction) {
       for (size_t j = 0; j < n; ++j) c[j] = centroids[idx[j]];
-      const float length = std::sqrt(SumOfSquares(c.data(), n));
+      const float length = std::sqrt(SumOfSquaresArray(c.data(), n));
       gain = length > 0 ? norms[r] / length : 0.0f;
     }
     DequantizeImpl(centroids, size, idx.data(), n, gain, y + r * n);

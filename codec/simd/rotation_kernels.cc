@@ -6,6 +6,8 @@
 // the scale (and, inverse, the signs).
 #include "simd/rotation_kernels.h"
 
+#include <algorithm>
+
 #undef HWY_TARGET_INCLUDE
 #define HWY_TARGET_INCLUDE "simd/rotation_kernels.cc"
 #include <hwy/foreach_target.h>  // IWYU pragma: keep
@@ -215,6 +217,28 @@ bool InverseRotateRowsImpl(const float* HWY_RESTRICT signs, float scale, size_t 
 #endif
 }
 
+void RotatePassRowsImpl(const float* const* HWY_RESTRICT signs,
+                        const uint32_t* HWY_RESTRICT offsets, size_t passes, size_t p,
+                        float scale, size_t dim, const float* x, size_t count, float* y,
+                        float* HWY_RESTRICT sum_squares) {
+  for (size_t n = 0; n < count; ++n) {
+    float* row = y + n * dim;
+    if (row != x + n * dim) std::copy(x + n * dim, x + (n + 1) * dim, row);
+    for (size_t k = 0; k < passes; ++k) HadamardImpl<false>(row + offsets[k], signs[k], p, scale);
+    if (sum_squares != nullptr) sum_squares[n] = SumOfSquaresArray(row, dim);
+  }
+}
+
+void InversePassRowsImpl(const float* const* HWY_RESTRICT signs,
+                         const uint32_t* HWY_RESTRICT offsets, size_t passes, size_t p,
+                         float scale, size_t dim, float* HWY_RESTRICT y, size_t count) {
+  for (size_t n = 0; n < count; ++n) {
+    for (size_t k = passes; k-- > 0;) {
+      HadamardImpl<true>(y + n * dim + offsets[k], signs[k], p, scale);
+    }
+  }
+}
+
 // NOLINTNEXTLINE(google-readability-namespace-comments)
 }  // namespace HWY_NAMESPACE
 }  // namespace simd
@@ -229,6 +253,8 @@ HWY_EXPORT(HadamardForwardImpl);
 HWY_EXPORT(HadamardInverseImpl);
 HWY_EXPORT(RotateRowsImpl);
 HWY_EXPORT(InverseRotateRowsImpl);
+HWY_EXPORT(RotatePassRowsImpl);
+HWY_EXPORT(InversePassRowsImpl);
 
 void HadamardForward(float* x, const float* signs, size_t p, float scale) {
   HWY_DYNAMIC_DISPATCH(HadamardForwardImpl)(x, signs, p, scale);
@@ -243,6 +269,17 @@ bool RotateRows(const float* signs, float scale, size_t dim, const float* x, siz
 bool InverseRotateRows(const float* signs, float scale, size_t dim, const float* y,
                        size_t count, float* out) {
   return HWY_DYNAMIC_DISPATCH(InverseRotateRowsImpl)(signs, scale, dim, y, count, out);
+}
+
+void RotatePassRows(const float* const* signs, const uint32_t* offsets, size_t passes, size_t p,
+                    float scale, size_t dim, const float* x, size_t count, float* y,
+                    float* sum_squares) {
+  HWY_DYNAMIC_DISPATCH(RotatePassRowsImpl)(signs, offsets, passes, p, scale, dim, x, count, y,
+                                           sum_squares);
+}
+void InversePassRows(const float* const* signs, const uint32_t* offsets, size_t passes, size_t p,
+                     float scale, size_t dim, float* y, size_t count) {
+  HWY_DYNAMIC_DISPATCH(InversePassRowsImpl)(signs, offsets, passes, p, scale, dim, y, count);
 }
 
 }  // namespace simd

@@ -4,6 +4,7 @@
 #define KVCODEC_CODEC_SIMD_ROTATION_KERNELS_H_
 
 #include <cstddef>
+#include <cstdint>
 
 namespace kvc {
 namespace simd {
@@ -24,6 +25,16 @@ bool RotateRows(const float* signs, float scale, size_t dim, const float* x, siz
 // out + n * dim = the inverse pass of y + n * dim (out may be y).
 bool InverseRotateRows(const float* signs, float scale, size_t dim, const float* y,
                        size_t count, float* out);
+
+// Rows of any layout of passes of p floats (offsets and signs of each pass,
+// in order: Rotation's), one call: y + n * dim = the forward passes of
+// x + n * dim (y may be x) and, if sum_squares is not null, its
+// kvc::SumOfSquares; and the inverse in place.
+void RotatePassRows(const float* const* signs, const uint32_t* offsets, size_t passes, size_t p,
+                    float scale, size_t dim, const float* x, size_t count, float* y,
+                    float* sum_squares);
+void InversePassRows(const float* const* signs, const uint32_t* offsets, size_t passes, size_t p,
+                     float scale, size_t dim, float* y, size_t count);
 
 }  // namespace simd
 }  // namespace kvc

@@ -26,6 +26,33 @@ namespace simd {
 namespace HWY_NAMESPACE {
 namespace hn = hwy::HWY_NAMESPACE;
 
+// kvc::SumOfSquares of n floats in memory, in its order (element j into
+// partial sum j % 16, then FoldLanes), for kernels that need it without a
+// dispatched call.
+HWY_INLINE float SumOfSquaresArray(const float* HWY_RESTRICT a, size_t n) {
+#if HWY_TARGET == HWY_SCALAR || HWY_HAVE_SCALABLE
+  return kvc::SumOfSquares(a, n);
+#else
+  const hn::ScalableTag<float> d;
+  constexpr size_t kN = hn::MaxLanes(d);
+  static_assert(kReductionLanes % kN == 0, "at most 16 lanes");
+  constexpr size_t kAcc = kReductionLanes / kN;
+  hn::Vec<decltype(d)> acc[kAcc];
+  for (size_t k = 0; k < kAcc; ++k) acc[k] = hn::Zero(d);
+  size_t j = 0;
+  for (; j + kReductionLanes <= n; j += kReductionLanes) {
+    for (size_t k = 0; k < kAcc; ++k) {
+      const auto v = hn::LoadU(d, a + j + k * kN);
+      acc[k] = hn::Add(acc[k], hn::Mul(v, v));
+    }
+  }
+  HWY_ALIGN float sums[kReductionLanes];
+  for (size_t k = 0; k < kAcc; ++k) hn::Store(acc[k], d, sums + k * kN);
+  for (size_t lane = 0; j < n; ++j, ++lane) sums[lane] = sums[lane] + a[j] * a[j];
+  return FoldLanes(sums);
+#endif
+}
+
 #if !HWY_HAVE_SCALABLE && HWY_TARGET != HWY_SCALAR
 // Calls run(std::integral_constant<size_t, K>()) for dim = K * lanes of D,
 // K in {1, 2, 4, 8, 16}; false (nothing run) for any other dim.
