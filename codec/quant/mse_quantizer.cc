@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 
 #include "config/tensor_config.h"
 #include "quant/scalars.h"
@@ -43,7 +44,7 @@ Status MseQuantizer::EncodeRows(const float* x, size_t count, uint8_t* norms,
   // Batches of rows: fused kernels where they apply (rows in registers from
   // load to packed indices), else rotated together, then quantized together;
   // norms stored and checked in order.
-  constexpr size_t kBatch = 16;
+  constexpr size_t kBatch = kMaxBatch;
   float batch_norms[kBatch], scales[kBatch];
   const simd::TqRows fused = Fused();
   bool use_fused = fused.signs != nullptr;
@@ -59,9 +60,19 @@ Status MseQuantizer::EncodeRows(const float* x, size_t count, uint8_t* norms,
       rotation_.ForwardRows(x + n0 * dim_, m, y.data(), batch_norms);
       for (size_t i = 0; i < m; ++i) batch_norms[i] = std::sqrt(batch_norms[i]);
     }
+    // The batch's norms converted at once; one by one to name a failure.
+    uint8_t stored[kBatch * 4] = {};
+    if (StoreFiniteScalars(batch_norms, m, format_, stored)) {
+      for (size_t i = 0; i < m; ++i) {
+        std::memcpy(norms + (n0 + i) * norm_stride, stored + i * norm_bytes(), norm_bytes());
+      }
+    } else {
+      for (size_t i = 0; i < m; ++i) {
+        *bad_vector = n0 + i;
+        KVC_RETURN_IF_ERROR(StoreNorm(batch_norms[i], norms + (n0 + i) * norm_stride));
+      }
+    }
     for (size_t i = 0; i < m; ++i) {
-      *bad_vector = n0 + i;
-      KVC_RETURN_IF_ERROR(StoreNorm(batch_norms[i], norms + (n0 + i) * norm_stride));
       scales[i] = batch_norms[i] > 0 ? sqrt_dim_ / batch_norms[i] : 0.0f;
     }
     if (!use_fused) simd::QuantizeRows(book_, y.data(), dim_, m, scales, batch_indices);
@@ -72,17 +83,20 @@ Status MseQuantizer::EncodeRows(const float* x, size_t count, uint8_t* norms,
 Status MseQuantizer::DecodeRows(const uint8_t* norms, size_t norm_stride,
                                 const uint8_t* indices, size_t count, float* out,
                                 size_t* bad_vector) const {
-  constexpr size_t kBatch = 16;
+  constexpr size_t kBatch = kMaxBatch;
   float batch_norms[kBatch];
   const simd::TqRows fused = Fused();
   bool use_fused = fused.signs != nullptr;
   for (size_t n0 = 0; n0 < count; n0 += kBatch) {
     const size_t m = std::min(kBatch, count - n0);
-    for (size_t i = 0; i < m; ++i) {
-      const size_t n = n0 + i;
-      *bad_vector = n;
-      KVC_RETURN_IF_ERROR(CheckRecord(norms + n * norm_stride, indices + n * index_bytes()));
-      batch_norms[i] = LoadScalar(norms + n * norm_stride, format_);
+    if (!LoadNorms(norms + n0 * norm_stride, norm_stride, indices + n0 * index_bytes(), m,
+                   batch_norms)) {
+      // One by one, to name the first invalid record.
+      for (size_t i = 0; i < m; ++i) {
+        const size_t n = n0 + i;
+        *bad_vector = n;
+        KVC_RETURN_IF_ERROR(CheckRecord(norms + n * norm_stride, indices + n * index_bytes()));
+      }
     }
     const uint8_t* batch_indices = indices + n0 * index_bytes();
     float* y = out + n0 * dim_;
@@ -134,6 +148,23 @@ Status MseQuantizer::DecodeRotated(const uint8_t* norm_record, const uint8_t* in
   KVC_RETURN_IF_ERROR(Unpack(norm_record, indices, &norm, idx));
   simd::Dequantize(book_, idx, dim_, Gain(idx, norm), y);
   return OkStatus();
+}
+
+bool MseQuantizer::LoadNorms(const uint8_t* norms, size_t norm_stride, const uint8_t* indices,
+                             size_t count, float* out) const {
+  if (count > kMaxBatch) return false;
+  const size_t bytes = norm_bytes();  // 2 or 4
+  uint8_t packed[kMaxBatch * 4] = {};
+  for (size_t n = 0; n < count; ++n) {
+    std::memcpy(packed + n * bytes, norms + n * norm_stride, bytes);
+  }
+  bool valid = LoadFiniteScalars(packed, count, format_, out);
+  for (size_t n = 0; n < count; ++n) valid = valid && !std::signbit(out[n]);
+  const size_t used = size_t{dim_} * bits_;
+  for (size_t n = 0; used % 8 != 0 && n < count; ++n) {
+    valid = valid && (indices[n * index_bytes() + used / 8] >> (used % 8)) == 0;
+  }
+  return valid;
 }
 
 Status MseQuantizer::CheckRecord(const uint8_t* norm_record, const uint8_t* indices) const {

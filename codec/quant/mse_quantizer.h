@@ -66,6 +66,12 @@ class MseQuantizer {
              float* dot) const;
 
  private:
+  static constexpr size_t kMaxBatch = 16;  // rows of the batched paths
+  // The norms of `count` (<= kMaxBatch) records at once: true if every norm
+  // is valid and every record's padding zero (else nothing is reported:
+  // CheckRecord names the culprit).
+  bool LoadNorms(const uint8_t* norms, size_t norm_stride, const uint8_t* indices, size_t count,
+                 float* out) const;
   // The fused kernels' view of this quantizer (signs null: none apply).
   simd::TqRows Fused() const {
     return {dim_, rotation_.single_pass_signs(), rotation_.scale(), &book_, sqrt_dim_,
