@@ -443,7 +443,91 @@ void CheckRotateRows() {
     rotation.InverseRows(y.data(), count);
     for (size_t i = 0; i < y.size(); ++i) REQUIRE(Bits(y[i]) == Bits(direct[i]));
   }
+  // The identity: rows copied and measured.
+  const kvc::Rotation identity(KVC_ROTATION_NONE, 40, 1);
+  const std::vector<float> x = kvc_test::GaussianVectors(3, 40, 29, false);
+  std::vector<float> y(x.size()), sums(3);
+  identity.ForwardRows(x.data(), 3, y.data(), sums.data());
+  REQUIRE(std::memcmp(x.data(), y.data(), x.size() * 4) == 0);
+  for (size_t n = 0; n < 3; ++n) REQUIRE(Bits(sums[n]) == Bits(kvc::SumOfSquares(&x[n * 40], 40)));
+  identity.InverseRows(y.data(), 3);
+  REQUIRE(std::memcmp(x.data(), y.data(), x.size() * 4) == 0);
   if (std::string(kvc_simd_target()) != "SCALAR") REQUIRE(applied > 0);
+}
+
+// Batched quantization (rows of any length, 1-8 bits) against Quantize +
+// PackBits, and back against centroid * gain (MseQuantizer's Gain).
+void CheckQuantizeRows() {
+  const std::vector<float> y = kvc_test::GaussianVectors(5, 128, 41, false);
+  const std::vector<float> scales = {1.0f, 0.0f, 11.3137085f, 0.37f, 3.0f};
+  const std::vector<float> norms = {1.0f, 0.0f, 7.5f, 1e-20f, 3e10f};
+  for (int bits = 1; bits <= 8; ++bits) {
+    const kvc::Codebook& book = kvc::GaussianCodebook(bits);
+    for (size_t n : {8, 13, 38, 64, 96, 128}) {
+      CAPTURE(bits);
+      CAPTURE(n);
+      const size_t count = 5, record = (n * bits + 7) / 8;
+      std::vector<float> rows(count * n);
+      for (size_t r = 0; r < count; ++r) std::copy(&y[r * 128], &y[r * 128] + n, &rows[r * n]);
+      std::vector<uint8_t> packed(count * record, 0xAA);
+      kvc::simd::QuantizeRows(book, rows.data(), n, count, scales.data(), packed.data());
+      for (size_t r = 0; r < count; ++r) {
+        std::vector<uint8_t> idx(n), ref(record);
+        for (size_t j = 0; j < n; ++j) {
+          idx[j] = static_cast<uint8_t>(kvc::QuantizeToCodebook(book, rows[r * n + j] * scales[r]));
+        }
+        kvc::PackBits(idx.data(), n, bits, ref.data());
+        REQUIRE(std::memcmp(ref.data(), &packed[r * record], record) == 0);
+        for (bool correction : {false, true}) {
+          std::vector<float> got(n);
+          kvc::simd::DequantizeRows(book, &packed[r * record], n, 1, &norms[r], 4.0f, correction,
+                                    got.data());
+          std::vector<float> c(n);
+          for (size_t j = 0; j < n; ++j) c[j] = book.centroids[idx[j]];
+          float gain = norms[r] / 4.0f;
+          if (correction) {
+            const float length = std::sqrt(kvc::SumOfSquares(c.data(), n));
+            gain = length > 0 ? norms[r] / length : 0.0f;
+          }
+          for (size_t j = 0; j < n; ++j) REQUIRE(Bits(got[j]) == Bits(c[j] * gain));
+        }
+      }
+    }
+  }
+}
+
+// Column gathers and the head statistics (energies in double).
+void CheckGathersAndEnergies() {
+  const size_t d = 96, count = 7;
+  const std::vector<float> x = kvc_test::GaussianVectors(count, d, 43, false);
+  std::vector<int32_t> columns;
+  for (int32_t j = 0; j < static_cast<int32_t>(d); j += 3) columns.push_back(j);
+  for (int32_t j = 95; j > 0; j -= 7) columns.push_back(j);
+  std::vector<float> out(count * columns.size());
+  kvc::simd::GatherColumns(x.data(), d, count, columns.data(), columns.size(), out.data());
+  for (size_t n = 0; n < count; ++n) {
+    for (size_t k = 0; k < columns.size(); ++k) {
+      REQUIRE(Bits(out[n * columns.size() + k]) == Bits(x[n * d + columns[k]]));
+    }
+  }
+  std::vector<double> energy(d, 0.5), ref(d, 0.5);
+  kvc::simd::AccumulateSquares(x.data(), d, count, energy.data());
+  for (size_t n = 0; n < count; ++n) {
+    for (size_t j = 0; j < d; ++j) ref[j] += static_cast<double>(x[n * d + j]) * x[n * d + j];
+  }
+  REQUIRE(std::memcmp(energy.data(), ref.data(), d * sizeof(double)) == 0);
+  for (bool interleaved : {false, true}) {
+    std::vector<double> blocks(d / 2, 0.25), ref_blocks(d / 2, 0.25);
+    kvc::simd::AccumulatePairEnergies(x.data(), d, count, interleaved, blocks.data());
+    for (size_t n = 0; n < count; ++n) {
+      for (size_t i = 0; i < d / 2; ++i) {
+        const float a = interleaved ? x[n * d + 2 * i] : x[n * d + i];
+        const float b = interleaved ? x[n * d + 2 * i + 1] : x[n * d + i + d / 2];
+        ref_blocks[i] += static_cast<double>(a) * a + static_cast<double>(b) * b;
+      }
+    }
+    REQUIRE(std::memcmp(blocks.data(), ref_blocks.data(), d / 2 * sizeof(double)) == 0);
+  }
 }
 
 // TurboAngle's tables for the kernel checks: ascending thresholds and
@@ -727,6 +811,8 @@ TEST_CASE("SIMD kernels match the scalar reference on every target") {
     CheckQuantizers();
     CheckFusedTurboQuant();
     CheckRotateRows();
+    CheckQuantizeRows();
+    CheckGathersAndEnergies();
     CheckAngles();
     CheckTurboAngleRows();
     CheckPolarQuantRows();

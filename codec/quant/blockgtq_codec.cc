@@ -25,6 +25,7 @@
 #include "quant/tensor_codec.h"
 #include "quant/vector_math.h"
 #include "simd/bitpack.h"
+#include "simd/convert_kernels.h"
 #include "simd/reduce_kernels.h"
 
 namespace kvc {
@@ -134,11 +135,9 @@ class BlockGtqCodec final : public TensorCodec {
     size_t first_bad = count;
     for (size_t g = 0, norm_offset = 0; g < groups.quantizers.size(); ++g) {
       const MseQuantizer& q = *groups.quantizers[g];
-      const std::vector<uint32_t>& dims = groups.dims[g];
+      const std::vector<int32_t>& dims = groups.dims[g];
       part.resize(count * dims.size());
-      for (size_t n = 0; n < count; ++n) {
-        for (size_t j = 0; j < dims.size(); ++j) part[n * dims.size() + j] = x[n * d + dims[j]];
-      }
+      simd::GatherColumns(x, d, count, dims.data(), dims.size(), part.data());
       indices[g].assign(count * q.index_bytes() + 8, 0);  // + room for word reads
       size_t bad = 0;
       const Status status = q.EncodeRows(part.data(), count, sections[0] + norm_offset,
@@ -212,20 +211,19 @@ class BlockGtqCodec final : public TensorCodec {
       // Channel j of a vector is entry source[j] of its groups' parts, one
       // after the other, then a 0 for blocks given no bits (gathered, not
       // scattered: the stores stay in order).
-      std::vector<uint32_t> source(d, static_cast<uint32_t>(d));
-      std::vector<float> row(d + 1, 0.0f);
+      std::vector<int32_t> source(d, static_cast<int32_t>(d));
+      std::vector<float> rows(count * (d + 1), 0.0f);
       for (size_t g = 0, at = 0; g < groups.quantizers.size(); ++g) {
-        for (uint32_t dim : groups.dims[g]) source[dim] = static_cast<uint32_t>(at++);
+        for (int32_t dim : groups.dims[g]) source[dim] = static_cast<int32_t>(at++);
       }
       for (size_t n = 0; n < count; ++n) {
         for (size_t g = 0, at = 0; g < groups.quantizers.size(); ++g) {
           const size_t m = groups.dims[g].size();
-          std::copy(&parts[g][n * m], &parts[g][(n + 1) * m], row.begin() + at);
+          std::copy(&parts[g][n * m], &parts[g][(n + 1) * m], &rows[n * (d + 1) + at]);
           at += m;
         }
-        float* v = out + n * d;
-        for (size_t j = 0; j < d; ++j) v[j] = row[source[j]];
       }
+      simd::GatherColumns(rows.data(), d + 1, count, source.data(), d, out);
     }
     if (!first.ok()) *bad_vector = first_bad;
     return first;
@@ -234,7 +232,7 @@ class BlockGtqCodec final : public TensorCodec {
  private:
   struct Groups {
     std::vector<int> bits;                      // per group
-    std::vector<std::vector<uint32_t>> dims;    // per group, ascending blocks
+    std::vector<std::vector<int32_t>> dims;     // per group, ascending channels
     std::vector<const MseQuantizer*> quantizers;  // from quantizers_
   };
 
@@ -246,14 +244,11 @@ class BlockGtqCodec final : public TensorCodec {
     return {static_cast<uint32_t>(i), static_cast<uint32_t>(i + blocks_)};
   }
 
+  // energy[i] += a^2 + b^2 in double for block i's channels (a, b), vector
+  // after vector (a SIMD kernel).
   void Accumulate(const float* x, size_t count, double* energy) const {
-    for (size_t n = 0; n < count; ++n) {
-      const float* v = x + n * head_dim();
-      for (size_t i = 0; i < blocks_; ++i) {
-        const auto [a, b] = BlockDims(i);
-        energy[i] += static_cast<double>(v[a]) * v[a] + static_cast<double>(v[b]) * v[b];
-      }
-    }
+    simd::AccumulatePairEnergies(x, head_dim(), count,
+                                 config_.rope_pairing == KVC_ROPE_INTERLEAVED, energy);
   }
 
   // Greedy: every block starts at min_bits; each further bit goes to the
@@ -313,12 +308,12 @@ class BlockGtqCodec final : public TensorCodec {
     const std::vector<uint32_t> bits = Bits(record);
     Groups groups;
     for (int width = 1; width <= kMaxBlockBits; ++width) {
-      std::vector<uint32_t> dims;
+      std::vector<int32_t> dims;
       for (size_t i = 0; i < blocks_; ++i) {
         if (bits[i] != static_cast<uint32_t>(width)) continue;
         const auto [a, b] = BlockDims(i);
-        dims.push_back(a);
-        dims.push_back(b);
+        dims.push_back(static_cast<int32_t>(a));
+        dims.push_back(static_cast<int32_t>(b));
       }
       if (dims.empty()) continue;
       std::sort(dims.begin(), dims.end());

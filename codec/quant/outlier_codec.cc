@@ -11,6 +11,7 @@
 #include "quant/mse_quantizer.h"
 #include "quant/tensor_codec.h"
 #include "quant/vector_math.h"
+#include "simd/convert_kernels.h"
 #include "simd/reduce_kernels.h"
 
 namespace kvc {
@@ -34,13 +35,9 @@ class OutlierCodec final : public TensorCodec {
   size_t head_record_size() const override { return head_dim() / 8; }
   size_t head_stats_size() const override { return head_dim(); }
 
+  // energy[j] += x_j^2 in double, vector after vector (a SIMD kernel).
   void ObserveHead(const float* x, size_t count, double* energy) const override {
-    const size_t d = head_dim();
-    for (size_t n = 0; n < count; ++n) {
-      for (size_t j = 0; j < d; ++j) {
-        energy[j] += static_cast<double>(x[n * d + j]) * x[n * d + j];
-      }
-    }
+    simd::AccumulateSquares(x, head_dim(), count, energy);
   }
 
   // The channels of highest energy; ties go to the lower channel.
@@ -83,14 +80,11 @@ class OutlierCodec final : public TensorCodec {
   Status Encode(const uint8_t* mask, const float* x, size_t count, uint8_t* const* sections,
                 size_t* bad_vector) const override {
     const size_t d = head_dim(), lows = d - outliers_;
-    std::vector<uint32_t> high_dims, low_dims;
+    std::vector<int32_t> high_dims, low_dims;
     Channels(mask, &high_dims, &low_dims);
     std::vector<float> high(count * outliers_), low(count * lows);
-    for (size_t n = 0; n < count; ++n) {
-      const float* v = x + n * d;
-      for (size_t a = 0; a < outliers_; ++a) high[n * outliers_ + a] = v[high_dims[a]];
-      for (size_t a = 0; a < lows; ++a) low[n * lows + a] = v[low_dims[a]];
-    }
+    simd::GatherColumns(x, d, count, high_dims.data(), outliers_, high.data());
+    simd::GatherColumns(x, d, count, low_dims.data(), lows, low.data());
     size_t bad_high = 0, bad_low = 0;
     const Status high_status = high_.EncodeRows(high.data(), count, sections[0], sections[1],
                                                 &bad_high);
@@ -102,7 +96,7 @@ class OutlierCodec final : public TensorCodec {
   Status Decode(const uint8_t* mask, const uint8_t* const* sections, size_t count,
                 float* out, size_t* bad_vector) const override {
     const size_t d = head_dim(), lows = d - outliers_;
-    std::vector<uint32_t> high_dims, low_dims;
+    std::vector<int32_t> high_dims, low_dims;
     Channels(mask, &high_dims, &low_dims);
     std::vector<float> high(count * outliers_), low(count * lows);
     size_t bad_high = 0, bad_low = 0;
@@ -113,16 +107,15 @@ class OutlierCodec final : public TensorCodec {
     KVC_RETURN_IF_ERROR(FirstError(high_status, bad_high, low_status, bad_low, bad_vector));
     // Channel j of a vector is entry source[j] of its high then low parts
     // (gathered, not scattered: the stores stay in order).
-    std::vector<uint32_t> source(d);
-    for (size_t a = 0; a < outliers_; ++a) source[high_dims[a]] = static_cast<uint32_t>(a);
-    for (size_t a = 0; a < lows; ++a) source[low_dims[a]] = static_cast<uint32_t>(outliers_ + a);
-    std::vector<float> parts(d);
+    std::vector<int32_t> source(d);
+    for (size_t a = 0; a < outliers_; ++a) source[high_dims[a]] = static_cast<int32_t>(a);
+    for (size_t a = 0; a < lows; ++a) source[low_dims[a]] = static_cast<int32_t>(outliers_ + a);
+    std::vector<float> parts(count * d);
     for (size_t n = 0; n < count; ++n) {
-      std::copy(&high[n * outliers_], &high[(n + 1) * outliers_], parts.begin());
-      std::copy(&low[n * lows], &low[(n + 1) * lows], parts.begin() + outliers_);
-      float* v = out + n * d;
-      for (size_t j = 0; j < d; ++j) v[j] = parts[source[j]];
+      std::copy(&high[n * outliers_], &high[(n + 1) * outliers_], &parts[n * d]);
+      std::copy(&low[n * lows], &low[(n + 1) * lows], &parts[n * d + outliers_]);
     }
+    simd::GatherColumns(parts.data(), d, count, source.data(), d, out);
     return OkStatus();
   }
 
@@ -131,9 +124,12 @@ class OutlierCodec final : public TensorCodec {
     return (mask[j / 8] >> (j % 8)) & 1;
   }
   // The channels of each set, ascending.
-  void Channels(const uint8_t* mask, std::vector<uint32_t>* high,
-                std::vector<uint32_t>* low) const {
-    for (uint32_t j = 0; j < head_dim(); ++j) (IsOutlier(mask, j) ? high : low)->push_back(j);
+  void Channels(const uint8_t* mask, std::vector<int32_t>* high, std::vector<int32_t>* low) const {
+    high->reserve(outliers_);
+    low->reserve(head_dim() - outliers_);
+    for (uint32_t j = 0; j < head_dim(); ++j) {
+      (IsOutlier(mask, j) ? high : low)->push_back(static_cast<int32_t>(j));
+    }
   }
   // Of two batch results, the error the reference meets first: the lower
   // vector, and at the same vector the high channels.

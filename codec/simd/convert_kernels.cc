@@ -190,6 +190,22 @@ bool F32ToBF16Impl(const float* HWY_RESTRICT in, size_t n, uint16_t* HWY_RESTRIC
   return finite;
 }
 
+void GatherColumnsImpl(const float* HWY_RESTRICT in, size_t stride, size_t count,
+                       const int32_t* HWY_RESTRICT columns, size_t m, float* HWY_RESTRICT out) {
+  const hn::ScalableTag<float> df;
+  const hn::RebindToSigned<decltype(df)> di;
+  const size_t N = hn::Lanes(df);
+  for (size_t n = 0; n < count; ++n) {
+    const float* row = in + n * stride;
+    float* to = out + n * m;
+    size_t k = 0;
+    for (; k + N <= m; k += N) {
+      hn::StoreU(hn::GatherIndex(df, row, hn::LoadU(di, columns + k)), df, to + k);
+    }
+    for (; k < m; ++k) to[k] = row[columns[k]];
+  }
+}
+
 // NOLINTNEXTLINE(google-readability-namespace-comments)
 }  // namespace HWY_NAMESPACE
 }  // namespace simd
@@ -204,6 +220,7 @@ HWY_EXPORT(F16ToF32Impl);
 HWY_EXPORT(BF16ToF32Impl);
 HWY_EXPORT(F32ToF16Impl);
 HWY_EXPORT(F32ToBF16Impl);
+HWY_EXPORT(GatherColumnsImpl);
 
 void F16ToF32(const uint16_t* in, size_t n, float* out) {
   HWY_DYNAMIC_DISPATCH(F16ToF32Impl)(in, n, out);
@@ -229,6 +246,11 @@ bool F32ToF16Finite(const float* in, size_t n, uint16_t* out) {
 }
 bool F32ToBF16Finite(const float* in, size_t n, uint16_t* out) {
   return HWY_DYNAMIC_DISPATCH(F32ToBF16Impl)(in, n, out);
+}
+
+void GatherColumns(const float* in, size_t stride, size_t count, const int32_t* columns, size_t m,
+                   float* out) {
+  HWY_DYNAMIC_DISPATCH(GatherColumnsImpl)(in, stride, count, columns, m, out);
 }
 
 }  // namespace simd

@@ -27,6 +27,11 @@ bool BF16ToF32Finite(const uint16_t* in, size_t n, float* out);
 bool F32ToF16Finite(const float* in, size_t n, uint16_t* out);
 bool F32ToBF16Finite(const float* in, size_t n, uint16_t* out);
 
+// Columns of rows: out[n * m + k] = in[n * stride + columns[k]] for n < count,
+// k < m (every column < stride).
+void GatherColumns(const float* in, size_t stride, size_t count, const int32_t* columns, size_t m,
+                   float* out);
+
 }  // namespace simd
 }  // namespace kvc
 

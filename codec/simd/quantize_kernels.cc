@@ -317,13 +317,22 @@ void DequantizeRowsImpl(const float* HWY_RESTRICT centroids, int bits, const uin
   std::vector<float> c(norm_correction ? n : 0);
   for (size_t r = 0; r < count; ++r) {
     UnpackBits(packed + r * record, n, bits, idx.data());
-    float gain = norms[r] / sqrt_dim;
-    if (norm_correction) {
-      for (size_t j = 0; j < n; ++j) c[j] = centroids[idx[j]];
-      const float length = std::sqrt(SumOfSquaresArray(c.data(), n));
-      gain = length > 0 ? norms[r] / length : 0.0f;
+    if (!norm_correction) {
+      DequantizeImpl(centroids, size, idx.data(), n, norms[r] / sqrt_dim, y + r * n);
+      continue;
     }
-    DequantizeImpl(centroids, size, idx.data(), n, gain, y + r * n);
+    // The centroids (times 1, exact), their length, then centroid * gain.
+    DequantizeImpl(centroids, size, idx.data(), n, 1.0f, c.data());
+    const float length = std::sqrt(SumOfSquaresArray(c.data(), n));
+    const float gain = length > 0 ? norms[r] / length : 0.0f;
+    const hn::ScalableTag<float> d;
+    const size_t N = hn::Lanes(d);
+    float* row = y + r * n;
+    size_t j = 0;
+    for (; j + N <= n; j += N) {
+      hn::StoreU(hn::Mul(hn::LoadU(d, c.data() + j), hn::Set(d, gain)), d, row + j);
+    }
+    for (; j < n; ++j) row[j] = c[j] * gain;
   }
 }
 

@@ -79,6 +79,66 @@ bool AllFiniteImpl(const float* HWY_RESTRICT a, size_t n) {
   return true;
 }
 
+// Energies in f64 lanes (half as many as f32 lanes): the same products and
+// sums as the scalar loops, lane by lane.
+void AccumulateSquaresImpl(const float* HWY_RESTRICT x, size_t d, size_t count,
+                           double* HWY_RESTRICT energy) {
+  size_t j0 = 0;
+#if HWY_TARGET != HWY_SCALAR
+  const hn::ScalableTag<double> dd;
+  const hn::Rebind<float, decltype(dd)> df;
+  const size_t N = hn::Lanes(dd);
+  for (; j0 + N <= d; j0 += N) {
+    auto e = hn::LoadU(dd, energy + j0);
+    for (size_t n = 0; n < count; ++n) {
+      const auto v = hn::PromoteTo(dd, hn::LoadU(df, x + n * d + j0));
+      e = hn::Add(e, hn::Mul(v, v));
+    }
+    hn::StoreU(e, dd, energy + j0);
+  }
+#endif
+  for (size_t n = 0; n < count; ++n) {
+    for (size_t j = j0; j < d; ++j) {
+      energy[j] += static_cast<double>(x[n * d + j]) * x[n * d + j];
+    }
+  }
+}
+
+void AccumulatePairEnergiesImpl(const float* HWY_RESTRICT x, size_t d, size_t count,
+                                bool interleaved, double* HWY_RESTRICT energy) {
+  const size_t blocks = d / 2;
+  size_t i0 = 0;
+#if HWY_TARGET != HWY_SCALAR
+  const hn::ScalableTag<double> dd;
+  const hn::Rebind<float, decltype(dd)> df;
+  const size_t N = hn::Lanes(dd);
+  for (; i0 + N <= blocks; i0 += N) {
+    auto e = hn::LoadU(dd, energy + i0);
+    for (size_t n = 0; n < count; ++n) {
+      const float* v = x + n * d;
+      hn::Vec<decltype(df)> a, b;
+      if (interleaved) {
+        hn::LoadInterleaved2(df, v + 2 * i0, a, b);
+      } else {
+        a = hn::LoadU(df, v + i0);
+        b = hn::LoadU(df, v + i0 + blocks);
+      }
+      const auto da = hn::PromoteTo(dd, a), db = hn::PromoteTo(dd, b);
+      e = hn::Add(e, hn::Add(hn::Mul(da, da), hn::Mul(db, db)));
+    }
+    hn::StoreU(e, dd, energy + i0);
+  }
+#endif
+  for (size_t n = 0; n < count; ++n) {
+    const float* v = x + n * d;
+    for (size_t i = i0; i < blocks; ++i) {
+      const float a = interleaved ? v[2 * i] : v[i];
+      const float b = interleaved ? v[2 * i + 1] : v[i + blocks];
+      energy[i] += static_cast<double>(a) * a + static_cast<double>(b) * b;
+    }
+  }
+}
+
 // NOLINTNEXTLINE(google-readability-namespace-comments)
 }  // namespace HWY_NAMESPACE
 }  // namespace simd
@@ -92,6 +152,8 @@ namespace simd {
 HWY_EXPORT(DotProductImpl);
 HWY_EXPORT(SumOfSquaresImpl);
 HWY_EXPORT(AllFiniteImpl);
+HWY_EXPORT(AccumulateSquaresImpl);
+HWY_EXPORT(AccumulatePairEnergiesImpl);
 
 float DotProduct(const float* a, const float* b, size_t n) {
   return HWY_DYNAMIC_DISPATCH(DotProductImpl)(a, b, n);
@@ -101,6 +163,14 @@ float SumOfSquares(const float* a, size_t n) {
 }
 bool AllFinite(const float* a, size_t n) {
   return HWY_DYNAMIC_DISPATCH(AllFiniteImpl)(a, n);
+}
+
+void AccumulateSquares(const float* x, size_t d, size_t count, double* energy) {
+  HWY_DYNAMIC_DISPATCH(AccumulateSquaresImpl)(x, d, count, energy);
+}
+void AccumulatePairEnergies(const float* x, size_t d, size_t count, bool interleaved,
+                            double* energy) {
+  HWY_DYNAMIC_DISPATCH(AccumulatePairEnergiesImpl)(x, d, count, interleaved, energy);
 }
 
 }  // namespace simd

@@ -14,6 +14,15 @@ float SumOfSquares(const float* a, size_t n);
 // True if every value is finite (kvc::AllFinite).
 bool AllFinite(const float* a, size_t n);
 
+// Channel energies of `count` rows of d floats, rows in order:
+// energy[j] += double(x[j]) * double(x[j]) (each product rounded to double,
+// then added).
+void AccumulateSquares(const float* x, size_t d, size_t count, double* energy);
+// RoPE block energies: for block i < d / 2 with channels (a, b) = (i, i + d/2)
+// or, interleaved, (2i, 2i + 1): energy[i] += (double(a)^2 + double(b)^2).
+void AccumulatePairEnergies(const float* x, size_t d, size_t count, bool interleaved,
+                            double* energy);
+
 }  // namespace simd
 }  // namespace kvc
 
