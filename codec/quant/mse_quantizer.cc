@@ -150,6 +150,19 @@ Status MseQuantizer::DecodeRotated(const uint8_t* norm_record, const uint8_t* in
   return OkStatus();
 }
 
+void MseQuantizer::QuantizeRotatedRows(const float* y, const float* norms, size_t count,
+                                       uint8_t* indices) const {
+  constexpr size_t kBatch = kMaxBatch;
+  float scales[kBatch];
+  for (size_t n0 = 0; n0 < count; n0 += kBatch) {
+    const size_t m = std::min(kBatch, count - n0);
+    for (size_t i = 0; i < m; ++i) {
+      scales[i] = norms[n0 + i] > 0 ? sqrt_dim_ / norms[n0 + i] : 0.0f;
+    }
+    simd::QuantizeRows(book_, y + n0 * dim_, dim_, m, scales, indices + n0 * index_bytes());
+  }
+}
+
 bool MseQuantizer::LoadNorms(const uint8_t* norms, size_t norm_stride, const uint8_t* indices,
                              size_t count, float* out) const {
   if (count > kMaxBatch) return false;

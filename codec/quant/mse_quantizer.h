@@ -52,6 +52,14 @@ class MseQuantizer {
   // The reconstruction in the rotated domain: centroid * gain per coordinate.
   // CORRUPT if the stored norm is invalid or padding bits are set.
   Status DecodeRotated(const uint8_t* norm, const uint8_t* indices, float* y) const;
+  // Checks and stores a vector's norm in the norm format (INVALID_VALUE if
+  // it is not finite or does not fit).
+  Status StoreNorm(float norm, uint8_t* record) const;
+  // For `count` rotated rows y (count x dim) with these norms (stored, and
+  // checked, by the caller): the packed indices at indices + n *
+  // index_bytes(), as Encode writes them.
+  void QuantizeRotatedRows(const float* y, const float* norms, size_t count,
+                           uint8_t* indices) const;
   // DecodeRotated's checks alone, for callers that check every record
   // before decoding a batch of them.
   Status CheckRecord(const uint8_t* norm, const uint8_t* indices) const;
@@ -77,8 +85,6 @@ class MseQuantizer {
     return {dim_, rotation_.single_pass_signs(), rotation_.scale(), &book_, sqrt_dim_,
             norm_correction_};
   }
-  // Checks and stores a vector's norm in the norm format.
-  Status StoreNorm(float norm, uint8_t* record) const;
   // Scale from codebook units to the vector's (FORMAT.md, TurboQuant-MSE).
   float Gain(const uint8_t* idx, float norm) const;
   Status Unpack(const uint8_t* norm_record, const uint8_t* indices, float* norm,

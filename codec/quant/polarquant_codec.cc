@@ -118,6 +118,10 @@ class PolarQuantCodec final : public TensorCodec {
                         group_radii.data() + i * groups);
         }
       }
+      // The batch's radii converted at once; one by one to name a failure.
+      if (StoreFiniteScalars(group_radii.data(), m * groups, format_, sections[0] + n0 * w[0])) {
+        continue;
+      }
       for (size_t i = 0; i < m; ++i) {
         *bad_vector = n0 + i;
         uint8_t* radii = sections[0] + (n0 + i) * w[0];
@@ -142,9 +146,16 @@ class PolarQuantCodec final : public TensorCodec {
     std::vector<float> group_radii(kBatch * groups);
     for (size_t n0 = 0; n0 < count; n0 += kBatch) {
       const size_t m = std::min(kBatch, count - n0);
-      // Every record checked first, in the order the reference reads them:
-      // a vector's group radii, then its padding.
-      for (size_t i = 0; i < m; ++i) {
+      // Every record checked first: all at once, then, if one fails, in the
+      // order the reference reads them (a vector's group radii, then its
+      // padding) to name it.
+      bool valid = LoadFiniteScalars(sections[0] + n0 * w[0], m * groups, format_,
+                                     group_radii.data());
+      for (size_t k = 0; k < m * groups; ++k) valid = valid && !std::signbit(group_radii[k]);
+      for (size_t i = 0; used_bits % 8 != 0 && i < m; ++i) {
+        valid = valid && (sections[1][(n0 + i) * w[1] + used_bits / 8] >> (used_bits % 8)) == 0;
+      }
+      for (size_t i = 0; !valid && i < m; ++i) {
         *bad_vector = n0 + i;
         const uint8_t* radii = sections[0] + (n0 + i) * w[0];
         for (size_t g = 0; g < groups; ++g) {

@@ -149,17 +149,24 @@ class TurboAngleCodec final : public TensorCodec {
     for (size_t n0 = 0; n0 < count; n0 += kBatch) {
       const size_t m = std::min(kBatch, count - n0);
       rotation_.ForwardRows(x + n0 * d, m, y.data(), sum_squares);
-      for (size_t i = 0; i < m; ++i) {
+      // The batch's norms stored at once (one by one to name one that does
+      // not fit: a non-finite sum stores a non-finite norm).
+      float norms[kBatch];
+      for (size_t i = 0; i < m; ++i) norms[i] = std::sqrt(sum_squares[i]);
+      uint8_t* norm_records = sections[0] + n0 * w[0] / 8;
+      const bool stored = StoreFiniteScalars(norms, m, format_, norm_records);
+      for (size_t i = 0; !stored && i < m; ++i) {
         *bad_vector = n0 + i;
-        uint8_t* norm_record = sections[0] + (n0 + i) * w[0] / 8;
         if (!std::isfinite(sum_squares[i]) ||
-            !StoreFiniteScalar(std::sqrt(sum_squares[i]), format_, norm_record)) {
+            !StoreFiniteScalar(norms[i], format_, norm_records + i * w[0] / 8)) {
           return Status(KVC_ERR_INVALID_VALUE, "vector norm exceeds the norm format's range");
         }
-        // Radii are relative to the rms pair radius of the stored norm, as
-        // the decoder will see it.
-        const float norm = LoadScalar(norm_record, format_);
-        inverse_rms[i] = norm > 0 ? norm_per_rms_ / norm : 0.0f;
+      }
+      // Radii are relative to the rms pair radius of the stored norm, as
+      // the decoder will see it.
+      LoadFiniteScalars(norm_records, m, format_, norms);
+      for (size_t i = 0; i < m; ++i) {
+        inverse_rms[i] = norms[i] > 0 ? norm_per_rms_ / norms[i] : 0.0f;
       }
       if (kernel_ && simd::TaEncodeRows(rows_, y.data(), m, inverse_rms,
                                         sections[1] + n0 * w[1] / 8,
@@ -184,13 +191,16 @@ class TurboAngleCodec final : public TensorCodec {
     float norms[kBatch], rms[kBatch];
     for (size_t n0 = 0; n0 < count; n0 += kBatch) {
       const size_t m = std::min(kBatch, count - n0);
-      for (size_t i = 0; i < m; ++i) {
+      // All at once; one by one to name an invalid norm.
+      bool valid = LoadFiniteScalars(sections[0] + n0 * w[0] / 8, m, format_, norms);
+      for (size_t i = 0; i < m; ++i) valid = valid && !std::signbit(norms[i]);
+      for (size_t i = 0; !valid && i < m; ++i) {
         if (!LoadNorm(sections[0] + (n0 + i) * w[0] / 8, format_, &norms[i])) {
           *bad_vector = n0 + i;
           return Status(KVC_ERR_CORRUPT, "stored norm is negative or not finite");
         }
-        rms[i] = norms[i] * rms_per_norm_;
       }
+      for (size_t i = 0; i < m; ++i) rms[i] = norms[i] * rms_per_norm_;
       const uint8_t* angle_records = sections[1] + n0 * w[1] / 8;
       const uint8_t* radius_records = sections[2] + n0 * w[2] / 8;
       float* y = out + n0 * d;

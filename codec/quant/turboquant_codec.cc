@@ -55,23 +55,43 @@ class TurboQuantCodec final : public TensorCodec {
     if (!prod_) return mse_.EncodeRows(x, count, sections[0], sections[1], bad_vector);
     const size_t d = head_dim();
     const std::vector<size_t> w = ByteWidths(nullptr);
-    std::vector<float> y(d), reconstruction(d), residual(d);
+    // Batches: rotated together, the MSE records, their reconstructions,
+    // then per vector the residual, its norm and its QJL signs. Failures
+    // are collected and the reference's first one (vector by vector: the
+    // norm, then the residual norm) reported.
+    std::vector<float> y(kBatch * d), reconstruction(kBatch * d), residual(d);
     std::vector<uint8_t> signs(d);
-    for (size_t n = 0; n < count; ++n) {
-      *bad_vector = n;
-      uint8_t* norm = sections[0] + n * w[0];
-      uint8_t* indices = sections[1] + n * w[1];
-      KVC_RETURN_IF_ERROR(mse_.Encode(x + n * d, y.data(), norm, indices));
-      // The residual against exactly what the decoder will reconstruct.
-      KVC_RETURN_IF_ERROR(mse_.DecodeRotated(norm, indices, reconstruction.data()));
-      for (size_t j = 0; j < d; ++j) residual[j] = y[j] - reconstruction[j];
-      const float gamma = std::sqrt(simd::SumOfSquares(residual.data(), d));
-      if (!StoreFiniteScalar(gamma, format_, sections[2] + n * w[2])) {
-        return Status(KVC_ERR_INVALID_VALUE, "residual norm out of range");
+    float norms[kBatch];
+    for (size_t n0 = 0; n0 < count; n0 += kBatch) {
+      const size_t m = std::min(kBatch, count - n0);
+      mse_.rotation().ForwardRows(x + n0 * d, m, y.data(), norms);
+      size_t bad_norm = m;
+      Status norm_status = OkStatus();
+      for (size_t i = 0; i < m; ++i) {
+        norms[i] = std::sqrt(norms[i]);
+        if (bad_norm == m) {
+          norm_status = mse_.StoreNorm(norms[i], sections[0] + (n0 + i) * w[0]);
+          if (!norm_status.ok()) bad_norm = i;
+        }
       }
-      // signs[i] = (sum_j S[i][j] * residual[j] < 0), j ascending per row.
-      simd::QjlSigns(qjl_t_.data(), residual.data(), d, signs.data());
-      simd::PackBits(signs.data(), d, 1, sections[3] + n * w[3]);
+      mse_.QuantizeRotatedRows(y.data(), norms, m, sections[1] + n0 * w[1]);
+      // The residual against exactly what the decoder will reconstruct.
+      mse_.DecodeRotatedRows(sections[0] + n0 * w[0], sections[1] + n0 * w[1], m,
+                             reconstruction.data());
+      for (size_t i = 0; i < m; ++i) {
+        *bad_vector = n0 + i;
+        if (i == bad_norm) return norm_status;
+        const float* yi = y.data() + i * d;
+        const float* ri = reconstruction.data() + i * d;
+        for (size_t j = 0; j < d; ++j) residual[j] = yi[j] - ri[j];
+        const float gamma = std::sqrt(simd::SumOfSquares(residual.data(), d));
+        if (!StoreFiniteScalar(gamma, format_, sections[2] + (n0 + i) * w[2])) {
+          return Status(KVC_ERR_INVALID_VALUE, "residual norm out of range");
+        }
+        // signs[i] = (sum_j S[i][j] * residual[j] < 0), j ascending per row.
+        simd::QjlSigns(qjl_t_.data(), residual.data(), d, signs.data());
+        simd::PackBits(signs.data(), d, 1, sections[3] + (n0 + i) * w[3]);
+      }
     }
     return OkStatus();
   }
