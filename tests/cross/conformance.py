@@ -15,7 +15,9 @@ Every preset of `kvc presets` encodes every input below on both sides:
 - a synthetic cache, several layers and heads, head_dim 96, F32 Gaussian
   values with outlier channels, in blocks of 16 tokens (several per head);
 - the real cache again with --queries (Block-GTQ's allocation from the
-  dump's queries) for the presets whose method uses them.
+  dump's queries) for the presets whose method uses them;
+- the real F16 and the synthetic cache as whole caches (`kvc pack` with the
+  zstd stage and a block index, format 1.1), unpacked to F32.
 
 Safetensors are little-endian and kvcodec streams too, whatever the host:
 any difference is a portability bug. Standard library only.
@@ -132,26 +134,32 @@ def main():
     work.mkdir(parents=True, exist_ok=True)
 
     presets = [p["name"] for p in json.loads(run(host + ["presets", "--json"], "presets"))["presets"]]
-    cases = [(name, path, args, preset) for name, path, args in make_inputs(work)
-             for preset in presets]
+    inputs = make_inputs(work)
+    # (command, input name, input, its arguments, preset, decode command)
+    cases = [("encode", name, path, args, preset, ["decode"])
+             for name, path, args in inputs for preset in presets]
     # Only Block-GTQ uses queries; the others must ignore them identically.
-    cases += [("real F16 --queries", work / "real-f16.safetensors", ["--queries"], preset)
-              for preset in presets if "gtq" in preset]
+    cases += [("encode", "real F16 --queries", work / "real-f16.safetensors", ["--queries"],
+               preset, ["decode"]) for preset in presets if "gtq" in preset]
+    cases += [("pack", name, path, args + ["--zstd", "3", "--model-name", "kvlab-A"], preset,
+               ["unpack", "--dtype", "f32"])
+              for name, path, args in inputs if name == "real F16" or name.startswith("synthetic")
+              for preset in presets]
 
     failures = []
-    for n, (name, path, args, preset) in enumerate(cases):
-        what = f"{preset}, {name}"
+    for n, (command, name, path, args, preset, decode) in enumerate(cases):
+        what = f"{command} {preset}, {name}"
         files = {side: work / f"{n}-{side}" for side in ("host", "target")}
         try:
             for side, kvc in (("host", host), ("target", target)):
-                run(kvc + ["encode", str(path), "-o", f"{files[side]}.kvc", "--preset", preset]
-                    + args, f"{side} encode ({what})")
+                run(kvc + [command, str(path), "-o", f"{files[side]}.kvc", "--preset", preset]
+                    + args, f"{side} {command} ({what})")
             problem = compare(Path(f"{files['host']}.kvc"), Path(f"{files['target']}.kvc"),
                               f"stream ({what})")
             # Both decode the host's stream.
             for side, kvc in (("host", host), ("target", target)):
-                run(kvc + ["decode", f"{files['host']}.kvc", "-o",
-                           f"{files[side]}.safetensors"], f"{side} decode ({what})")
+                run(kvc + [decode[0], f"{files['host']}.kvc", "-o",
+                           f"{files[side]}.safetensors"] + decode[1:], f"{side} {decode[0]} ({what})")
             problem = problem or compare(Path(f"{files['host']}.safetensors"),
                                          Path(f"{files['target']}.safetensors"),
                                          f"decoded ({what})")
