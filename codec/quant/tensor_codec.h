@@ -75,6 +75,13 @@ class TensorCodec {
   virtual Status Scores(const uint8_t* head_record, const uint8_t* const* sections,
                         size_t count, const float* queries, size_t num_queries,
                         float* scores, size_t* bad_vector) const;
+  // out[q * head_dim + i] = sum over n of weights[q * count + n] * (decoded
+  // vector n)[i], q < num_queries; out is overwritten. Rotation-based methods
+  // accumulate in their rotated domain and rotate back once per query; the
+  // default decodes a few vectors at a time. Both reject what Decode rejects.
+  virtual Status Attend(const uint8_t* head_record, const uint8_t* const* sections,
+                        size_t count, const float* weights, size_t num_queries,
+                        float* out, size_t* bad_vector) const;
 
  protected:
   explicit TensorCodec(uint32_t head_dim) : head_dim_(head_dim) {}

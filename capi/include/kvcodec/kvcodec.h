@@ -295,6 +295,63 @@ KVC_API kvc_status kvc_block_scores(const void* src, size_t src_size,
                                     kvc_diagnostics* diag);
 
 /* ------------------------------------------------------------------------ */
+/* Attention on encoded blocks, without decoding them                        */
+
+/* Weighted sums of the block's decoded vectors:
+ * out[h][q][:] = sum over t of weights[h][q][t] * v[h][t][:]. weights: f32
+ * [head_count][queries_per_head][token_count] (the layout of
+ * kvc_block_scores' scores); out: f32 [head_count][queries_per_head][head_dim],
+ * overwritten. Rotation-based methods accumulate in their rotated domain and
+ * rotate back once per output row, not once per token. */
+KVC_API kvc_status kvc_block_attend(const void* src, size_t src_size,
+                                    const float* weights,
+                                    uint32_t queries_per_head, float* out,
+                                    size_t out_capacity, kvc_diagnostics* diag);
+
+/* A caller's buffer. Layout fixed forever (no struct_size). */
+typedef struct kvc_buffer {
+  const void* data;
+  size_t size;
+} kvc_buffer;
+
+typedef struct kvc_attention_options {
+  uint32_t struct_size; /* sizeof(kvc_attention_options) */
+  uint32_t threads;     /* 0: one per core */
+  float scale;          /* logits are scale * q.k; 0: 1/sqrt(head_dim) */
+  /* Tokens attended, as the blocks number them: [token_begin, token_end).
+   * token_end 0: through the last token the blocks hold (a decode step's
+   * causal range is every cached token); token_begin > the first token gives
+   * a sliding window. */
+  uint32_t token_begin;
+  uint32_t token_end;
+} kvc_attention_options;
+
+KVC_API void kvc_attention_options_init(kvc_attention_options* options);
+
+/* One decode step of attention for one layer, on its encoded K and V
+ * blocks (standalone blocks of one layer, e.g. one per block of tokens of a
+ * cache that grew block by block, in any order): for every query head j,
+ * out[j] = softmax(scale * q_j . k_t) . v_t over the attended tokens t.
+ * The key blocks must cover KV heads [h0, h0 + H) and, for each, one
+ * contiguous token range exactly once; the value blocks the same heads and
+ * tokens. queries: f32 [num_query_heads][head_dim], num_query_heads a
+ * multiple of H; query head j reads KV head h0 + j / (num_query_heads / H)
+ * (grouped-query attention). out: f32 [num_query_heads][head_dim]. lse
+ * (optional, NULL): f32 [num_query_heads], the natural log of each head's
+ * softmax denominator sum over t of exp(scale * q_j . k_t), for merging with
+ * attention over other tokens (e.g. a recent uncompressed tail). The softmax
+ * subtracts each head's maximum logit first. options may be NULL. */
+KVC_API kvc_status kvc_decode_attention(const kvc_buffer* key_blocks,
+                                        size_t key_block_count,
+                                        const kvc_buffer* value_blocks,
+                                        size_t value_block_count,
+                                        const float* queries,
+                                        uint32_t num_query_heads,
+                                        const kvc_attention_options* options,
+                                        float* out, size_t out_capacity,
+                                        float* lse, kvc_diagnostics* diag);
+
+/* ------------------------------------------------------------------------ */
 /* Streams: a whole cache                                                    */
 
 typedef struct kvc_cache_desc {
