@@ -5,6 +5,7 @@
 #include <cstring>
 #include <utility>
 
+#include "codec/base/endian.h"
 #include "tools/error.h"
 #include "tools/file_util.h"
 #include "tools/json.h"
@@ -194,6 +195,12 @@ SafetensorsFile SafetensorsFile::Parse(std::vector<uint8_t> bytes,
            " overlap");
     }
   }
+  // Safetensors data is little-endian; Data() and kvcodec take the host's
+  // order. Tensors do not overlap, so each byte is converted once.
+  for (const SafetensorsTensor& tensor : file.tensors_) {
+    ConvertLittleEndian(bytes.data() + file.data_start_ + tensor.begin,
+                        tensor.end - tensor.begin, tensor.element_size);
+  }
   file.bytes_ = std::move(bytes);
   return file;
 }
@@ -257,6 +264,7 @@ SafetensorsWriter::SafetensorsWriter(const std::string& path,
     for (const uint64_t dim : tensor.shape) header.Uint(dim);
     header.EndArray();
     header.Key("data_offsets").BeginArray().Uint(expected_);
+    tensors_.push_back({expected_, expected_ + bytes, SafetensorsDtypeSize(tensor.dtype)});
     expected_ += bytes;
     header.Uint(expected_).EndArray();
     header.EndObject();
@@ -274,8 +282,30 @@ void SafetensorsWriter::Write(const void* data, size_t size) {
   if (size > expected_ - written_) {
     throw Error(path_ + ": more tensor data than the header declares");
   }
-  file_.Write(data, size);
-  written_ += size;
+  // Pieces end between elements, so that each element is converted to
+  // little-endian whole (checked on every host, so that a caller that splits
+  // elements fails where it is tested, not only on big-endian machines).
+  const uint64_t end = written_ + size;
+  for (const Range& tensor : tensors_) {
+    if (tensor.begin < end && end < tensor.end && (end - tensor.begin) % tensor.element_size != 0) {
+      throw Error(path_ + ": tensor data written in pieces that split a " +
+                  std::to_string(tensor.element_size) + "-byte element");
+    }
+  }
+  if (kHostIsLittleEndian) {
+    file_.Write(data, size);
+  } else {
+    std::vector<uint8_t> little(static_cast<const uint8_t*>(data),
+                                static_cast<const uint8_t*>(data) + size);
+    for (const Range& tensor : tensors_) {
+      const uint64_t from = std::max(tensor.begin, written_), to = std::min(tensor.end, end);
+      if (from < to) {
+        ConvertLittleEndian(little.data() + (from - written_), to - from, tensor.element_size);
+      }
+    }
+    file_.Write(little.data(), size);
+  }
+  written_ = end;
 }
 
 void SafetensorsWriter::Commit() {

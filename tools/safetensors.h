@@ -47,7 +47,9 @@ class SafetensorsFile {
   const std::map<std::string, std::string>& metadata() const {
     return metadata_;
   }
-  // The tensor's bytes; not necessarily aligned for its dtype.
+  // The tensor's bytes, converted from the file's little-endian order to the
+  // host's for dtypes of known size (Read and Parse do it on a big-endian
+  // host); not necessarily aligned for its dtype.
   const uint8_t* Data(const SafetensorsTensor& tensor) const {
     return bytes_.data() + data_start_ + tensor.begin;
   }
@@ -65,8 +67,8 @@ class SafetensorsFile {
   std::map<std::string, std::string> metadata_;
 };
 
-// A tensor to write: `data` holds size_in_bytes bytes, which must equal the
-// shape's element count times the dtype's size.
+// A tensor to write: `data` holds size_in_bytes bytes in the host's byte
+// order, which must equal the shape's element count times the dtype's size.
 struct SafetensorsTensorView {
   std::string name;
   std::string dtype;
@@ -82,7 +84,8 @@ struct SafetensorsTensorView {
 // Writes a safetensors file tensor by tensor: the header first (from the
 // shapes), then the data in header order through Write, then Commit (which
 // checks that every declared byte came). Atomic: nothing appears at `path`
-// before Commit.
+// before Commit. Data comes in the host's byte order, in pieces of whole
+// elements, and is written little-endian.
 struct SafetensorsTensorSpec {
   std::string name;
   std::string dtype;
@@ -96,8 +99,15 @@ class SafetensorsWriter {
   void Commit();
 
  private:
+  // Where each tensor lies in the data section, for the byte order.
+  struct Range {
+    uint64_t begin, end;
+    size_t element_size;
+  };
+
   std::string path_;
   AtomicFile file_;
+  std::vector<Range> tensors_;
   uint64_t expected_ = 0, written_ = 0;
 };
 

@@ -240,6 +240,45 @@ TEST_CASE("safetensors: write and read back") {
   CHECK(file.Find("nope") == nullptr);
 }
 
+// The format is little-endian whatever the host: on a big-endian one, kvc
+// converts on reading and writing (tools/cross-test s390x runs this).
+TEST_CASE("safetensors: data is little-endian in the file, host order in memory") {
+  TempDir dir;
+  const std::string path = dir.File("le.safetensors");
+  const uint16_t half = 0x3C01;
+  const float one_and_a_bit = 1.0f + std::ldexp(1.0f, -23);  // bits 0x3F800001
+  const int64_t big = 0x0102030405060708;
+  const uint8_t bytes[2] = {0xAB, 0xCD};
+  WriteSafetensors(path, {},
+                   {{"h", "F16", {1}, &half, 2},
+                    {"f", "F32", {1}, &one_and_a_bit, 4},
+                    {"l", "I64", {1}, &big, 8},
+                    {"u", "U8", {2}, bytes, 2}});
+  const std::vector<uint8_t> file_bytes = ReadFile(path);
+  REQUIRE(file_bytes.size() >= 16);
+  const std::vector<uint8_t> data(file_bytes.end() - 16, file_bytes.end());
+  CHECK(data == std::vector<uint8_t>{0x01, 0x3C, 0x01, 0x00, 0x80, 0x3F, 8, 7, 6, 5,
+                                     4, 3, 2, 1, 0xAB, 0xCD});
+
+  const SafetensorsFile file = SafetensorsFile::Read(path);
+  uint16_t h;
+  std::memcpy(&h, file.Data(*file.Find("h")), 2);
+  CHECK(h == half);
+  int64_t l;
+  std::memcpy(&l, file.Data(*file.Find("l")), 8);
+  CHECK(l == big);
+  CHECK(file.Data(*file.Find("u"))[0] == 0xAB);
+  CHECK(file.ReadFloat32(*file.Find("f")) == std::vector<float>{one_and_a_bit});
+  CHECK(file.ReadFloat32(*file.Find("h")) == std::vector<float>{HalfToFloat(half)});
+
+  // Pieces of whole elements only: a split element could not be converted.
+  SafetensorsWriter writer(dir.File("split.safetensors"), {}, {{"f", "F32", {2}}});
+  writer.Write(&one_and_a_bit, 4);
+  CHECK(ErrorOf([&] { writer.Write(&one_and_a_bit, 2); }) ==
+        dir.File("split.safetensors") +
+            ": tensor data written in pieces that split a 4-byte element");
+}
+
 TEST_CASE("safetensors: writer rejects a size that does not fit the shape") {
   TempDir dir;
   const std::string path = dir.File("bad.safetensors");

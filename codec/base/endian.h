@@ -3,10 +3,30 @@
 #ifndef KVCODEC_CODEC_BASE_ENDIAN_H_
 #define KVCODEC_CODEC_BASE_ENDIAN_H_
 
+#include <algorithm>
+#include <cstddef>
 #include <cstdint>
 #include <cstring>
 
 namespace kvc {
+
+// The host's byte order. GCC and clang define __BYTE_ORDER__; the compilers
+// that do not (MSVC) only target little-endian machines.
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
+inline constexpr bool kHostIsLittleEndian = false;
+#else
+inline constexpr bool kHostIsLittleEndian = true;
+#endif
+
+// Converts `size` bytes of consecutive `element_size`-byte values between
+// little-endian and the host's order (either way: the same reversal). Nothing
+// to do on a little-endian host; `size` is a multiple of `element_size`.
+inline void ConvertLittleEndian(uint8_t* data, size_t size, size_t element_size) {
+  if (kHostIsLittleEndian || element_size < 2) return;
+  for (size_t i = 0; i + element_size <= size; i += element_size) {
+    std::reverse(data + i, data + i + element_size);
+  }
+}
 
 inline uint16_t LoadLE16(const uint8_t* p) {
   return static_cast<uint16_t>(p[0] | (p[1] << 8));
