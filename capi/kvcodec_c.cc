@@ -1,6 +1,7 @@
 // The C ABI: argument checks, size-versioned structs, and the wall that keeps
 // C++ exceptions and Status objects inside the library.
 #include <algorithm>
+#include <cmath>
 #include <cstdio>
 #include <cstring>
 #include <memory>
@@ -10,6 +11,7 @@
 
 #include <hwy/targets.h>
 
+#include "attention/decode_attention.h"
 #include "base/endian.h"
 #include "base/sized_struct.h"
 #include "base/status.h"
@@ -136,6 +138,26 @@ Status ReadBlockFrameSection(const void* src, size_t size, BlockHeader* header,
     return Status(KVC_ERR_CORRUPT, "bytes after the block");
   }
   return ReadBlockHeader(*section, header);
+}
+
+kvc_attention_options DefaultAttentionOptions() {
+  kvc_attention_options o;
+  std::memset(&o, 0, sizeof(o));
+  o.struct_size = sizeof(o);
+  return o;
+}
+
+// Caller floats that feed scores or sums: a NaN or infinity there would
+// surface as a "corrupt" result, so name it at the door.
+Status CheckFinite(const float* x, size_t n, size_t row_size, const char* name) {
+  for (size_t i = 0; i < n; ++i) {
+    if (!std::isfinite(x[i])) {
+      return Status(KVC_ERR_INVALID_VALUE,
+                    StrFormat("%s row %zu, element %zu is not finite", name, i / row_size,
+                              i % row_size));
+    }
+  }
+  return OkStatus();
 }
 
 Status ReadBlockFrame(const void* src, size_t size, BlockFrame* frame) {
@@ -439,8 +461,88 @@ kvc_status kvc_block_scores(const void* src, size_t src_size,
                               static_cast<unsigned long long>(needed),
                               scores_capacity));
     }
+    KVC_RETURN_IF_ERROR(CheckFinite(queries, size_t{h.head_count} * queries_per_head * h.head_dim,
+                                    h.head_dim, "queries"));
     return ScoreBlockPayload(*frame.codec, h, frame.section.payload, frame.layout, queries,
                              queries_per_head, scores);
+  });
+}
+
+kvc_status kvc_block_attend(const void* src, size_t src_size, const float* weights,
+                            uint32_t queries_per_head, float* out, size_t out_capacity,
+                            kvc_diagnostics* diag) {
+  return Guard(diag, [&]() -> Status {
+    KVC_RETURN_IF_ERROR(NotNull(weights, "weights"));
+    KVC_RETURN_IF_ERROR(NotNull(out, "out"));
+    BlockFrame frame;
+    KVC_RETURN_IF_ERROR(ReadBlockFrame(src, src_size, &frame));
+    const BlockHeader& h = frame.header;
+    if (queries_per_head == 0) {
+      return Status(KVC_ERR_INVALID_ARGUMENT, "queries_per_head is 0");
+    }
+    const uint64_t needed = uint64_t{h.head_count} * queries_per_head * h.head_dim;
+    if (out_capacity < needed) {
+      return Status(KVC_ERR_DST_TOO_SMALL,
+                    StrFormat("out needs %llu floats, capacity is %zu",
+                              static_cast<unsigned long long>(needed), out_capacity));
+    }
+    KVC_RETURN_IF_ERROR(CheckFinite(weights,
+                                    size_t{h.head_count} * queries_per_head * h.token_count,
+                                    h.token_count, "weights"));
+    return AttendBlockPayload(*frame.codec, h, frame.section.payload, frame.layout, weights,
+                              queries_per_head, out);
+  });
+}
+
+void kvc_attention_options_init(kvc_attention_options* options) {
+  if (options) *options = DefaultAttentionOptions();
+}
+
+kvc_status kvc_decode_attention(const kvc_buffer* key_blocks, size_t key_block_count,
+                                const kvc_buffer* value_blocks, size_t value_block_count,
+                                const float* queries, uint32_t num_query_heads,
+                                const kvc_attention_options* options, float* out,
+                                size_t out_capacity, float* lse, kvc_diagnostics* diag) {
+  return Guard(diag, [&]() -> Status {
+    KVC_RETURN_IF_ERROR(NotNull(key_blocks, "key_blocks"));
+    KVC_RETURN_IF_ERROR(NotNull(value_blocks, "value_blocks"));
+    KVC_RETURN_IF_ERROR(NotNull(queries, "queries"));
+    KVC_RETURN_IF_ERROR(NotNull(out, "out"));
+    kvc_attention_options o = DefaultAttentionOptions();
+    if (options) KVC_RETURN_IF_ERROR(ImportSized(options, o, &o, "attention options"));
+    // Parse every block once; the codecs and layouts live until the call ends.
+    const size_t total = key_block_count + value_block_count;
+    std::vector<BlockFrame> frames(total);
+    std::vector<EncodedBlock> keys, values;
+    for (size_t i = 0; i < total; ++i) {
+      const bool is_key = i < key_block_count;
+      const size_t index = is_key ? i : i - key_block_count;
+      const kvc_buffer& buffer = is_key ? key_blocks[index] : value_blocks[index];
+      Status status = ReadBlockFrame(buffer.data, buffer.size, &frames[i]);
+      if (!status.ok()) {
+        return Status(status.code(), StrFormat("%s block %zu: ", is_key ? "key" : "value",
+                                               index) + status.message());
+      }
+      EncodedBlock b;
+      b.header = frames[i].header;
+      b.payload = frames[i].section.payload;
+      b.codec = frames[i].codec.get();
+      b.layout = &frames[i].layout;
+      (is_key ? keys : values).push_back(b);
+    }
+    if (keys.empty()) return Status(KVC_ERR_INVALID_ARGUMENT, "no key blocks");
+    const uint64_t needed = uint64_t{num_query_heads} * keys[0].header.head_dim;
+    if (out_capacity < needed) {
+      return Status(KVC_ERR_DST_TOO_SMALL,
+                    StrFormat("out needs %llu floats, capacity is %zu",
+                              static_cast<unsigned long long>(needed), out_capacity));
+    }
+    AttentionParams params;
+    params.threads = o.threads;
+    params.scale = o.scale;
+    params.token_begin = o.token_begin;
+    params.token_end = o.token_end;
+    return DecodeAttention(keys, values, queries, num_query_heads, params, out, lse);
   });
 }
 

@@ -367,30 +367,74 @@ Status DecodeBlockPayload(const TensorCodec& codec, const BlockHeader& h,
   return OkStatus();
 }
 
+Status ScoreHeadRange(const TensorCodec& codec, const BlockHeader& h,
+                      const uint8_t* payload, const BlockLayout& layout, uint32_t head,
+                      uint32_t t0, uint32_t count, const float* queries,
+                      size_t num_queries, float* scores) {
+  uint8_t* p = const_cast<uint8_t*>(payload);
+  size_t bad = 0;
+  Status status = codec.Scores(HeadRecord(layout, head),
+                               SectionPointers(layout, p, head, t0).data(), count, queries,
+                               num_queries, scores, &bad);
+  // Crafted norms could overflow a score: never hand back a non-finite one.
+  const size_t n = num_queries * count;
+  const size_t first_bad = status.ok() ? FirstNonFinite(scores, n) : 0;
+  if (status.ok() && first_bad < n) {
+    bad = first_bad % count;
+    status = Status(KVC_ERR_CORRUPT, "score is not finite");
+  }
+  if (!status.ok()) {
+    return Status(status.code(), Where(h, head, t0 + bad) + ": " + status.message());
+  }
+  return OkStatus();
+}
+
+Status AttendHeadRange(const TensorCodec& codec, const BlockHeader& h,
+                       const uint8_t* payload, const BlockLayout& layout, uint32_t head,
+                       uint32_t t0, uint32_t count, const float* weights,
+                       size_t num_queries, float* out) {
+  uint8_t* p = const_cast<uint8_t*>(payload);
+  size_t bad = 0;
+  Status status = codec.Attend(HeadRecord(layout, head),
+                               SectionPointers(layout, p, head, t0).data(), count, weights,
+                               num_queries, out, &bad);
+  if (!status.ok()) {
+    return Status(status.code(), Where(h, head, t0 + bad) + ": " + status.message());
+  }
+  const size_t n = num_queries * h.head_dim;
+  if (FirstNonFinite(out, n) < n) {
+    return Status(KVC_ERR_CORRUPT,
+                  StrFormat("%s head %u, tokens %u..%u: weighted sum is not finite",
+                            h.Name().c_str(), h.head_start + head, h.token_start + t0,
+                            h.token_start + t0 + count - 1));
+  }
+  return OkStatus();
+}
+
 Status ScoreBlockPayload(const TensorCodec& codec, const BlockHeader& h,
                          const uint8_t* payload, const BlockLayout& layout,
                          const float* queries, uint32_t queries_per_head, float* scores) {
   const size_t d = h.head_dim;
   const size_t tokens = h.token_count;
-  uint8_t* p = const_cast<uint8_t*>(payload);
   for (uint32_t head = 0; head < h.head_count; ++head) {
-    size_t bad = 0;
-    Status status = codec.Scores(HeadRecord(layout, head),
-                                 SectionPointers(layout, p, head, 0).data(), tokens,
-                                 queries + size_t{head} * queries_per_head * d,
-                                 queries_per_head,
-                                 scores + size_t{head} * queries_per_head * tokens, &bad);
-    // Crafted norms could overflow a score: never hand back a non-finite one.
-    const size_t head_scores = size_t{queries_per_head} * tokens;
-    const size_t first_bad =
-        status.ok() ? FirstNonFinite(scores + size_t{head} * head_scores, head_scores) : 0;
-    if (status.ok() && first_bad < head_scores) {
-      bad = first_bad % tokens;
-      status = Status(KVC_ERR_CORRUPT, "score is not finite");
-    }
-    if (!status.ok()) {
-      return Status(status.code(), Where(h, head, bad) + ": " + status.message());
-    }
+    KVC_RETURN_IF_ERROR(ScoreHeadRange(codec, h, payload, layout, head, 0, h.token_count,
+                                       queries + size_t{head} * queries_per_head * d,
+                                       queries_per_head,
+                                       scores + size_t{head} * queries_per_head * tokens));
+  }
+  return OkStatus();
+}
+
+Status AttendBlockPayload(const TensorCodec& codec, const BlockHeader& h,
+                          const uint8_t* payload, const BlockLayout& layout,
+                          const float* weights, uint32_t queries_per_head, float* out) {
+  const size_t d = h.head_dim;
+  const size_t tokens = h.token_count;
+  for (uint32_t head = 0; head < h.head_count; ++head) {
+    KVC_RETURN_IF_ERROR(AttendHeadRange(codec, h, payload, layout, head, 0, h.token_count,
+                                        weights + size_t{head} * queries_per_head * tokens,
+                                        queries_per_head,
+                                        out + size_t{head} * queries_per_head * d));
   }
   return OkStatus();
 }

@@ -85,6 +85,24 @@ Status ScoreBlockPayload(const TensorCodec& codec, const BlockHeader& header,
                          const uint8_t* payload, const BlockLayout& layout,
                          const float* queries, uint32_t queries_per_head,
                          float* scores);
+// weights: [head_count][queries_per_head][token_count]; out:
+// [head_count][queries_per_head][head_dim], overwritten.
+Status AttendBlockPayload(const TensorCodec& codec, const BlockHeader& header,
+                          const uint8_t* payload, const BlockLayout& layout,
+                          const float* weights, uint32_t queries_per_head, float* out);
+
+// The same for tokens [t0, t0 + count) of one head (t0 a multiple of 8,
+// relative to the block's first token): scores [num_queries][count], weights
+// [num_queries][count], out [num_queries][head_dim]. Errors name the block,
+// head and token; a non-finite result (crafted norms) is CORRUPT.
+Status ScoreHeadRange(const TensorCodec& codec, const BlockHeader& header,
+                      const uint8_t* payload, const BlockLayout& layout, uint32_t head,
+                      uint32_t t0, uint32_t count, const float* queries,
+                      size_t num_queries, float* scores);
+Status AttendHeadRange(const TensorCodec& codec, const BlockHeader& header,
+                       const uint8_t* payload, const BlockLayout& layout, uint32_t head,
+                       uint32_t t0, uint32_t count, const float* weights,
+                       size_t num_queries, float* out);
 
 }  // namespace kvc
 
