@@ -229,6 +229,65 @@ class BlockGtqCodec final : public TensorCodec {
     return first;
   }
 
+  // Each group in its own rotated domain: the queries' channels of every
+  // group gathered and rotated once, then tile by tile each group's indices
+  // split out of the bit stream and dotted with them; a token's score is
+  // the sum over its groups.
+  Status Scores(const uint8_t* record, const uint8_t* const* sections, size_t count,
+                const float* queries, size_t num_queries, float* scores,
+                size_t* bad_vector) const override {
+    const std::shared_ptr<const Groups> cached = GroupsOf(record);
+    const Groups& groups = *cached;
+    const std::vector<std::vector<float>> parts = RotatedParts(groups, queries, num_queries);
+    std::fill(scores, scores + num_queries * count, 0.0f);
+    std::vector<float> dots(num_queries * kTile);
+    return ForEachTile(groups, record, sections, count, bad_vector,
+                       [&](size_t g, const MseQuantizer& q, const uint8_t* norms,
+                           size_t norm_stride, const uint8_t* indices, size_t n0, size_t m,
+                           size_t* bad) {
+      KVC_RETURN_IF_ERROR(q.RotatedDots(norms, norm_stride, indices, m, parts[g].data(),
+                                        num_queries, dots.data(), kTile, bad));
+      for (size_t k = 0; k < num_queries; ++k) {
+        for (size_t i = 0; i < m; ++i) scores[k * count + n0 + i] += dots[k * kTile + i];
+      }
+      return OkStatus();
+    });
+  }
+
+  // Each group summed in its rotated domain over every tile, rotated back
+  // once per query and its channels put in place; channels of blocks given
+  // no bits are 0.
+  Status Attend(const uint8_t* record, const uint8_t* const* sections, size_t count,
+                const float* weights, size_t num_queries, float* out,
+                size_t* bad_vector) const override {
+    const std::shared_ptr<const Groups> cached = GroupsOf(record);
+    const Groups& groups = *cached;
+    const size_t d = head_dim();
+    std::vector<std::vector<float>> sums(groups.quantizers.size());
+    for (size_t g = 0; g < sums.size(); ++g) sums[g].assign(num_queries * groups.dims[g].size(), 0);
+    std::vector<float> part;
+    KVC_RETURN_IF_ERROR(ForEachTile(
+        groups, record, sections, count, bad_vector,
+        [&](size_t g, const MseQuantizer& q, const uint8_t* norms, size_t norm_stride,
+            const uint8_t* indices, size_t n0, size_t m, size_t* bad) {
+          part.resize(sums[g].size());
+          KVC_RETURN_IF_ERROR(q.RotatedSums(norms, norm_stride, indices, m, weights + n0, count,
+                                            num_queries, part.data(), bad));
+          for (size_t i = 0; i < part.size(); ++i) sums[g][i] += part[i];
+          return OkStatus();
+        }));
+    std::fill(out, out + num_queries * d, 0.0f);
+    for (size_t g = 0; g < sums.size(); ++g) {
+      const std::vector<int32_t>& dims = groups.dims[g];
+      for (size_t k = 0; k < num_queries; ++k) {
+        float* sum = &sums[g][k * dims.size()];
+        groups.quantizers[g]->rotation().Inverse(sum);
+        for (size_t a = 0; a < dims.size(); ++a) out[k * d + dims[a]] = sum[a];
+      }
+    }
+    return OkStatus();
+  }
+
  private:
   struct Groups {
     std::vector<int> bits;                      // per group
@@ -322,6 +381,77 @@ class BlockGtqCodec final : public TensorCodec {
       groups.dims.push_back(std::move(dims));
     }
     return groups;
+  }
+
+  // Tokens per tile of Scores and Attend (their per-group index buffers).
+  static constexpr size_t kTile = 256;
+
+  // Every group's channels of every query, rotated by the group's quantizer.
+  std::vector<std::vector<float>> RotatedParts(const Groups& groups, const float* queries,
+                                               size_t num_queries) const {
+    std::vector<std::vector<float>> parts(groups.quantizers.size());
+    for (size_t g = 0; g < parts.size(); ++g) {
+      const std::vector<int32_t>& dims = groups.dims[g];
+      parts[g].resize(num_queries * dims.size());
+      simd::GatherColumns(queries, head_dim(), num_queries, dims.data(), dims.size(),
+                          parts[g].data());
+      for (size_t k = 0; k < num_queries; ++k) {
+        groups.quantizers[g]->rotation().Forward(&parts[g][k * dims.size()]);
+      }
+    }
+    return parts;
+  }
+
+  // Tiles of tokens: each group's records of the tile (its indices split out
+  // of the bit stream into whole bytes) handed to run(g, quantizer, norms,
+  // norm stride, indices, first token, tokens, &bad). The error reported is
+  // the reference's: the first vector, and at one vector the first group.
+  template <class Run>
+  Status ForEachTile(const Groups& groups, const uint8_t* record,
+                     const uint8_t* const* sections, size_t count, size_t* bad_vector,
+                     Run&& run) const {
+    const std::vector<size_t> widths = SectionWidths(record);
+    const size_t norm_bytes = widths[0] / 8, vector_bits = widths[1];
+    std::vector<std::vector<uint8_t>> indices(groups.quantizers.size());
+    for (size_t g = 0; g < indices.size(); ++g) {
+      indices[g].resize(kTile * groups.quantizers[g]->index_bytes());
+    }
+    std::vector<uint8_t> stream;
+    for (size_t n0 = 0; n0 < count; n0 += kTile) {
+      const size_t m = std::min(kTile, count - n0);
+      // The tile's bit stream with 8 bytes of room for ExtractBits' reads.
+      const size_t first_bit = n0 * vector_bits, end_bit = (n0 + m) * vector_bits;
+      const size_t first_byte = first_bit / 8, bytes = (end_bit + 7) / 8 - first_byte;
+      stream.assign(bytes + 8, 0);
+      std::copy(sections[1] + first_byte, sections[1] + first_byte + bytes, stream.begin());
+      size_t bit = first_bit % 8;
+      for (size_t i = 0; i < m; ++i) {
+        for (size_t g = 0; g < groups.quantizers.size(); ++g) {
+          const size_t bits = groups.dims[g].size() * static_cast<size_t>(groups.bits[g]);
+          const size_t record_bytes = groups.quantizers[g]->index_bytes();
+          simd::ExtractBits(stream.data(), bit, bits, indices[g].data() + i * record_bytes);
+          bit += bits;
+        }
+      }
+      Status first = OkStatus();
+      size_t first_bad = m;
+      for (size_t g = 0, norm_offset = 0; g < groups.quantizers.size(); ++g) {
+        const MseQuantizer& q = *groups.quantizers[g];
+        size_t bad = 0;
+        const Status status = run(g, q, sections[0] + n0 * norm_bytes + norm_offset, norm_bytes,
+                                  indices[g].data(), n0, m, &bad);
+        norm_offset += q.norm_bytes();
+        if (!status.ok() && bad < first_bad) {
+          first = status;
+          first_bad = bad;
+        }
+      }
+      if (!first.ok()) {
+        *bad_vector = n0 + first_bad;
+        return first;
+      }
+    }
+    return OkStatus();
   }
 
   // The TurboQuant-MSE instance of a group: its width and size decide it.

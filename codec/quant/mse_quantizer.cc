@@ -227,4 +227,93 @@ Status MseQuantizer::Dot(const uint8_t* norm_record, const uint8_t* indices,
   return OkStatus();
 }
 
+Status MseQuantizer::LoadTileNorms(const uint8_t* norms, size_t norm_stride,
+                                   const uint8_t* indices, size_t count, float* out,
+                                   size_t* bad_vector) const {
+  for (size_t n0 = 0; n0 < count; n0 += kMaxBatch) {
+    const size_t m = std::min(kMaxBatch, count - n0);
+    if (LoadNorms(norms + n0 * norm_stride, norm_stride, indices + n0 * index_bytes(), m,
+                  out + n0)) {
+      continue;
+    }
+    // One by one, to name the first invalid record.
+    for (size_t n = n0; n < n0 + m; ++n) {
+      *bad_vector = n;
+      KVC_RETURN_IF_ERROR(CheckRecord(norms + n * norm_stride, indices + n * index_bytes()));
+    }
+  }
+  return OkStatus();
+}
+
+void MseQuantizer::NormsToGains(const float* len2, size_t count, float* gains) const {
+  for (size_t n = 0; n < count; ++n) {
+    if (!norm_correction_) {
+      gains[n] = gains[n] / sqrt_dim_;
+      continue;
+    }
+    const float length = std::sqrt(len2[n]);
+    gains[n] = length > 0 ? gains[n] / length : 0.0f;
+  }
+}
+
+Status MseQuantizer::RotatedDots(const uint8_t* norms, size_t norm_stride,
+                                 const uint8_t* indices, size_t count,
+                                 const float* rotated_queries, size_t num_queries, float* dots,
+                                 size_t dot_stride, size_t* bad_vector) const {
+  float len2[kAttentionTile], gains[kAttentionTile];
+  for (size_t n0 = 0; n0 < count; n0 += kAttentionTile) {
+    const size_t m = std::min(kAttentionTile, count - n0);
+    const uint8_t* tile = indices + n0 * index_bytes();
+    size_t bad = 0;
+    const Status status = LoadTileNorms(norms + n0 * norm_stride, norm_stride, tile, m, gains,
+                                        &bad);
+    if (!status.ok()) {
+      *bad_vector = n0 + bad;
+      return status;
+    }
+    // The centroids' lengths (norm correction) come with the dots.
+    const simd::IndexRows rows{tile, index_bytes(), m, dim_, bits_, book_.centroids};
+    simd::IndexRowDots(rows, rotated_queries, num_queries, dots + n0, dot_stride,
+                       norm_correction_ ? len2 : nullptr);
+    NormsToGains(len2, m, gains);
+    for (size_t q = 0; q < num_queries; ++q) {
+      float* row = dots + q * dot_stride + n0;
+      for (size_t i = 0; i < m; ++i) row[i] = gains[i] * row[i];
+    }
+  }
+  return OkStatus();
+}
+
+Status MseQuantizer::RotatedSums(const uint8_t* norms, size_t norm_stride,
+                                 const uint8_t* indices, size_t count, const float* weights,
+                                 size_t weight_stride, size_t num_queries, float* out,
+                                 size_t* bad_vector) const {
+  float len2[kAttentionTile], gains[kAttentionTile];
+  // The weights times each row's gain, then the tile's sum added to out.
+  std::vector<float> scaled(num_queries * kAttentionTile), part(num_queries * dim_);
+  std::fill(out, out + num_queries * dim_, 0.0f);
+  for (size_t n0 = 0; n0 < count; n0 += kAttentionTile) {
+    const size_t m = std::min(kAttentionTile, count - n0);
+    const uint8_t* tile = indices + n0 * index_bytes();
+    size_t bad = 0;
+    const Status status = LoadTileNorms(norms + n0 * norm_stride, norm_stride, tile, m, gains,
+                                        &bad);
+    if (!status.ok()) {
+      *bad_vector = n0 + bad;
+      return status;
+    }
+    const simd::IndexRows rows{tile, index_bytes(), m, dim_, bits_, book_.centroids};
+    if (norm_correction_) simd::IndexRowDots(rows, nullptr, 0, nullptr, 0, len2);
+    NormsToGains(len2, m, gains);
+    for (size_t q = 0; q < num_queries; ++q) {
+      for (size_t i = 0; i < m; ++i) {
+        scaled[q * kAttentionTile + i] = weights[q * weight_stride + n0 + i] * gains[i];
+      }
+    }
+    simd::IndexRowSums(rows, scaled.data(), kAttentionTile, num_queries, part.data());
+    for (size_t j = 0; j < num_queries * dim_; ++j) out[j] += part[j];
+  }
+  return OkStatus();
+}
+
 }  // namespace kvc

@@ -12,6 +12,7 @@
 #include "base/status.h"
 #include "quant/codebooks.h"
 #include "quant/rotation.h"
+#include "simd/attention_kernels.h"
 #include "simd/turboquant_kernels.h"
 
 namespace kvc {
@@ -73,6 +74,24 @@ class MseQuantizer {
   Status Dot(const uint8_t* norm, const uint8_t* indices, const float* rotated_query,
              float* dot) const;
 
+  // Attention in the rotated domain (TensorCodec::Scores and ::Attend), on
+  // `count` records: norm n at norms + n * norm_stride, indices at indices +
+  // n * index_bytes(). Records are checked first, tile by tile, as
+  // DecodeRows checks them (CORRUPT, *bad_vector naming the first). The
+  // entries are looked up once per row for all the queries, and each gain
+  // (norm / sqrt(dim), or with norm correction norm / the centroids' length)
+  // is applied once per row.
+  // dots[q * dot_stride + n] = <rotated_queries[q], reconstruction n>.
+  Status RotatedDots(const uint8_t* norms, size_t norm_stride, const uint8_t* indices,
+                     size_t count, const float* rotated_queries, size_t num_queries,
+                     float* dots, size_t dot_stride, size_t* bad_vector) const;
+  // out[q * dim + j] = sum over n of weights[q * weight_stride + n] *
+  // reconstruction n [j], in the rotated domain (the caller rotates back
+  // once); out is overwritten.
+  Status RotatedSums(const uint8_t* norms, size_t norm_stride, const uint8_t* indices,
+                     size_t count, const float* weights, size_t weight_stride,
+                     size_t num_queries, float* out, size_t* bad_vector) const;
+
  private:
   static constexpr size_t kMaxBatch = 16;  // rows of the batched paths
   // The norms of `count` (<= kMaxBatch) records at once: true if every norm
@@ -80,6 +99,14 @@ class MseQuantizer {
   // CheckRecord names the culprit).
   bool LoadNorms(const uint8_t* norms, size_t norm_stride, const uint8_t* indices, size_t count,
                  float* out) const;
+  // Rows per tile of RotatedDots / RotatedSums (their stack buffers).
+  static constexpr size_t kAttentionTile = 512;
+  // The norms of `count` records, checked as DecodeRows checks them.
+  Status LoadTileNorms(const uint8_t* norms, size_t norm_stride, const uint8_t* indices,
+                       size_t count, float* out, size_t* bad_vector) const;
+  // Norms to gains in place; len2: the centroids' squared lengths (read
+  // only with norm correction).
+  void NormsToGains(const float* len2, size_t count, float* gains) const;
   // The fused kernels' view of this quantizer (signs null: none apply).
   simd::TqRows Fused() const {
     return {dim_, rotation_.single_pass_signs(), rotation_.scale(), &book_, sqrt_dim_,

@@ -119,6 +119,59 @@ class OutlierCodec final : public TensorCodec {
     return OkStatus();
   }
 
+  // Each channel set in its own rotated domain: the queries split and
+  // rotated once per set, the two dot products of a token added.
+  Status Scores(const uint8_t* mask, const uint8_t* const* sections, size_t count,
+                const float* queries, size_t num_queries, float* scores,
+                size_t* bad_vector) const override {
+    const size_t d = head_dim(), lows = d - outliers_;
+    std::vector<int32_t> high_dims, low_dims;
+    Channels(mask, &high_dims, &low_dims);
+    std::vector<float> high(num_queries * outliers_), low(num_queries * lows);
+    simd::GatherColumns(queries, d, num_queries, high_dims.data(), outliers_, high.data());
+    simd::GatherColumns(queries, d, num_queries, low_dims.data(), lows, low.data());
+    for (size_t q = 0; q < num_queries; ++q) {
+      high_.rotation().Forward(&high[q * outliers_]);
+      low_.rotation().Forward(&low[q * lows]);
+    }
+    std::vector<float> low_scores(num_queries * count);
+    size_t bad_high = 0, bad_low = 0;
+    const Status high_status = high_.RotatedDots(sections[0], high_.norm_bytes(), sections[1],
+                                                 count, high.data(), num_queries, scores, count,
+                                                 &bad_high);
+    const Status low_status = low_.RotatedDots(sections[2], low_.norm_bytes(), sections[3], count,
+                                               low.data(), num_queries, low_scores.data(), count,
+                                               &bad_low);
+    KVC_RETURN_IF_ERROR(FirstError(high_status, bad_high, low_status, bad_low, bad_vector));
+    for (size_t i = 0; i < num_queries * count; ++i) scores[i] += low_scores[i];
+    return OkStatus();
+  }
+
+  // Each set summed in its rotated domain and rotated back once per query,
+  // then its channels put in place.
+  Status Attend(const uint8_t* mask, const uint8_t* const* sections, size_t count,
+                const float* weights, size_t num_queries, float* out,
+                size_t* bad_vector) const override {
+    const size_t d = head_dim(), lows = d - outliers_;
+    std::vector<int32_t> high_dims, low_dims;
+    Channels(mask, &high_dims, &low_dims);
+    std::vector<float> high(num_queries * outliers_), low(num_queries * lows);
+    size_t bad_high = 0, bad_low = 0;
+    const Status high_status = high_.RotatedSums(sections[0], high_.norm_bytes(), sections[1],
+                                                 count, weights, count, num_queries, high.data(),
+                                                 &bad_high);
+    const Status low_status = low_.RotatedSums(sections[2], low_.norm_bytes(), sections[3], count,
+                                               weights, count, num_queries, low.data(), &bad_low);
+    KVC_RETURN_IF_ERROR(FirstError(high_status, bad_high, low_status, bad_low, bad_vector));
+    for (size_t q = 0; q < num_queries; ++q) {
+      high_.rotation().Inverse(&high[q * outliers_]);
+      low_.rotation().Inverse(&low[q * lows]);
+      for (size_t a = 0; a < outliers_; ++a) out[q * d + high_dims[a]] = high[q * outliers_ + a];
+      for (size_t a = 0; a < lows; ++a) out[q * d + low_dims[a]] = low[q * lows + a];
+    }
+    return OkStatus();
+  }
+
  private:
   static bool IsOutlier(const uint8_t* mask, size_t j) {
     return (mask[j / 8] >> (j % 8)) & 1;

@@ -1,9 +1,12 @@
 // RAW: values stored as they are, in the config's scalar format.
 #include <cmath>
+#include <vector>
 
 #include "config/tensor_config.h"
 #include "quant/scalars.h"
 #include "quant/tensor_codec.h"
+#include "simd/attention_kernels.h"
+#include "simd/reduce_kernels.h"
 
 namespace kvc {
 namespace {
@@ -60,7 +63,42 @@ class RawCodec final : public TensorCodec {
     return OkStatus();
   }
 
+  // SIMD dot products and weighted sums on the stored values. A stored
+  // value that is not finite (which Decode rejects) always makes the
+  // results it enters non-finite; only then are the rows searched for it.
+  Status Scores(const uint8_t*, const uint8_t* const* sections, size_t count,
+                const float* queries, size_t num_queries, float* scores,
+                size_t* bad_vector) const override {
+    simd::ValueRowDots({sections[0], format_, count, head_dim()}, queries, num_queries, scores,
+                       count);
+    return CheckResults(sections[0], count, scores, num_queries * count, bad_vector);
+  }
+
+  Status Attend(const uint8_t*, const uint8_t* const* sections, size_t count,
+                const float* weights, size_t num_queries, float* out,
+                size_t* bad_vector) const override {
+    simd::ValueRowSums({sections[0], format_, count, head_dim()}, weights, count, num_queries,
+                       out);
+    return CheckResults(sections[0], count, out, num_queries * head_dim(), bad_vector);
+  }
+
  private:
+  // CORRUPT naming the first vector with a non-finite stored value, if the
+  // results (or, without any, the values themselves) show there is one.
+  Status CheckResults(const uint8_t* section, size_t count, const float* results,
+                      size_t result_count, size_t* bad_vector) const {
+    if (result_count > 0 && simd::AllFinite(results, result_count)) return OkStatus();
+    const size_t d = head_dim();
+    std::vector<float> row(d);
+    for (size_t n = 0; n < count; ++n) {
+      if (!LoadFiniteScalars(section + n * d * bytes_, d, format_, row.data())) {
+        *bad_vector = n;
+        return Status(KVC_ERR_CORRUPT, "stored value is not finite");
+      }
+    }
+    return OkStatus();  // finite values whose results overflow: the caller's to report
+  }
+
   uint32_t format_;
   size_t bytes_;
 };

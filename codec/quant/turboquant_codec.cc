@@ -11,6 +11,7 @@
 #include "quant/scalars.h"
 #include "quant/tensor_codec.h"
 #include "quant/vector_math.h"
+#include "simd/attention_kernels.h"
 #include "simd/bitpack.h"
 #include "simd/qjl_kernels.h"
 #include "simd/reduce_kernels.h"
@@ -125,51 +126,103 @@ class TurboQuantCodec final : public TensorCodec {
     return OkStatus();
   }
 
+  // In the rotated domain: each query rotated once (and, for prod, sketched
+  // once: sk = S qr), then per token the centroids' dot product times the
+  // gain, plus for prod qjl_scale * gamma * <s, sk> (FORMAT.md §9.4).
   Status Scores(const uint8_t*, const uint8_t* const* sections, size_t count,
                 const float* queries, size_t num_queries, float* scores,
                 size_t* bad_vector) const override {
     const size_t d = head_dim();
     const std::vector<size_t> w = ByteWidths(nullptr);
-    // Rotate each query once (and sketch it once for QJL), then every token
-    // costs a dot product with its centroids in the rotated domain.
-    std::vector<float> rotated(num_queries * d), sketched(num_queries * d);
+    std::vector<float> rotated = Rotated(queries, num_queries);
+    // Vectors before the first invalid residual norm (prod), which the
+    // reference checks before the vector's MSE record.
+    std::vector<float> gammas;
+    const size_t valid = prod_ ? LoadResidualNorms(sections[2], count, &gammas) : count;
+    KVC_RETURN_IF_ERROR(mse_.RotatedDots(sections[0], w[0], sections[1], valid, rotated.data(),
+                                         num_queries, scores, count, bad_vector));
+    if (!prod_) return OkStatus();
+    if (valid < count) return ResidualNormError(valid, bad_vector);
+    std::vector<float> sketched(num_queries * d);
     for (size_t q = 0; q < num_queries; ++q) {
-      float* r = rotated.data() + q * d;
-      std::copy(queries + q * d, queries + (q + 1) * d, r);
-      mse_.rotation().Forward(r);
-      if (prod_) {
-        for (size_t i = 0; i < d; ++i) {
-          sketched[q * d + i] = simd::DotProduct(qjl_.data() + i * d, r, d);
-        }
+      for (size_t i = 0; i < d; ++i) {
+        sketched[q * d + i] = simd::DotProduct(qjl_.data() + i * d, &rotated[q * d], d);
       }
     }
-    std::vector<uint8_t> signs(d);
-    std::vector<float> sign_values(d);
-    for (size_t n = 0; n < count; ++n) {
-      *bad_vector = n;
-      float gamma = 0.0f;
-      if (prod_) {
-        if (!LoadNorm(sections[2] + n * w[2], format_, &gamma)) {
-          return Status(KVC_ERR_CORRUPT, "stored residual norm is negative or not finite");
-        }
-        simd::UnpackBits(sections[3] + n * w[3], d, 1, signs.data());
-        for (size_t i = 0; i < d; ++i) sign_values[i] = signs[i] ? -1.0f : 1.0f;
-      }
-      for (size_t q = 0; q < num_queries; ++q) {
-        float score;
-        KVC_RETURN_IF_ERROR(mse_.Dot(sections[0] + n * w[0], sections[1] + n * w[1],
-                                     &rotated[q * d], &score));
-        if (prod_) {
-          score += qjl_scale_ * gamma * simd::DotProduct(sign_values.data(), &sketched[q * d], d);
-        }
-        scores[q * count + n] = score;
+    std::vector<float> sign_dots(num_queries * count);
+    const simd::IndexRows signs{sections[3], w[3], count, d, 1, kSignValues};
+    simd::IndexRowDots(signs, sketched.data(), num_queries, sign_dots.data(), count, nullptr);
+    for (size_t q = 0; q < num_queries; ++q) {
+      for (size_t n = 0; n < count; ++n) {
+        scores[q * count + n] += (qjl_scale_ * gammas[n]) * sign_dots[q * count + n];
       }
     }
     return OkStatus();
   }
 
+  // Summed in the rotated domain (prod: the QJL terms in the sketch domain,
+  // multiplied by S^T once per query), then rotated back once per query.
+  Status Attend(const uint8_t*, const uint8_t* const* sections, size_t count,
+                const float* weights, size_t num_queries, float* out,
+                size_t* bad_vector) const override {
+    const size_t d = head_dim();
+    const std::vector<size_t> w = ByteWidths(nullptr);
+    std::vector<float> gammas;
+    const size_t valid = prod_ ? LoadResidualNorms(sections[2], count, &gammas) : count;
+    KVC_RETURN_IF_ERROR(mse_.RotatedSums(sections[0], w[0], sections[1], valid, weights, count,
+                                         num_queries, out, bad_vector));
+    if (valid < count) return ResidualNormError(valid, bad_vector);
+    if (prod_) {
+      std::vector<float> scaled(num_queries * count), sketch(num_queries * d);
+      for (size_t q = 0; q < num_queries; ++q) {
+        for (size_t n = 0; n < count; ++n) {
+          scaled[q * count + n] = weights[q * count + n] * (qjl_scale_ * gammas[n]);
+        }
+      }
+      const simd::IndexRows signs{sections[3], w[3], count, d, 1, kSignValues};
+      simd::IndexRowSums(signs, scaled.data(), count, num_queries, sketch.data());
+      // corr[j] = sum over i of S[i][j] * sketch[i]: row j of S^T.
+      for (size_t q = 0; q < num_queries; ++q) {
+        for (size_t j = 0; j < d; ++j) {
+          out[q * d + j] += simd::DotProduct(qjl_t_.data() + j * d, &sketch[q * d], d);
+        }
+      }
+    }
+    for (size_t q = 0; q < num_queries; ++q) mse_.rotation().Inverse(out + q * d);
+    return OkStatus();
+  }
+
  private:
   static constexpr size_t kBatch = 16;
+  // The QJL signs as a 1-bit table: bit 0 is +1, bit 1 is -1.
+  static constexpr float kSignValues[2] = {1.0f, -1.0f};
+
+  std::vector<float> Rotated(const float* queries, size_t num_queries) const {
+    const size_t d = head_dim();
+    std::vector<float> rotated(queries, queries + num_queries * d);
+    for (size_t q = 0; q < num_queries; ++q) mse_.rotation().Forward(&rotated[q * d]);
+    return rotated;
+  }
+
+  // The residual norms of `count` vectors into *gammas; returns the first
+  // invalid one's vector (count if none).
+  size_t LoadResidualNorms(const uint8_t* section, size_t count,
+                           std::vector<float>* gammas) const {
+    gammas->resize(count);
+    bool valid = LoadFiniteScalars(section, count, format_, gammas->data());
+    for (size_t n = 0; valid && n < count; ++n) valid = !std::signbit((*gammas)[n]);
+    if (valid) return count;
+    const size_t bytes = mse_.norm_bytes();
+    for (size_t n = 0; n < count; ++n) {
+      if (!LoadNorm(section + n * bytes, format_, &(*gammas)[n])) return n;
+    }
+    return count;
+  }
+
+  static Status ResidualNormError(size_t vector, size_t* bad_vector) {
+    *bad_vector = vector;
+    return Status(KVC_ERR_CORRUPT, "stored residual norm is negative or not finite");
+  }
 
   uint32_t format_;
   bool prod_;

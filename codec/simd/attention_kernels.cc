@@ -1,0 +1,805 @@
+// Attention kernels on encoded rows (simd/attention_kernels.h).
+//
+// Index rows. The fast path (registers of 4, 8 or 16 lanes, 1..4 bits,
+// tables of at most two registers, dim a multiple of 8 * lanes) never
+// unpacks indices to bytes: a "superblock" of 8 * lanes coordinates is
+// `lanes * bits` bytes, and lane l of one register holds the 8 indices of
+// coordinates 8l .. 8l+7 (bits bytes, placed by one byte shuffle). Shifting
+// that register by bits * s gives, in lane l, the index of coordinate 8l + s:
+// the coordinates of register s are strided, not consecutive. The kernels
+// permute the queries (and un-permute the sums) once per call to match, so
+// that every row costs one load, then per register a shift, a mask and one
+// or two in-register table lookups (TableLookupLanes), shared by up to four
+// queries' multiply-adds. Other shapes unpack each row to bytes and look up
+// (registers, or gathers for wide tables), in natural order.
+//
+// Value rows: f32 loaded as is, bf16 widened by a shift, f16 by F16C where
+// x86 has it and by exact integer operations elsewhere (infinities and NaNs
+// stay non-finite, so that callers detect them from the results).
+//
+// Sums (weighted rows) run coordinates-outer over tiles of rows: each
+// register of the output stays in registers while the tile's rows stream
+// past, two rows at a time into separate accumulators (to halve the
+// dependency chains), so that no row's output goes through memory.
+#include "simd/attention_kernels.h"
+
+#include <algorithm>
+#include <cstring>
+#include <type_traits>
+#include <utility>
+#include <vector>
+
+#include "base/endian.h"
+#include "base/half.h"
+#include "kvcodec/kvcodec.h"
+#include "simd/bitpack.h"
+
+// Plain C++ shared by every target (defined once: this file is compiled once
+// per target): value rows on the scalar target, on big-endian hosts and in
+// tails shorter than a register.
+#ifndef KVCODEC_CODEC_SIMD_ATTENTION_SCALAR_
+#define KVCODEC_CODEC_SIMD_ATTENTION_SCALAR_
+namespace kvc {
+namespace simd {
+namespace attention_internal {
+
+inline float LoadValue(const uint8_t* p, uint32_t format) {
+  switch (format) {
+    case KVC_DTYPE_F16: return F16ToF32(LoadLE16(p));
+    case KVC_DTYPE_BF16: return BF16ToF32(LoadLE16(p));
+    default: return BitsToFloat(LoadLE32(p));
+  }
+}
+
+inline size_t ValueBytes(uint32_t format) { return format == KVC_DTYPE_F32 ? 4 : 2; }
+
+inline void ValueRowDotsScalar(const ValueRows& r, const float* queries, size_t num_queries,
+                               float* dots, size_t dot_stride) {
+  const size_t bytes = ValueBytes(r.format);
+  for (size_t n = 0; n < r.count; ++n) {
+    const uint8_t* row = r.values + n * r.dim * bytes;
+    for (size_t q = 0; q < num_queries; ++q) {
+      float s = 0.0f;
+      for (size_t j = 0; j < r.dim; ++j) s += LoadValue(row + j * bytes, r.format) * queries[q * r.dim + j];
+      dots[q * dot_stride + n] = s;
+    }
+  }
+}
+
+inline void ValueRowSumsScalar(const ValueRows& r, const float* weights, size_t weight_stride,
+                               size_t num_queries, float* out) {
+  const size_t bytes = ValueBytes(r.format);
+  std::fill(out, out + num_queries * r.dim, 0.0f);
+  for (size_t n = 0; n < r.count; ++n) {
+    const uint8_t* row = r.values + n * r.dim * bytes;
+    for (size_t q = 0; q < num_queries; ++q) {
+      const float w = weights[q * weight_stride + n];
+      for (size_t j = 0; j < r.dim; ++j) out[q * r.dim + j] += w * LoadValue(row + j * bytes, r.format);
+    }
+  }
+}
+
+}  // namespace attention_internal
+}  // namespace simd
+}  // namespace kvc
+#endif  // KVCODEC_CODEC_SIMD_ATTENTION_SCALAR_
+
+#undef HWY_TARGET_INCLUDE
+#define HWY_TARGET_INCLUDE "simd/attention_kernels.cc"
+#include <hwy/foreach_target.h>  // IWYU pragma: keep
+#include <hwy/highway.h>
+
+HWY_BEFORE_NAMESPACE();
+namespace kvc {
+namespace simd {
+namespace HWY_NAMESPACE {
+namespace hn = hwy::HWY_NAMESPACE;
+
+using D = hn::ScalableTag<float>;
+using DI = hn::RebindToSigned<D>;
+using DU = hn::RebindToUnsigned<D>;
+using V = hn::Vec<D>;
+using VI = hn::Vec<DI>;
+
+// Queries that share one lookup of a row's entries (GQA groups are
+// typically 4 query heads per KV head; more are taken 4 at a time).
+constexpr size_t kGroup = 4;
+// Rows of a tile of the sums: small enough that a tile's records stay in L1
+// while every output register visits them.
+constexpr size_t kTileRows = 128;
+// Largest head_dim (tensor_codec.h's kMaxHeadDim), for stack buffers.
+constexpr size_t kMaxDim = 2048;
+
+// Calls f(std::integral_constant<size_t, i>()) for i = 0 .. kCount-1.
+template <class F, size_t... kI>
+HWY_INLINE void ForEachIndex(F&& f, std::index_sequence<kI...>) {
+  (f(std::integral_constant<size_t, kI>()), ...);
+}
+template <size_t kCount, class F>
+HWY_INLINE void ForEachIndex(F&& f) {
+  ForEachIndex(f, std::make_index_sequence<kCount>());
+}
+
+// ---------------------------------------------------------------------------
+// Index rows, generic path: a row's indices unpacked to bytes.
+
+// How a target looks up 2^bits table entries: 1 or 2 registers of entries,
+// or 0 (gathers: wide tables, single-lane and scalable targets).
+HWY_INLINE int TableRegisters(int bits) {
+#if HWY_HAVE_SCALABLE || HWY_TARGET == HWY_SCALAR
+  (void)bits;
+  return 0;
+#else
+  const size_t entries = size_t{1} << bits;
+  constexpr size_t kLanes = hn::MaxLanes(D());
+  return entries <= kLanes ? 1 : entries <= 2 * kLanes ? 2 : 0;
+#endif
+}
+
+// Register `part` (0 or 1) of a table: entries part * lanes ... (zeros past
+// the table's end). Unused where TableRegisters is 0.
+HWY_INLINE V TablePart(const float* table, int bits, size_t part) {
+  const D d;
+#if HWY_HAVE_SCALABLE || HWY_TARGET == HWY_SCALAR
+  (void)table, (void)bits, (void)part;
+  return hn::Zero(d);
+#else
+  constexpr size_t kLanes = hn::MaxLanes(D());
+  const size_t entries = size_t{1} << bits;
+  HWY_ALIGN float lanes[kLanes] = {};
+  for (size_t k = 0; k < kLanes && part * kLanes + k < entries; ++k) {
+    lanes[k] = table[part * kLanes + k];
+  }
+  return hn::Load(d, lanes);
+#endif
+}
+
+// table[k] per lane (k < 2^bits).
+template <int kTables>
+HWY_INLINE V Lookup(VI k, V lo, V hi, const float* HWY_RESTRICT table) {
+  const D d;
+  if (kTables == 0) return hn::GatherIndex(d, table, k);
+#if HWY_HAVE_SCALABLE || HWY_TARGET == HWY_SCALAR
+  (void)lo, (void)hi;
+  return hn::GatherIndex(d, table, k);
+#else
+  const DI di;
+  const auto last = hn::Set(di, static_cast<int32_t>(hn::MaxLanes(d) - 1));
+  const auto ind = hn::IndicesFromVec(d, hn::And(k, last));
+  if (kTables == 1) return hn::TableLookupLanes(lo, ind);
+  return hn::IfThenElse(hn::RebindMask(d, hn::Gt(k, last)), hn::TableLookupLanes(hi, ind),
+                        hn::TableLookupLanes(lo, ind));
+#endif
+}
+
+// Dots of one unpacked row with kQ queries (rows of dim floats) and, if
+// kLen, its sum of squares.
+template <int kTables, size_t kQ, bool kLen>
+HWY_INLINE void UnpackedRowDots(const uint8_t* HWY_RESTRICT idx, size_t dim,
+                                const float* HWY_RESTRICT table, V lo, V hi,
+                                const float* HWY_RESTRICT q, float* HWY_RESTRICT dots,
+                                float* HWY_RESTRICT len2) {
+  const D d;
+  const DI di;
+  const hn::Rebind<uint8_t, DI> d8;
+  const size_t N = hn::Lanes(d);
+  V a0 = hn::Zero(d), a1 = hn::Zero(d), a2 = hn::Zero(d), a3 = hn::Zero(d);
+  V sq = hn::Zero(d);
+  size_t j = 0;
+  for (; j + N <= dim; j += N) {
+    const V c = Lookup<kTables>(hn::PromoteTo(di, hn::LoadU(d8, idx + j)), lo, hi, table);
+    a0 = hn::MulAdd(c, hn::LoadU(d, q + j), a0);
+    if (kQ > 1) a1 = hn::MulAdd(c, hn::LoadU(d, q + dim + j), a1);
+    if (kQ > 2) a2 = hn::MulAdd(c, hn::LoadU(d, q + 2 * dim + j), a2);
+    if (kQ > 3) a3 = hn::MulAdd(c, hn::LoadU(d, q + 3 * dim + j), a3);
+    if (kLen) sq = hn::MulAdd(c, c, sq);
+  }
+  float s0 = hn::GetLane(hn::SumOfLanes(d, a0)), s1 = hn::GetLane(hn::SumOfLanes(d, a1));
+  float s2 = hn::GetLane(hn::SumOfLanes(d, a2)), s3 = hn::GetLane(hn::SumOfLanes(d, a3));
+  float s = kLen ? hn::GetLane(hn::SumOfLanes(d, sq)) : 0.0f;
+  for (; j < dim; ++j) {
+    const float c = table[idx[j]];
+    s0 += c * q[j];
+    if (kQ > 1) s1 += c * q[dim + j];
+    if (kQ > 2) s2 += c * q[2 * dim + j];
+    if (kQ > 3) s3 += c * q[3 * dim + j];
+    s += c * c;
+  }
+  if (kQ > 0) dots[0] = s0;
+  if (kQ > 1) dots[1] = s1;
+  if (kQ > 2) dots[2] = s2;
+  if (kQ > 3) dots[3] = s3;
+  if (kLen) *len2 = s;
+}
+
+// out[q][j] += w[q] * table[idx[j]] for one unpacked row.
+template <int kTables>
+HWY_INLINE void UnpackedRowAdd(const uint8_t* HWY_RESTRICT idx, size_t dim,
+                               const float* HWY_RESTRICT table, V lo, V hi, float w,
+                               float* HWY_RESTRICT out) {
+  const D d;
+  const DI di;
+  const hn::Rebind<uint8_t, DI> d8;
+  const size_t N = hn::Lanes(d);
+  const V vw = hn::Set(d, w);
+  size_t j = 0;
+  for (; j + N <= dim; j += N) {
+    const V c = Lookup<kTables>(hn::PromoteTo(di, hn::LoadU(d8, idx + j)), lo, hi, table);
+    hn::StoreU(hn::MulAdd(c, vw, hn::LoadU(d, out + j)), d, out + j);
+  }
+  for (; j < dim; ++j) out[j] += w * table[idx[j]];
+}
+
+template <int kTables>
+void UnpackedDots(const IndexRows& r, const float* HWY_RESTRICT queries, size_t num_queries,
+                  float* HWY_RESTRICT dots, size_t dot_stride, float* HWY_RESTRICT len2) {
+  const V lo = TablePart(r.table, r.bits, 0), hi = TablePart(r.table, r.bits, 1);
+  HWY_ALIGN uint8_t idx[kMaxDim + 8];
+  float group[kGroup];
+  for (size_t n = 0; n < r.count; ++n) {
+    UnpackBits(r.packed + n * r.stride, r.dim, r.bits, idx);
+    if (len2 != nullptr) {
+      UnpackedRowDots<kTables, 0, true>(idx, r.dim, r.table, lo, hi, nullptr, group, len2 + n);
+    }
+    for (size_t q0 = 0; q0 < num_queries; q0 += kGroup) {
+      const size_t m = std::min(kGroup, num_queries - q0);
+      const float* q = queries + q0 * r.dim;
+      switch (m) {
+        case 1: UnpackedRowDots<kTables, 1, false>(idx, r.dim, r.table, lo, hi, q, group, nullptr); break;
+        case 2: UnpackedRowDots<kTables, 2, false>(idx, r.dim, r.table, lo, hi, q, group, nullptr); break;
+        case 3: UnpackedRowDots<kTables, 3, false>(idx, r.dim, r.table, lo, hi, q, group, nullptr); break;
+        default: UnpackedRowDots<kTables, 4, false>(idx, r.dim, r.table, lo, hi, q, group, nullptr); break;
+      }
+      for (size_t i = 0; i < m; ++i) dots[(q0 + i) * dot_stride + n] = group[i];
+    }
+  }
+}
+
+template <int kTables>
+void UnpackedSums(const IndexRows& r, const float* HWY_RESTRICT weights, size_t weight_stride,
+                  size_t num_queries, float* HWY_RESTRICT out) {
+  const V lo = TablePart(r.table, r.bits, 0), hi = TablePart(r.table, r.bits, 1);
+  HWY_ALIGN uint8_t idx[kMaxDim + 8];
+  std::fill(out, out + num_queries * r.dim, 0.0f);
+  for (size_t n = 0; n < r.count; ++n) {
+    UnpackBits(r.packed + n * r.stride, r.dim, r.bits, idx);
+    for (size_t q = 0; q < num_queries; ++q) {
+      UnpackedRowAdd<kTables>(idx, r.dim, r.table, lo, hi, weights[q * weight_stride + n],
+                              out + q * r.dim);
+    }
+  }
+}
+
+// ---------------------------------------------------------------------------
+// Index rows, fast path (see the file comment).
+
+#if !HWY_HAVE_SCALABLE && HWY_TARGET != HWY_SCALAR
+constexpr size_t kLanes = hn::MaxLanes(D());
+using D8 = hn::Repartition<uint8_t, D>;  // the bytes of one register
+using VU = hn::Vec<DU>;
+
+// Registers of 4 lanes and up, tables of at most two registers.
+HWY_INLINE bool FastShape(const IndexRows& r) {
+  return kHostIsLittleEndian && kLanes >= 4 && kLanes <= 16 && r.bits >= 1 && r.bits <= 4 &&
+         (size_t{1} << r.bits) <= 2 * kLanes && r.dim % (8 * kLanes) == 0 && r.dim <= kMaxDim;
+}
+
+// A register whose 128-bit block k holds the 16 bytes at p + k * step.
+template <class D8x>
+HWY_INLINE hn::Vec<D8x> LoadBlocks(D8x d8, const uint8_t* HWY_RESTRICT p, size_t step) {
+  if constexpr (hn::MaxLanes(D8x()) <= 16) {
+    return hn::LoadU(d8, p);
+  } else {
+    const hn::Half<D8x> dh;
+    constexpr size_t kHalfBlocks = hn::MaxLanes(dh) / 16;
+    return hn::Combine(d8, LoadBlocks(dh, p + kHalfBlocks * step, step), LoadBlocks(dh, p, step));
+  }
+}
+
+// The byte shuffle that gives lane l (of each 128-bit block) the kBits bytes
+// of its 8 indices, upper bytes zero.
+template <int kBits>
+HWY_INLINE hn::Vec<D8> LanePattern() {
+  HWY_ALIGN uint8_t pattern[4 * kLanes];
+  for (size_t i = 0; i < 4 * kLanes; ++i) {
+    const size_t lane = i / 4 % 4, byte = i % 4;
+    pattern[i] = byte < kBits ? static_cast<uint8_t>(lane * kBits + byte) : 0x80;
+  }
+  return hn::Load(D8(), pattern);
+}
+
+// Lane l = the (8 * kBits)-bit group of indices 8l .. 8l+7 of a superblock
+// (reads 16 - 4 * kBits bytes past the superblock for kBits < 4).
+template <int kBits>
+HWY_INLINE VU LaneWords(const uint8_t* HWY_RESTRICT p, hn::Vec<D8> pattern) {
+  const D8 d8;
+  if (kBits == 4) return hn::BitCast(DU(), hn::LoadU(d8, p));
+  return hn::BitCast(DU(), hn::TableLookupBytesOr0(LoadBlocks(d8, p, 4 * kBits), pattern));
+}
+// Bytes read past a row's last superblock.
+constexpr size_t kOverread = 16;
+
+// Entries of the indices of register kS (coordinates 8l + kS).
+template <int kBits, size_t kS>
+HWY_INLINE V LookupRegister(VU words, V lo, V hi) {
+  const D d;
+  constexpr bool kTwo = (size_t{1} << kBits) > kLanes;
+  constexpr uint32_t kMask = kTwo ? kLanes - 1 : (1u << kBits) - 1;
+  const auto index = hn::BitCast(DI(), hn::And(hn::ShiftRight<kBits * kS>(words),
+                                               hn::Set(DU(), kMask)));
+  const auto ind = hn::IndicesFromVec(d, index);
+  if (!kTwo) return hn::TableLookupLanes(lo, ind);
+  // The index's bit of "second register" moved to the sign bit.
+  constexpr int kSelect = kBits * static_cast<int>(kS) + (kLanes == 16 ? 4 : kLanes == 8 ? 3 : 2);
+  const auto select = hn::ShiftLeft<31 - kSelect>(words);
+#if HWY_ARCH_X86 && HWY_TARGET <= HWY_SSE4
+  // blendv reads the sign bit alone.
+  return hn::IfNegativeThenElse(hn::BitCast(d, select), hn::TableLookupLanes(hi, ind),
+                                hn::TableLookupLanes(lo, ind));
+#else
+  // Elsewhere (Highway 1.0.3's SSSE3 IfNegativeThenElse among them) a
+  // select needs whole-lane masks.
+  const auto mask = hn::MaskFromVec(hn::BitCast(d, hn::BroadcastSignBit(hn::BitCast(DI(), select))));
+  return hn::IfThenElse(mask, hn::TableLookupLanes(hi, ind), hn::TableLookupLanes(lo, ind));
+#endif
+}
+
+// Coordinate (sb, s, l) <-> natural 8 * kLanes * sb + 8l + s.
+HWY_INLINE void Permute(const float* HWY_RESTRICT x, size_t dim, float* HWY_RESTRICT y) {
+  for (size_t sb = 0; sb < dim; sb += 8 * kLanes) {
+    for (size_t s = 0; s < 8; ++s) {
+      for (size_t l = 0; l < kLanes; ++l) y[sb + s * kLanes + l] = x[sb + 8 * l + s];
+    }
+  }
+}
+HWY_INLINE void Unpermute(const float* HWY_RESTRICT y, size_t dim, float* HWY_RESTRICT x) {
+  for (size_t sb = 0; sb < dim; sb += 8 * kLanes) {
+    for (size_t s = 0; s < 8; ++s) {
+      for (size_t l = 0; l < kLanes; ++l) x[sb + 8 * l + s] = y[sb + s * kLanes + l];
+    }
+  }
+}
+
+// One row's dots with kQ permuted queries (rows of dim floats) and, if
+// kLen, its sum of squares. Even and odd registers feed separate
+// accumulators.
+template <int kBits, size_t kQ, bool kLen>
+HWY_INLINE void FastRowDots(const uint8_t* HWY_RESTRICT row, size_t dim, hn::Vec<D8> pattern,
+                            V lo, V hi, const float* HWY_RESTRICT q, float* HWY_RESTRICT dots,
+                            float* HWY_RESTRICT len2) {
+  const D d;
+  V e0 = hn::Zero(d), e1 = hn::Zero(d), e2 = hn::Zero(d), e3 = hn::Zero(d), es = hn::Zero(d);
+  V o0 = hn::Zero(d), o1 = hn::Zero(d), o2 = hn::Zero(d), o3 = hn::Zero(d), os = hn::Zero(d);
+  for (size_t sb = 0; sb < dim; sb += 8 * kLanes) {
+    const VU words = LaneWords<kBits>(row + sb / 8 * kBits, pattern);
+    const float* HWY_RESTRICT qs = q + sb;
+    ForEachIndex<8>([&](auto s) HWY_ATTR {
+      constexpr size_t kS = decltype(s)::value;
+      const V c = LookupRegister<kBits, kS>(words, lo, hi);
+      const float* HWY_RESTRICT at = qs + kS * kLanes;
+      if constexpr (kS % 2 == 0) {
+        if (kQ > 0) e0 = hn::MulAdd(c, hn::LoadU(d, at), e0);
+        if (kQ > 1) e1 = hn::MulAdd(c, hn::LoadU(d, at + dim), e1);
+        if (kQ > 2) e2 = hn::MulAdd(c, hn::LoadU(d, at + 2 * dim), e2);
+        if (kQ > 3) e3 = hn::MulAdd(c, hn::LoadU(d, at + 3 * dim), e3);
+        if (kLen) es = hn::MulAdd(c, c, es);
+      } else {
+        if (kQ > 0) o0 = hn::MulAdd(c, hn::LoadU(d, at), o0);
+        if (kQ > 1) o1 = hn::MulAdd(c, hn::LoadU(d, at + dim), o1);
+        if (kQ > 2) o2 = hn::MulAdd(c, hn::LoadU(d, at + 2 * dim), o2);
+        if (kQ > 3) o3 = hn::MulAdd(c, hn::LoadU(d, at + 3 * dim), o3);
+        if (kLen) os = hn::MulAdd(c, c, os);
+      }
+    });
+  }
+  if (kQ > 0) dots[0] = hn::GetLane(hn::SumOfLanes(d, hn::Add(e0, o0)));
+  if (kQ > 1) dots[1] = hn::GetLane(hn::SumOfLanes(d, hn::Add(e1, o1)));
+  if (kQ > 2) dots[2] = hn::GetLane(hn::SumOfLanes(d, hn::Add(e2, o2)));
+  if (kQ > 3) dots[3] = hn::GetLane(hn::SumOfLanes(d, hn::Add(e3, o3)));
+  if (kLen) *len2 = hn::GetLane(hn::SumOfLanes(d, hn::Add(es, os)));
+}
+
+template <int kBits>
+void FastDots(const IndexRows& r, const float* HWY_RESTRICT queries, size_t num_queries,
+              float* HWY_RESTRICT dots, size_t dot_stride, float* HWY_RESTRICT len2) {
+  const size_t dim = r.dim;
+  const auto pattern = LanePattern<kBits>();
+  const V lo = TablePart(r.table, kBits, 0), hi = TablePart(r.table, kBits, 1);
+  // The queries permuted once; the last row read from a padded copy, since
+  // the lane loads run past a row's end.
+  std::vector<float> permuted(num_queries * dim);
+  for (size_t q = 0; q < num_queries; ++q) Permute(queries + q * dim, dim, &permuted[q * dim]);
+  HWY_ALIGN uint8_t last[kMaxDim / 2 + kOverread] = {};
+  const size_t row_bytes = dim * kBits / 8;
+  if (r.count > 0) std::memcpy(last, r.packed + (r.count - 1) * r.stride, row_bytes);
+  float group[kGroup];
+  for (size_t n = 0; n < r.count; ++n) {
+    const uint8_t* row = n + 1 < r.count ? r.packed + n * r.stride : last;
+    if (len2 != nullptr && num_queries == 0) {
+      FastRowDots<kBits, 0, true>(row, dim, pattern, lo, hi, nullptr, group, len2 + n);
+    }
+    for (size_t q0 = 0; q0 < num_queries; q0 += kGroup) {
+      const size_t m = std::min(kGroup, num_queries - q0);
+      const float* q = permuted.data() + q0 * dim;
+      // The sum of squares rides along with the first group.
+      float* l = q0 == 0 ? len2 + n : nullptr;
+      if (len2 != nullptr && q0 == 0) {
+        switch (m) {
+          case 1: FastRowDots<kBits, 1, true>(row, dim, pattern, lo, hi, q, group, l); break;
+          case 2: FastRowDots<kBits, 2, true>(row, dim, pattern, lo, hi, q, group, l); break;
+          case 3: FastRowDots<kBits, 3, true>(row, dim, pattern, lo, hi, q, group, l); break;
+          default: FastRowDots<kBits, 4, true>(row, dim, pattern, lo, hi, q, group, l); break;
+        }
+      } else {
+        switch (m) {
+          case 1: FastRowDots<kBits, 1, false>(row, dim, pattern, lo, hi, q, group, l); break;
+          case 2: FastRowDots<kBits, 2, false>(row, dim, pattern, lo, hi, q, group, l); break;
+          case 3: FastRowDots<kBits, 3, false>(row, dim, pattern, lo, hi, q, group, l); break;
+          default: FastRowDots<kBits, 4, false>(row, dim, pattern, lo, hi, q, group, l); break;
+        }
+      }
+      for (size_t i = 0; i < m; ++i) dots[(q0 + i) * dot_stride + n] = group[i];
+    }
+  }
+}
+
+// For kQ queries: out[q][register kS of superblock sb] += sum over the
+// tile's rows of w[q][n] * entries, two rows at a time.
+template <int kBits, size_t kS, size_t kQ>
+HWY_INLINE void FastRegisterSums(const uint8_t* const* HWY_RESTRICT rows, size_t count,
+                                 size_t offset, hn::Vec<D8> pattern, V lo, V hi,
+                                 const float* HWY_RESTRICT w, size_t weight_stride,
+                                 float* HWY_RESTRICT out, size_t dim) {
+  const D d;
+  V a0 = hn::Zero(d), a1 = hn::Zero(d), a2 = hn::Zero(d), a3 = hn::Zero(d);
+  V b0 = hn::Zero(d), b1 = hn::Zero(d), b2 = hn::Zero(d), b3 = hn::Zero(d);
+  size_t n = 0;
+  for (; n + 2 <= count; n += 2) {
+    const V c = LookupRegister<kBits, kS>(LaneWords<kBits>(rows[n] + offset, pattern), lo, hi);
+    const V e = LookupRegister<kBits, kS>(LaneWords<kBits>(rows[n + 1] + offset, pattern), lo, hi);
+    const float* HWY_RESTRICT wn = w + n;
+    if (kQ > 0) a0 = hn::MulAdd(c, hn::Set(d, wn[0]), a0);
+    if (kQ > 1) a1 = hn::MulAdd(c, hn::Set(d, wn[weight_stride]), a1);
+    if (kQ > 2) a2 = hn::MulAdd(c, hn::Set(d, wn[2 * weight_stride]), a2);
+    if (kQ > 3) a3 = hn::MulAdd(c, hn::Set(d, wn[3 * weight_stride]), a3);
+    if (kQ > 0) b0 = hn::MulAdd(e, hn::Set(d, wn[1]), b0);
+    if (kQ > 1) b1 = hn::MulAdd(e, hn::Set(d, wn[weight_stride + 1]), b1);
+    if (kQ > 2) b2 = hn::MulAdd(e, hn::Set(d, wn[2 * weight_stride + 1]), b2);
+    if (kQ > 3) b3 = hn::MulAdd(e, hn::Set(d, wn[3 * weight_stride + 1]), b3);
+  }
+  if (n < count) {
+    const V c = LookupRegister<kBits, kS>(LaneWords<kBits>(rows[n] + offset, pattern), lo, hi);
+    const float* HWY_RESTRICT wn = w + n;
+    if (kQ > 0) a0 = hn::MulAdd(c, hn::Set(d, wn[0]), a0);
+    if (kQ > 1) a1 = hn::MulAdd(c, hn::Set(d, wn[weight_stride]), a1);
+    if (kQ > 2) a2 = hn::MulAdd(c, hn::Set(d, wn[2 * weight_stride]), a2);
+    if (kQ > 3) a3 = hn::MulAdd(c, hn::Set(d, wn[3 * weight_stride]), a3);
+  }
+  float* HWY_RESTRICT o = out + offset * 8 / kBits + kS * kLanes;
+  if (kQ > 0) hn::StoreU(hn::Add(hn::LoadU(d, o), hn::Add(a0, b0)), d, o);
+  if (kQ > 1) hn::StoreU(hn::Add(hn::LoadU(d, o + dim), hn::Add(a1, b1)), d, o + dim);
+  if (kQ > 2) hn::StoreU(hn::Add(hn::LoadU(d, o + 2 * dim), hn::Add(a2, b2)), d, o + 2 * dim);
+  if (kQ > 3) hn::StoreU(hn::Add(hn::LoadU(d, o + 3 * dim), hn::Add(a3, b3)), d, o + 3 * dim);
+}
+
+template <int kBits, size_t kQ>
+HWY_INLINE void FastTileSums(const uint8_t* const* HWY_RESTRICT rows, size_t count, size_t dim,
+                             hn::Vec<D8> pattern, V lo, V hi, const float* HWY_RESTRICT w,
+                             size_t weight_stride, float* HWY_RESTRICT out) {
+  for (size_t sb = 0; sb < dim; sb += 8 * kLanes) {
+    ForEachIndex<8>([&](auto s) HWY_ATTR {
+      FastRegisterSums<kBits, decltype(s)::value, kQ>(rows, count, sb / 8 * kBits, pattern, lo,
+                                                      hi, w, weight_stride, out, dim);
+    });
+  }
+}
+
+template <int kBits>
+void FastSums(const IndexRows& r, const float* HWY_RESTRICT weights, size_t weight_stride,
+              size_t num_queries, float* HWY_RESTRICT out) {
+  const size_t dim = r.dim;
+  const auto pattern = LanePattern<kBits>();
+  const V lo = TablePart(r.table, kBits, 0), hi = TablePart(r.table, kBits, 1);
+  HWY_ALIGN uint8_t last[kMaxDim / 2 + kOverread] = {};
+  const size_t row_bytes = dim * kBits / 8;
+  if (r.count > 0) std::memcpy(last, r.packed + (r.count - 1) * r.stride, row_bytes);
+  std::vector<float> permuted(num_queries * dim, 0.0f);
+  const uint8_t* rows[kTileRows];
+  for (size_t n0 = 0; n0 < r.count; n0 += kTileRows) {
+    const size_t m = std::min(kTileRows, r.count - n0);
+    for (size_t i = 0; i < m; ++i) {
+      rows[i] = n0 + i + 1 < r.count ? r.packed + (n0 + i) * r.stride : last;
+    }
+    for (size_t q0 = 0; q0 < num_queries; q0 += kGroup) {
+      const float* w = weights + q0 * weight_stride + n0;
+      float* o = permuted.data() + q0 * dim;
+      switch (std::min(kGroup, num_queries - q0)) {
+        case 1: FastTileSums<kBits, 1>(rows, m, dim, pattern, lo, hi, w, weight_stride, o); break;
+        case 2: FastTileSums<kBits, 2>(rows, m, dim, pattern, lo, hi, w, weight_stride, o); break;
+        case 3: FastTileSums<kBits, 3>(rows, m, dim, pattern, lo, hi, w, weight_stride, o); break;
+        default: FastTileSums<kBits, 4>(rows, m, dim, pattern, lo, hi, w, weight_stride, o); break;
+      }
+    }
+  }
+  for (size_t q = 0; q < num_queries; ++q) Unpermute(&permuted[q * dim], dim, out + q * dim);
+}
+
+template <class Run>
+HWY_INLINE void DispatchBits(int bits, Run&& run) {
+  switch (bits) {
+    case 1: return run(std::integral_constant<int, 1>());
+    case 2: return run(std::integral_constant<int, 2>());
+    case 3: return run(std::integral_constant<int, 3>());
+    default: return run(std::integral_constant<int, 4>());
+  }
+}
+#endif  // !HWY_HAVE_SCALABLE && HWY_TARGET != HWY_SCALAR
+
+void IndexRowDotsImpl(const IndexRows& r, const float* HWY_RESTRICT queries, size_t num_queries,
+                      float* HWY_RESTRICT dots, size_t dot_stride, float* HWY_RESTRICT len2) {
+#if !HWY_HAVE_SCALABLE && HWY_TARGET != HWY_SCALAR
+  if (FastShape(r)) {
+    return DispatchBits(r.bits, [&](auto bits) HWY_ATTR {
+      FastDots<decltype(bits)::value>(r, queries, num_queries, dots, dot_stride, len2);
+    });
+  }
+#endif
+  switch (TableRegisters(r.bits)) {
+    case 1: return UnpackedDots<1>(r, queries, num_queries, dots, dot_stride, len2);
+    case 2: return UnpackedDots<2>(r, queries, num_queries, dots, dot_stride, len2);
+    default: return UnpackedDots<0>(r, queries, num_queries, dots, dot_stride, len2);
+  }
+}
+
+void IndexRowSumsImpl(const IndexRows& r, const float* HWY_RESTRICT weights,
+                      size_t weight_stride, size_t num_queries, float* HWY_RESTRICT out) {
+#if !HWY_HAVE_SCALABLE && HWY_TARGET != HWY_SCALAR
+  if (FastShape(r)) {
+    return DispatchBits(r.bits, [&](auto bits) HWY_ATTR {
+      FastSums<decltype(bits)::value>(r, weights, weight_stride, num_queries, out);
+    });
+  }
+#endif
+  switch (TableRegisters(r.bits)) {
+    case 1: return UnpackedSums<1>(r, weights, weight_stride, num_queries, out);
+    case 2: return UnpackedSums<2>(r, weights, weight_stride, num_queries, out);
+    default: return UnpackedSums<0>(r, weights, weight_stride, num_queries, out);
+  }
+}
+
+// ---------------------------------------------------------------------------
+// Value rows.
+
+#if HWY_TARGET != HWY_SCALAR
+// kLanes values of a row from p (little-endian host), widened exactly to f32.
+template <uint32_t kFormat>
+HWY_INLINE V LoadValues(const uint8_t* HWY_RESTRICT p) {
+  const D d;
+  if constexpr (kFormat == KVC_DTYPE_F32) {
+    return hn::BitCast(d, hn::LoadU(hn::Repartition<uint8_t, D>(), p));
+  } else {
+    const hn::Rebind<uint16_t, D> d16;
+    const auto halves = hn::BitCast(d16, hn::LoadU(hn::Repartition<uint8_t, decltype(d16)>(), p));
+    const DU du;
+    if constexpr (kFormat == KVC_DTYPE_BF16) {
+      return hn::BitCast(d, hn::ShiftLeft<16>(hn::PromoteTo(du, halves)));
+    } else {
+#if HWY_ARCH_X86 && HWY_TARGET <= HWY_AVX2
+      return hn::PromoteTo(d, hn::BitCast(hn::Rebind<hwy::float16_t, D>(), halves));
+#else
+      // Sign moved to bit 31; exponent and mantissa shifted into place and
+      // scaled by 2^112 (exact for normals and subnormals); infinities and
+      // NaNs get the all-ones exponent instead.
+      const DI di;
+      const auto h = hn::BitCast(di, hn::PromoteTo(du, halves));
+      const auto sign = hn::ShiftLeft<16>(hn::And(h, hn::Set(di, 0x8000)));
+      const auto em = hn::And(h, hn::Set(di, 0x7FFF));
+      const auto shifted = hn::ShiftLeft<13>(em);
+      const auto finite = hn::BitCast(
+          di, hn::Mul(hn::BitCast(d, shifted), hn::BitCast(d, hn::Set(di, 0x77800000))));
+      const auto special = hn::Add(shifted, hn::Set(di, 0x70000000));
+      const auto is_special = hn::Gt(em, hn::Set(di, 0x7BFF));
+      return hn::BitCast(d, hn::Or(hn::IfThenElse(is_special, special, finite), sign));
+#endif
+    }
+  }
+}
+
+template <uint32_t kFormat, size_t kQ>
+HWY_INLINE void ValueRowDotsOf(const uint8_t* HWY_RESTRICT row, size_t dim,
+                               const float* HWY_RESTRICT q, float* HWY_RESTRICT dots) {
+  const D d;
+  const size_t N = hn::Lanes(d);
+  constexpr size_t kBytes = kFormat == KVC_DTYPE_F32 ? 4 : 2;
+  V e0 = hn::Zero(d), e1 = hn::Zero(d), e2 = hn::Zero(d), e3 = hn::Zero(d);
+  V o0 = hn::Zero(d), o1 = hn::Zero(d), o2 = hn::Zero(d), o3 = hn::Zero(d);
+  size_t j = 0;
+  for (; j + 2 * N <= dim; j += 2 * N) {
+    const V v = LoadValues<kFormat>(row + j * kBytes);
+    const V u = LoadValues<kFormat>(row + (j + N) * kBytes);
+    if (kQ > 0) e0 = hn::MulAdd(v, hn::LoadU(d, q + j), e0);
+    if (kQ > 1) e1 = hn::MulAdd(v, hn::LoadU(d, q + dim + j), e1);
+    if (kQ > 2) e2 = hn::MulAdd(v, hn::LoadU(d, q + 2 * dim + j), e2);
+    if (kQ > 3) e3 = hn::MulAdd(v, hn::LoadU(d, q + 3 * dim + j), e3);
+    if (kQ > 0) o0 = hn::MulAdd(u, hn::LoadU(d, q + j + N), o0);
+    if (kQ > 1) o1 = hn::MulAdd(u, hn::LoadU(d, q + dim + j + N), o1);
+    if (kQ > 2) o2 = hn::MulAdd(u, hn::LoadU(d, q + 2 * dim + j + N), o2);
+    if (kQ > 3) o3 = hn::MulAdd(u, hn::LoadU(d, q + 3 * dim + j + N), o3);
+  }
+  for (; j + N <= dim; j += N) {
+    const V v = LoadValues<kFormat>(row + j * kBytes);
+    if (kQ > 0) e0 = hn::MulAdd(v, hn::LoadU(d, q + j), e0);
+    if (kQ > 1) e1 = hn::MulAdd(v, hn::LoadU(d, q + dim + j), e1);
+    if (kQ > 2) e2 = hn::MulAdd(v, hn::LoadU(d, q + 2 * dim + j), e2);
+    if (kQ > 3) e3 = hn::MulAdd(v, hn::LoadU(d, q + 3 * dim + j), e3);
+  }
+  float s[kGroup] = {hn::GetLane(hn::SumOfLanes(d, hn::Add(e0, o0))),
+                     hn::GetLane(hn::SumOfLanes(d, hn::Add(e1, o1))),
+                     hn::GetLane(hn::SumOfLanes(d, hn::Add(e2, o2))),
+                     hn::GetLane(hn::SumOfLanes(d, hn::Add(e3, o3)))};
+  for (; j < dim; ++j) {
+    const float x = attention_internal::LoadValue(row + j * kBytes, kFormat);
+    for (size_t i = 0; i < kQ; ++i) s[i] += x * q[i * dim + j];
+  }
+  for (size_t i = 0; i < kQ; ++i) dots[i] = s[i];
+}
+// For kQ queries: out[q][j] += sum over the tile's rows of w[q][n] *
+// row n [j], a register of coordinates at a time, two rows at a time.
+template <uint32_t kFormat, size_t kQ>
+HWY_INLINE void ValueTileSums(const uint8_t* HWY_RESTRICT rows, size_t count, size_t dim,
+                              const float* HWY_RESTRICT w, size_t weight_stride,
+                              float* HWY_RESTRICT out) {
+  const D d;
+  const size_t N = hn::Lanes(d);
+  constexpr size_t kBytes = kFormat == KVC_DTYPE_F32 ? 4 : 2;
+  const size_t row_bytes = dim * kBytes;
+  size_t j = 0;
+  for (; j + N <= dim; j += N) {
+    V a0 = hn::Zero(d), a1 = hn::Zero(d), a2 = hn::Zero(d), a3 = hn::Zero(d);
+    V b0 = hn::Zero(d), b1 = hn::Zero(d), b2 = hn::Zero(d), b3 = hn::Zero(d);
+    const uint8_t* HWY_RESTRICT p = rows + j * kBytes;
+    size_t n = 0;
+    for (; n + 2 <= count; n += 2, p += 2 * row_bytes) {
+      const V v = LoadValues<kFormat>(p);
+      const V u = LoadValues<kFormat>(p + row_bytes);
+      const float* HWY_RESTRICT wn = w + n;
+      if (kQ > 0) a0 = hn::MulAdd(v, hn::Set(d, wn[0]), a0);
+      if (kQ > 1) a1 = hn::MulAdd(v, hn::Set(d, wn[weight_stride]), a1);
+      if (kQ > 2) a2 = hn::MulAdd(v, hn::Set(d, wn[2 * weight_stride]), a2);
+      if (kQ > 3) a3 = hn::MulAdd(v, hn::Set(d, wn[3 * weight_stride]), a3);
+      if (kQ > 0) b0 = hn::MulAdd(u, hn::Set(d, wn[1]), b0);
+      if (kQ > 1) b1 = hn::MulAdd(u, hn::Set(d, wn[weight_stride + 1]), b1);
+      if (kQ > 2) b2 = hn::MulAdd(u, hn::Set(d, wn[2 * weight_stride + 1]), b2);
+      if (kQ > 3) b3 = hn::MulAdd(u, hn::Set(d, wn[3 * weight_stride + 1]), b3);
+    }
+    if (n < count) {
+      const V v = LoadValues<kFormat>(p);
+      const float* HWY_RESTRICT wn = w + n;
+      if (kQ > 0) a0 = hn::MulAdd(v, hn::Set(d, wn[0]), a0);
+      if (kQ > 1) a1 = hn::MulAdd(v, hn::Set(d, wn[weight_stride]), a1);
+      if (kQ > 2) a2 = hn::MulAdd(v, hn::Set(d, wn[2 * weight_stride]), a2);
+      if (kQ > 3) a3 = hn::MulAdd(v, hn::Set(d, wn[3 * weight_stride]), a3);
+    }
+    float* HWY_RESTRICT o = out + j;
+    if (kQ > 0) hn::StoreU(hn::Add(hn::LoadU(d, o), hn::Add(a0, b0)), d, o);
+    if (kQ > 1) hn::StoreU(hn::Add(hn::LoadU(d, o + dim), hn::Add(a1, b1)), d, o + dim);
+    if (kQ > 2) hn::StoreU(hn::Add(hn::LoadU(d, o + 2 * dim), hn::Add(a2, b2)), d, o + 2 * dim);
+    if (kQ > 3) hn::StoreU(hn::Add(hn::LoadU(d, o + 3 * dim), hn::Add(a3, b3)), d, o + 3 * dim);
+  }
+  for (; j < dim; ++j) {
+    for (size_t n = 0; n < count; ++n) {
+      const float x = attention_internal::LoadValue(rows + n * row_bytes + j * kBytes, kFormat);
+      for (size_t i = 0; i < kQ; ++i) out[i * dim + j] += w[i * weight_stride + n] * x;
+    }
+  }
+}
+
+template <uint32_t kFormat>
+void ValueDots(const ValueRows& r, const float* HWY_RESTRICT queries, size_t num_queries,
+               float* HWY_RESTRICT dots, size_t dot_stride) {
+  constexpr size_t kBytes = kFormat == KVC_DTYPE_F32 ? 4 : 2;
+  float group[kGroup];
+  for (size_t n = 0; n < r.count; ++n) {
+    const uint8_t* row = r.values + n * r.dim * kBytes;
+    for (size_t q0 = 0; q0 < num_queries; q0 += kGroup) {
+      const size_t m = std::min(kGroup, num_queries - q0);
+      const float* q = queries + q0 * r.dim;
+      switch (m) {
+        case 1: ValueRowDotsOf<kFormat, 1>(row, r.dim, q, group); break;
+        case 2: ValueRowDotsOf<kFormat, 2>(row, r.dim, q, group); break;
+        case 3: ValueRowDotsOf<kFormat, 3>(row, r.dim, q, group); break;
+        default: ValueRowDotsOf<kFormat, 4>(row, r.dim, q, group); break;
+      }
+      for (size_t i = 0; i < m; ++i) dots[(q0 + i) * dot_stride + n] = group[i];
+    }
+  }
+}
+
+template <uint32_t kFormat>
+void ValueSums(const ValueRows& r, const float* HWY_RESTRICT weights, size_t weight_stride,
+               size_t num_queries, float* HWY_RESTRICT out) {
+  constexpr size_t kBytes = kFormat == KVC_DTYPE_F32 ? 4 : 2;
+  std::fill(out, out + num_queries * r.dim, 0.0f);
+  for (size_t n0 = 0; n0 < r.count; n0 += kTileRows) {
+    const size_t m = std::min(kTileRows, r.count - n0);
+    const uint8_t* rows = r.values + n0 * r.dim * kBytes;
+    for (size_t q0 = 0; q0 < num_queries; q0 += kGroup) {
+      const float* w = weights + q0 * weight_stride + n0;
+      float* o = out + q0 * r.dim;
+      switch (std::min(kGroup, num_queries - q0)) {
+        case 1: ValueTileSums<kFormat, 1>(rows, m, r.dim, w, weight_stride, o); break;
+        case 2: ValueTileSums<kFormat, 2>(rows, m, r.dim, w, weight_stride, o); break;
+        case 3: ValueTileSums<kFormat, 3>(rows, m, r.dim, w, weight_stride, o); break;
+        default: ValueTileSums<kFormat, 4>(rows, m, r.dim, w, weight_stride, o); break;
+      }
+    }
+  }
+}
+#endif  // HWY_TARGET != HWY_SCALAR
+
+void ValueRowDotsImpl(const ValueRows& r, const float* HWY_RESTRICT queries, size_t num_queries,
+                      float* HWY_RESTRICT dots, size_t dot_stride) {
+#if HWY_TARGET != HWY_SCALAR
+  if (kHostIsLittleEndian) {
+    switch (r.format) {
+      case KVC_DTYPE_F16: return ValueDots<KVC_DTYPE_F16>(r, queries, num_queries, dots, dot_stride);
+      case KVC_DTYPE_BF16: return ValueDots<KVC_DTYPE_BF16>(r, queries, num_queries, dots, dot_stride);
+      default: return ValueDots<KVC_DTYPE_F32>(r, queries, num_queries, dots, dot_stride);
+    }
+  }
+#endif
+  attention_internal::ValueRowDotsScalar(r, queries, num_queries, dots, dot_stride);
+}
+
+void ValueRowSumsImpl(const ValueRows& r, const float* HWY_RESTRICT weights, size_t weight_stride,
+                      size_t num_queries, float* HWY_RESTRICT out) {
+#if HWY_TARGET != HWY_SCALAR
+  if (kHostIsLittleEndian) {
+    switch (r.format) {
+      case KVC_DTYPE_F16: return ValueSums<KVC_DTYPE_F16>(r, weights, weight_stride, num_queries, out);
+      case KVC_DTYPE_BF16: return ValueSums<KVC_DTYPE_BF16>(r, weights, weight_stride, num_queries, out);
+      default: return ValueSums<KVC_DTYPE_F32>(r, weights, weight_stride, num_queries, out);
+    }
+  }
+#endif
+  attention_internal::ValueRowSumsScalar(r, weights, weight_stride, num_queries, out);
+}
+
+// NOLINTNEXTLINE(google-readability-namespace-comments)
+}  // namespace HWY_NAMESPACE
+}  // namespace simd
+}  // namespace kvc
+HWY_AFTER_NAMESPACE();
+
+#if HWY_ONCE
+namespace kvc {
+namespace simd {
+
+HWY_EXPORT(IndexRowDotsImpl);
+HWY_EXPORT(IndexRowSumsImpl);
+HWY_EXPORT(ValueRowDotsImpl);
+HWY_EXPORT(ValueRowSumsImpl);
+
+void IndexRowDots(const IndexRows& rows, const float* queries, size_t num_queries, float* dots,
+                  size_t dot_stride, float* len2) {
+  HWY_DYNAMIC_DISPATCH(IndexRowDotsImpl)(rows, queries, num_queries, dots, dot_stride, len2);
+}
+
+void IndexRowSums(const IndexRows& rows, const float* weights, size_t weight_stride,
+                  size_t num_queries, float* out) {
+  HWY_DYNAMIC_DISPATCH(IndexRowSumsImpl)(rows, weights, weight_stride, num_queries, out);
+}
+
+void ValueRowDots(const ValueRows& rows, const float* queries, size_t num_queries, float* dots,
+                  size_t dot_stride) {
+  HWY_DYNAMIC_DISPATCH(ValueRowDotsImpl)(rows, queries, num_queries, dots, dot_stride);
+}
+
+void ValueRowSums(const ValueRows& rows, const float* weights, size_t weight_stride,
+                  size_t num_queries, float* out) {
+  HWY_DYNAMIC_DISPATCH(ValueRowSumsImpl)(rows, weights, weight_stride, num_queries, out);
+}
+
+}  // namespace simd
+}  // namespace kvc
+#endif  // HWY_ONCE
