@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "tools/bench.h"
+#include "tools/bench_attention.h"
 #include "tools/cache_commands.h"
 #include "tools/cli.h"
 #include "tools/error.h"
@@ -308,7 +309,9 @@ void BenchCommand(const std::vector<std::string>& args) {
   words.insert(words.end(), args.begin(), args.end());
   std::vector<char*> argv;
   for (std::string& word : words) argv.push_back(word.data());
-  const int status = RunBench(static_cast<int>(argv.size()), argv.data());
+  const bool attention = std::find(args.begin(), args.end(), "--attention") != args.end();
+  const int status = (attention ? RunBenchAttention : RunBench)(static_cast<int>(argv.size()),
+                                                                argv.data());
   if (status != 0) std::exit(status);
 }
 
@@ -388,7 +391,14 @@ const Command kCommands[] = {
      "          [--no-scalar] [--json]\n"
      "  Encode and decode throughput (GB/s of f16 input, medians) against\n"
      "  memcpy on the same buffers, a Highway int8 absmax quantizer and the\n"
-     "  scalar target, over a working set larger than the last-level cache.\n",
+     "  scalar target, over a working set larger than the last-level cache.\n"
+     "kvc bench --attention (--preset NAME ... | --all) [--context N ...]\n"
+     "          [--threads 1] [--dim 128] [--group 4] [--kv-heads 8]\n"
+     "          [--block-tokens 4096] [--reps 5] [--kv FILE] [--target NAME] [--json]\n"
+     "  One decode step of attention (scores; softmax and weighted values) on\n"
+     "  encoded blocks against a Highway f16 baseline in the same run, over a\n"
+     "  sample cache (default: the bundled one) tiled to each context (default\n"
+     "  4096, 32768, 131072 tokens). --threads 0: one per core.\n",
      BenchCommand},
 };
 
