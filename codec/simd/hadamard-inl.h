@@ -52,6 +52,30 @@ HWY_INLINE V InVectorStage(D d, V v, I idx, VI negate) {
 }
 
 #if HWY_TARGET != HWY_SCALAR
+#if HWY_HAVE_SCALABLE
+// SVE: sizeless vectors cannot be members, so each in-register stage's
+// permutation j ^ h and sign mask (the lanes whose bit h is set) are made
+// from the lane indices where the stage runs, a few integer operations.
+template <class D>
+struct InVectorStages {
+  explicit InVectorStages(D d) : lanes(hn::Lanes(d)) {}
+
+  template <class V>
+  HWY_INLINE V Apply(D d, V v) const {
+    const hn::RebindToSigned<D> di;
+    const auto iota = hn::Iota(di, 0);
+    const auto sign_bit = hn::Set(di, static_cast<int32_t>(0x80000000u));
+    for (size_t h = lanes / 2; h >= 1; h /= 2) {
+      const auto bit = hn::Set(di, static_cast<int32_t>(h));
+      const auto high = hn::IfThenElseZero(hn::TestBit(iota, bit), sign_bit);
+      v = InVectorStage(d, v, hn::IndicesFromVec(d, hn::Xor(iota, bit)), high);
+    }
+    return v;
+  }
+
+  size_t lanes;
+};
+#else
 // The lane permutations j ^ h and high-lane sign masks of the in-register
 // stages h = lanes/2 .. 1, built once per call.
 template <class D>
@@ -92,6 +116,7 @@ struct InVectorStages {
     return v;
   }
 };
+#endif  // HWY_HAVE_SCALABLE
 
 #if !HWY_HAVE_SCALABLE
 // Butterflies between registers k and k + H of K registers.

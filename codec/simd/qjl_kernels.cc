@@ -70,6 +70,33 @@ void QjlCorrectRowsImpl(const float* HWY_RESTRICT s, const uint8_t* HWY_RESTRICT
     const uint8_t* row_signs = signs + n * (d / 8);
     float* out = y + n * d;
     const auto factor = hn::Set(df, factors[n]);
+#if HWY_HAVE_SCALABLE
+    // SVE: sizeless vectors cannot be array elements, so four named
+    // accumulators (kBlock = 4 or 1 vectors of columns j.. at a time).
+    auto block = [&](size_t j, auto block_size) HWY_ATTR {
+      constexpr size_t kBlock = decltype(block_size)::value;
+      auto c0 = hn::Zero(df), c1 = c0, c2 = c0, c3 = c0;
+      for (size_t i = 0; i < d; ++i) {
+        const uint32_t bit = (row_signs[i / 8] >> (i % 8)) & 1u;
+        const auto flip = hn::BitCast(df, hn::Set(du, bit << 31));
+        const float* row = s + i * d + j;
+        c0 = hn::Add(c0, hn::Xor(hn::LoadU(df, row), flip));
+        if (kBlock > 1) c1 = hn::Add(c1, hn::Xor(hn::LoadU(df, row + N), flip));
+        if (kBlock > 2) c2 = hn::Add(c2, hn::Xor(hn::LoadU(df, row + 2 * N), flip));
+        if (kBlock > 3) c3 = hn::Add(c3, hn::Xor(hn::LoadU(df, row + 3 * N), flip));
+      }
+      auto add = [&](hn::Vec<D> c, size_t k) HWY_ATTR {
+        float* at = out + j + k * N;
+        hn::StoreU(hn::Add(hn::LoadU(df, at), hn::Mul(c, factor)), df, at);
+      };
+      add(c0, 0);
+      if (kBlock > 1) add(c1, 1);
+      if (kBlock > 2) add(c2, 2);
+      if (kBlock > 3) add(c3, 3);
+    };
+    size_t j = 0;
+    for (; j + 4 * N <= d; j += 4 * N) block(j, std::integral_constant<size_t, 4>());
+#else
     // kBlock vectors of columns j.. at a time, in registers.
     auto block = [&](size_t j, auto block_size) HWY_ATTR {
       constexpr size_t kBlock = decltype(block_size)::value;
@@ -95,6 +122,7 @@ void QjlCorrectRowsImpl(const float* HWY_RESTRICT s, const uint8_t* HWY_RESTRICT
     for (; j + 16 * N <= d; j += 16 * N) block(j, std::integral_constant<size_t, 16>());
     for (; j + 8 * N <= d; j += 8 * N) block(j, std::integral_constant<size_t, 8>());
     for (; j + 4 * N <= d; j += 4 * N) block(j, std::integral_constant<size_t, 4>());
+#endif
     for (; j + N <= d; j += N) block(j, std::integral_constant<size_t, 1>());
     for (; j < d; ++j) {
       float c = 0.0f;

@@ -25,10 +25,18 @@ float DotImpl(const float* HWY_RESTRICT a, const float* HWY_RESTRICT b, size_t n
 #if HWY_TARGET == HWY_SCALAR
   return kSquare ? kvc::SumOfSquares(a, n) : kvc::DotProduct(a, b, n);
 #else
+#if HWY_HAVE_SCALABLE
+  // SVE: the lane count is known at run time (a power of two from 4), so
+  // at most 16 lanes and 16 / lanes accumulators, chosen at run time.
+  const hn::CappedTag<float, kReductionLanes> d;
+  const size_t kN = hn::Lanes(d);
+  const size_t kAcc = kReductionLanes / kN;
+#else
   const hn::ScalableTag<float> d;
   constexpr size_t kN = hn::MaxLanes(d);
   static_assert(kReductionLanes % kN == 0 && kReductionLanes / kN <= 4, "lanes");
   constexpr size_t kAcc = kReductionLanes / kN;
+#endif
   auto acc0 = hn::Zero(d), acc1 = hn::Zero(d), acc2 = hn::Zero(d), acc3 = hn::Zero(d);
   auto product = [&](size_t j) HWY_ATTR {
     const auto va = hn::LoadU(d, a + j);
