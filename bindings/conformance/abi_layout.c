@@ -85,6 +85,18 @@ int main(void) {
   FIELD(kvc_stream_info, position_offset);
   FIELD(kvc_stream_info, rope_base);
 
+  /* Attention on encoded blocks. */
+  SIZE(kvc_buffer);
+  FIELD(kvc_buffer, data);
+  FIELD(kvc_buffer, size);
+
+  SIZE(kvc_attention_options);
+  FIELD(kvc_attention_options, struct_size);
+  FIELD(kvc_attention_options, threads);
+  FIELD(kvc_attention_options, scale);
+  FIELD(kvc_attention_options, token_begin);
+  FIELD(kvc_attention_options, token_end);
+
   /* Caches on disk and on the wire (format 1.1). */
   SIZE(kvc_writer_options);
   FIELD(kvc_writer_options, struct_size);

@@ -35,8 +35,8 @@ __version__ = "0.1.0"
 _lib, library_path = _capi.load()
 
 __all__ = [
-    "Config", "KvcodecError", "Status", "TensorConfig", "block_info", "block_scores",
-    "decode_block", "decode_stream", "encode_block", "encode_stream", "library_path",
+    "Config", "KvcodecError", "Status", "TensorConfig", "block_attend", "block_info",
+    "block_scores", "decode_attention", "decode_block", "decode_stream", "encode_block", "encode_stream", "library_path",
     "presets", "preset_description", "simd_target", "stream_info", "version",
     "CacheWriter", "CacheFile", "read_stream", "hash_config",
 ]
@@ -566,6 +566,95 @@ def block_scores(data, queries):
            _lib.kvc_block_scores(buf.ctypes.data, buf.size, q.ctypes.data, q.shape[1],
                                  scores.ctypes.data, scores.size, ctypes.byref(diag)), diag)
     return scores
+
+
+def block_attend(data, weights):
+    """Weighted sums of the block's vectors, computed by the codec (rotation
+    methods: accumulated in their rotated domain, rotated back once per
+    output): out[h, q] = sum over t of weights[h, q, t] * v[h, t]. weights:
+    [head_count, token_count] or [head_count, queries_per_head, token_count]
+    (block_scores' layout), converted to contiguous float32. Returns float32
+    [head_count, queries_per_head, head_dim]."""
+    buf, info, _ = _block_header(data)
+    w = np.ascontiguousarray(weights, dtype=np.float32)
+    if w.ndim == 2:
+        w = w[:, None, :]
+    if w.ndim != 3 or w.shape[0] != info.head_count or w.shape[2] != info.token_count \
+            or w.shape[1] == 0:
+        raise ValueError(f"weights must be [{info.head_count}, n, {info.token_count}] "
+                         f"(or [{info.head_count}, {info.token_count}]), got {np.shape(weights)}")
+    out = np.empty((info.head_count, w.shape[1], info.head_dim), dtype=np.float32)
+    diag = _capi.Diagnostics()
+    _check("kvc_block_attend",
+           _lib.kvc_block_attend(buf.ctypes.data, buf.size, w.ctypes.data, w.shape[1],
+                                 out.ctypes.data, out.size, ctypes.byref(diag)), diag)
+    return out
+
+
+def _buffers(blocks, what):
+    """A kvc_buffer array over a sequence of blocks (bytes-like), read in
+    place; the uint8 views are returned to be kept alive during the call."""
+    if isinstance(blocks, (bytes, bytearray, memoryview, np.ndarray)):
+        raise TypeError(f"{what} must be a sequence of blocks, not one block")
+    views = [_as_bytes(block) for block in blocks]
+    array = (_capi.Buffer * max(len(views), 1))()
+    for slot, view in zip(array, views):
+        slot.data = view.ctypes.data
+        slot.size = view.size
+    return array, len(views), views
+
+
+def decode_attention(key_blocks, value_blocks, queries, scale=None, token_begin=0,
+                     token_end=0, threads=0, return_lse=False):
+    """One decode step of attention for one layer on its encoded K and V
+    blocks (standalone blocks of that layer, in any order, together covering
+    KV heads [h0, h0 + H) and, for each, one contiguous token range exactly
+    once; the value blocks the same heads and tokens): for every query head
+    j, out[j] = softmax(scale * q_j . k_t) . v_t over the attended tokens.
+
+    queries: [num_query_heads, head_dim], num_query_heads a multiple of H;
+    query head j reads KV head h0 + j // (num_query_heads // H) (GQA).
+    scale: None for 1/sqrt(head_dim). token_begin, token_end: the attended
+    tokens [token_begin, token_end) as the blocks number them; token_end 0
+    means through the last token. threads: 0 for one per core.
+
+    Returns float32 out [num_query_heads, head_dim]; with return_lse=True,
+    (out, lse), lse float32 [num_query_heads]: the natural log of each head's
+    softmax denominator sum over t of exp(scale * q_j . k_t), to merge with
+    attention over other tokens."""
+    q = np.ascontiguousarray(queries, dtype=np.float32)
+    keys, key_count, keep_k = _buffers(key_blocks, "key_blocks")
+    values, value_count, keep_v = _buffers(value_blocks, "value_blocks")
+    if q.ndim != 2 or q.shape[0] == 0:
+        raise ValueError(f"queries must be [num_query_heads, head_dim], got {np.shape(queries)}")
+    if key_count:
+        # The library reads num_query_heads x the blocks' head_dim floats of
+        # queries: the array must hold exactly that many.
+        head_dim = _block_header(keep_k[0])[1].head_dim
+        if q.shape[1] != head_dim:
+            raise ValueError(f"queries must be [num_query_heads, {head_dim}] (the blocks' "
+                             f"head_dim), got {np.shape(queries)}")
+    options = _capi.AttentionOptions()
+    _lib.kvc_attention_options_init(ctypes.byref(options))
+    if scale is not None:
+        if scale == 0:
+            raise ValueError("scale 0 cannot be passed: the C API reads 0 as 1/sqrt(head_dim) "
+                             "(scale=None)")
+        options.scale = scale
+    options.threads = _u32("threads", threads)
+    options.token_begin = _u32("token_begin", token_begin)
+    options.token_end = _u32("token_end", token_end)
+    out = np.empty(q.shape, dtype=np.float32)
+    lse = np.empty(q.shape[0], dtype=np.float32) if return_lse else None
+    diag = _capi.Diagnostics()
+    _check("kvc_decode_attention",
+           _lib.kvc_decode_attention(keys, key_count, values, value_count, q.ctypes.data,
+                                     _u32("num_query_heads", q.shape[0]),
+                                     ctypes.byref(options), out.ctypes.data, out.size,
+                                     lse.ctypes.data if return_lse else None,
+                                     ctypes.byref(diag)), diag)
+    del keep_k, keep_v
+    return (out, lse) if return_lse else out
 
 
 # ---------------------------------------------------------------------------

@@ -115,6 +115,20 @@ class StreamInfo(ctypes.Structure):
     ]
 
 
+class Buffer(ctypes.Structure):
+    _fields_ = [("data", voidp), ("size", size_t)]
+
+
+class AttentionOptions(ctypes.Structure):
+    _fields_ = [
+        ("struct_size", u32),
+        ("threads", u32),
+        ("scale", ctypes.c_float),
+        ("token_begin", u32),
+        ("token_end", u32),
+    ]
+
+
 STRUCTS = {
     "kvc_diagnostics": Diagnostics,
     "kvc_tensor": Tensor,
@@ -124,6 +138,8 @@ STRUCTS = {
     "kvc_encode_options": EncodeOptions,
     "kvc_decode_options": DecodeOptions,
     "kvc_stream_info": StreamInfo,
+    "kvc_buffer": Buffer,
+    "kvc_attention_options": AttentionOptions,
 }
 
 P = ctypes.POINTER
@@ -158,6 +174,13 @@ PROTOTYPES = {
         status, [voidp, size_t, P(BlockInfo), P(TensorConfigStruct), P(Diagnostics)]),
     "kvc_decode_block": (status, [voidp, size_t, P(Tensor), P(Diagnostics)]),
     "kvc_block_scores": (status, [voidp, size_t, voidp, u32, voidp, size_t, P(Diagnostics)]),
+    "kvc_block_attend": (status, [voidp, size_t, voidp, u32, voidp, size_t, P(Diagnostics)]),
+    "kvc_attention_options_init": (None, [P(AttentionOptions)]),
+    "kvc_decode_attention": (
+        status,
+        [P(Buffer), size_t, P(Buffer), size_t, voidp, u32, P(AttentionOptions), voidp, size_t,
+         voidp, P(Diagnostics)],
+    ),
     "kvc_cache_desc_init": (None, [P(CacheDesc)]),
     "kvc_encode_options_init": (None, [P(EncodeOptions)]),
     "kvc_decode_options_init": (None, [P(DecodeOptions)]),
