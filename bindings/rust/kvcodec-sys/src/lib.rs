@@ -12,7 +12,7 @@ use std::os::raw::{c_char, c_int, c_void};
 pub const KVC_VERSION_MAJOR: u32 = 0;
 pub const KVC_VERSION_MINOR: u32 = 1;
 pub const KVC_FORMAT_MAJOR: u32 = 1;
-pub const KVC_FORMAT_MINOR: u32 = 0;
+pub const KVC_FORMAT_MINOR: u32 = 1;
 pub const KVC_STREAM_MAGIC: u32 = 0x43564BB5;
 pub const KVC_BLOCK_MAGIC: u32 = 0x62564BB5;
 
@@ -161,6 +161,26 @@ pub struct kvc_stream_info {
     pub rope_layout: u32,
     pub position_offset: u32,
     pub rope_base: f32,
+}
+
+// Attention on encoded blocks.
+
+/// A caller's buffer (no struct_size: layout fixed forever).
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct kvc_buffer {
+    pub data: *const c_void,
+    pub size: usize,
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct kvc_attention_options {
+    pub struct_size: u32,
+    pub threads: u32,
+    pub scale: f32,
+    pub token_begin: u32,
+    pub token_end: u32,
 }
 
 // Caches on disk and on the wire (format 1.1).
@@ -343,6 +363,30 @@ extern "C" {
         queries_per_head: u32,
         scores: *mut f32,
         scores_capacity: usize,
+        diag: *mut kvc_diagnostics,
+    ) -> kvc_status;
+
+    pub fn kvc_block_attend(
+        src: *const c_void,
+        src_size: usize,
+        weights: *const f32,
+        queries_per_head: u32,
+        out: *mut f32,
+        out_capacity: usize,
+        diag: *mut kvc_diagnostics,
+    ) -> kvc_status;
+    pub fn kvc_attention_options_init(options: *mut kvc_attention_options);
+    pub fn kvc_decode_attention(
+        key_blocks: *const kvc_buffer,
+        key_block_count: usize,
+        value_blocks: *const kvc_buffer,
+        value_block_count: usize,
+        queries: *const f32,
+        num_query_heads: u32,
+        options: *const kvc_attention_options,
+        out: *mut f32,
+        out_capacity: usize,
+        lse: *mut f32,
         diag: *mut kvc_diagnostics,
     ) -> kvc_status;
 

@@ -816,6 +816,147 @@ pub fn block_scores(data: &[u8], queries: &[f32], queries_per_head: usize) -> Re
     Ok(Array { data: scores, shape })
 }
 
+/// Weighted sums of the block's vectors, computed by the codec (rotation
+/// methods: accumulated in their rotated domain, rotated back once per
+/// output): `out[h][q] = sum over t of weights[h][q][t] * v[h][t]`.
+/// `weights`: contiguous [head_count, queries_per_head, token_count] (the
+/// layout of [`block_scores`]' result). Returns [head_count,
+/// queries_per_head, head_dim].
+pub fn block_attend(data: &[u8], weights: &[f32], queries_per_head: usize) -> Result<Array<f32, 3>> {
+    let info = block_info(data)?;
+    if queries_per_head == 0 || weights.len() != info.head_count * queries_per_head * info.token_count {
+        return Err(Error::invalid(format!(
+            "weights must be [{}, {}, {}]: {} floats, not {}",
+            info.head_count,
+            queries_per_head,
+            info.token_count,
+            info.head_count * queries_per_head * info.token_count,
+            weights.len()
+        )));
+    }
+    let shape = [info.head_count, queries_per_head, info.head_dim];
+    let mut out = vec![0f32; shape.iter().product()];
+    let mut diag = diagnostics();
+    check(
+        unsafe {
+            sys::kvc_block_attend(
+                data.as_ptr() as *const c_void,
+                data.len(),
+                weights.as_ptr(),
+                to_u32(queries_per_head, "queries_per_head")?,
+                out.as_mut_ptr(),
+                out.len(),
+                &mut diag,
+            )
+        },
+        Some(&diag),
+    )?;
+    Ok(Array { data: out, shape })
+}
+
+/// Options of [`decode_attention`].
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct AttentionOptions {
+    /// 0: one per core.
+    pub threads: u32,
+    /// Logits are `scale * q.k`; None: 1/sqrt(head_dim).
+    pub scale: Option<f32>,
+    /// The attended tokens `[token_begin, token_end)`, as the blocks number
+    /// them; `token_end` 0: through the last token the blocks hold.
+    pub token_begin: u32,
+    pub token_end: u32,
+}
+
+impl Default for AttentionOptions {
+    fn default() -> Self {
+        AttentionOptions { threads: 0, scale: None, token_begin: 0, token_end: 0 }
+    }
+}
+
+/// The result of [`decode_attention`].
+#[derive(Clone, Debug, PartialEq)]
+pub struct Attention {
+    /// [num_query_heads, head_dim].
+    pub out: Array<f32, 2>,
+    /// Per query head, the natural log of its softmax denominator (the sum
+    /// over t of exp(scale * q.k_t)), to merge with attention over other
+    /// tokens.
+    pub lse: Vec<f32>,
+}
+
+/// One decode step of attention for one layer on its encoded K and V blocks
+/// (standalone blocks of that layer, in any order, together covering KV
+/// heads [h0, h0 + H) and, for each, one contiguous token range exactly
+/// once; the value blocks the same heads and tokens): for every query head
+/// j, `out[j] = softmax(scale * q_j . k_t) . v_t` over the attended tokens.
+/// `queries`: contiguous [num_query_heads, head_dim], num_query_heads a
+/// multiple of H; query head j reads KV head h0 + j / (num_query_heads / H)
+/// (grouped-query attention).
+pub fn decode_attention<K: AsRef<[u8]>, V: AsRef<[u8]>>(
+    key_blocks: &[K],
+    value_blocks: &[V],
+    queries: &[f32],
+    options: &AttentionOptions,
+) -> Result<Attention> {
+    let buffers = |blocks: &[&[u8]]| -> Vec<sys::kvc_buffer> {
+        blocks.iter().map(|b| sys::kvc_buffer { data: b.as_ptr() as *const c_void, size: b.len() }).collect()
+    };
+    let keys: Vec<&[u8]> = key_blocks.iter().map(|b| b.as_ref()).collect();
+    let values: Vec<&[u8]> = value_blocks.iter().map(|b| b.as_ref()).collect();
+    // The library reads num_query_heads x the blocks' head_dim floats of
+    // queries: their count must be a multiple of it. Without blocks the
+    // library names the problem (it reads no queries).
+    let head_dim = match keys.first() {
+        Some(first) => block_info(first)?.head_dim,
+        None => queries.len().max(1),
+    };
+    if queries.is_empty() || queries.len() % head_dim != 0 {
+        return Err(Error::invalid(format!(
+            "queries must be [num_query_heads, {}]: a positive multiple of {} floats, not {}",
+            head_dim,
+            head_dim,
+            queries.len()
+        )));
+    }
+    let num_query_heads = queries.len() / head_dim;
+    let mut c_options = sys::kvc_attention_options::default();
+    unsafe { sys::kvc_attention_options_init(&mut c_options) };
+    c_options.threads = options.threads;
+    c_options.token_begin = options.token_begin;
+    c_options.token_end = options.token_end;
+    if let Some(scale) = options.scale {
+        if scale == 0.0 {
+            return Err(Error::invalid(
+                "scale Some(0.0) cannot be passed: the C API reads 0 as 1/sqrt(head_dim) (None)",
+            ));
+        }
+        c_options.scale = scale;
+    }
+    let (key_buffers, value_buffers) = (buffers(&keys), buffers(&values));
+    let mut out = vec![0f32; queries.len()];
+    let mut lse = vec![0f32; num_query_heads];
+    let mut diag = diagnostics();
+    check(
+        unsafe {
+            sys::kvc_decode_attention(
+                key_buffers.as_ptr(),
+                key_buffers.len(),
+                value_buffers.as_ptr(),
+                value_buffers.len(),
+                queries.as_ptr(),
+                to_u32(num_query_heads, "num_query_heads")?,
+                &c_options,
+                out.as_mut_ptr(),
+                out.len(),
+                lse.as_mut_ptr(),
+                &mut diag,
+            )
+        },
+        Some(&diag),
+    )?;
+    Ok(Attention { out: Array { data: out, shape: [num_query_heads, head_dim] }, lse })
+}
+
 // ---------------------------------------------------------------------------
 // Streams: whole caches
 
