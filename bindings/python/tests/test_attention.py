@@ -185,6 +185,14 @@ def test_decode_attention_errors():
     damaged[len(damaged) // 2] ^= 1
     assert status_of([keys[0], damaged], values, q) == Status.CHECKSUM
     assert status_of(keys, values, q, scale=float("nan")) == Status.INVALID_ARGUMENT
+    bad = q.copy()
+    bad[2, 7] = np.inf
+    assert status_of(keys, values, bad) == Status.INVALID_VALUE
+    weights = np.ones((2, 32), np.float32)
+    weights[1, 3] = np.nan
+    with pytest.raises(KvcodecError) as e:
+        kvcodec.block_attend(values[0], weights)
+    assert e.value.status == Status.INVALID_VALUE and e.value.diagnostic
 
     # What the binding checks itself, before any call.
     with pytest.raises(ValueError, match="head_dim"):
