@@ -13,6 +13,7 @@
 
 #include "attention/decode_attention.h"
 #include "base/endian.h"
+#include "base/parallel.h"
 #include "base/sized_struct.h"
 #include "base/status.h"
 #include "config/config.h"
@@ -102,7 +103,8 @@ struct BlockFrame {
 
 // Locates the block section of a standalone block frame.
 Status ReadBlockFrameSection(const void* src, size_t size, BlockHeader* header,
-                             SectionRef* section) {
+                             SectionRef* section,
+                             Checksums checksums = Checksums::kVerify) {
   KVC_RETURN_IF_ERROR(NotNull(src, "src"));
   const uint8_t* p = static_cast<const uint8_t*>(src);
   const uint8_t magic[4] = {0xB5, 0x4B, 0x56, 0x62};
@@ -130,7 +132,7 @@ Status ReadBlockFrameSection(const void* src, size_t size, BlockHeader* header,
   }
   const uint8_t* q = p + kBlockFrameHeaderSize;
   const size_t rest = size - kBlockFrameHeaderSize;
-  KVC_RETURN_IF_ERROR(ReadSection(q, rest, section));
+  KVC_RETURN_IF_ERROR(ReadSection(q, rest, section, 0, checksums));
   if (section->type != kSectionBlock) {
     return Status(KVC_ERR_CORRUPT, "block frame holds no block section");
   }
@@ -510,25 +512,56 @@ kvc_status kvc_decode_attention(const kvc_buffer* key_blocks, size_t key_block_c
     KVC_RETURN_IF_ERROR(NotNull(out, "out"));
     kvc_attention_options o = DefaultAttentionOptions();
     if (options) KVC_RETURN_IF_ERROR(ImportSized(options, o, &o, "attention options"));
-    // Parse every block once; the codecs and layouts live until the call ends.
+    if (o.flags & ~KVC_ATTENTION_TRUSTED_BLOCKS) {
+      return Status(KVC_ERR_UNSUPPORTED_FEATURE,
+                    StrFormat("attention flags 0x%x unknown", o.flags));
+    }
+    // Every block's frame and checksum, on the threads of the call: at long
+    // contexts this pass reads as many bytes as the attention itself.
     const size_t total = key_block_count + value_block_count;
-    std::vector<BlockFrame> frames(total);
+    auto buffer_of = [&](size_t i) -> const kvc_buffer& {
+      return i < key_block_count ? key_blocks[i] : value_blocks[i - key_block_count];
+    };
+    auto name_of = [&](size_t i) {
+      return i < key_block_count ? StrFormat("key block %zu: ", i)
+                                 : StrFormat("value block %zu: ", i - key_block_count);
+    };
+    const Checksums checksums = (o.flags & KVC_ATTENTION_TRUSTED_BLOCKS) ? Checksums::kTrust
+                                                                         : Checksums::kVerify;
+    std::vector<EncodedBlock> blocks(total);
+    std::vector<SectionRef> sections(total);
+    KVC_RETURN_IF_ERROR(ParallelFor(total, o.threads, [&](size_t i) -> Status {
+      const kvc_buffer& buffer = buffer_of(i);
+      Status status = ReadBlockFrameSection(buffer.data, buffer.size, &blocks[i].header,
+                                            &sections[i], checksums);
+      if (!status.ok()) return Status(status.code(), name_of(i) + status.message());
+      return OkStatus();
+    }));
+    // Blocks with the same tensor config and head_dim (all of a layer's K
+    // blocks, as a rule) share one codec, whose tables (rotation signs, the
+    // QJL matrix) cost more than a small block's scores.
+    std::vector<BlockLayout> layouts(total);
+    std::vector<std::pair<std::vector<uint8_t>, std::unique_ptr<TensorCodec>>> codecs;
     std::vector<EncodedBlock> keys, values;
     for (size_t i = 0; i < total; ++i) {
-      const bool is_key = i < key_block_count;
-      const size_t index = is_key ? i : i - key_block_count;
-      const kvc_buffer& buffer = is_key ? key_blocks[index] : value_blocks[index];
-      Status status = ReadBlockFrame(buffer.data, buffer.size, &frames[i]);
-      if (!status.ok()) {
-        return Status(status.code(), StrFormat("%s block %zu: ", is_key ? "key" : "value",
-                                               index) + status.message());
+      EncodedBlock& b = blocks[i];
+      const SectionRef& section = sections[i];
+      std::vector<uint8_t> id(section.payload + kBlockFixedHeaderSize,
+                              section.payload + b.header.header_size());
+      id.push_back(static_cast<uint8_t>(b.header.head_dim));
+      id.push_back(static_cast<uint8_t>(b.header.head_dim >> 8));
+      auto same = std::find_if(codecs.begin(), codecs.end(),
+                               [&](const auto& c) { return c.first == id; });
+      if (same == codecs.end()) {
+        codecs.emplace_back(std::move(id), TensorCodec::Create(b.header.config, b.header.head_dim));
+        same = codecs.end() - 1;
       }
-      EncodedBlock b;
-      b.header = frames[i].header;
-      b.payload = frames[i].section.payload;
-      b.codec = frames[i].codec.get();
-      b.layout = &frames[i].layout;
-      (is_key ? keys : values).push_back(b);
+      b.codec = same->second.get();
+      b.payload = section.payload;
+      b.layout = &layouts[i];
+      Status status = ReadBlockLayout(*b.codec, b.header, section, &layouts[i]);
+      if (!status.ok()) return Status(status.code(), name_of(i) + status.message());
+      (i < key_block_count ? keys : values).push_back(b);
     }
     if (keys.empty()) return Status(KVC_ERR_INVALID_ARGUMENT, "no key blocks");
     const uint64_t needed = uint64_t{num_query_heads} * keys[0].header.head_dim;

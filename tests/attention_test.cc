@@ -250,10 +250,16 @@ double CompareAttention(const Layer& l, const std::vector<float>& q, uint32_t qu
                                        query_heads, &options, out.data(), out.size(),
                                        lse.data(), &diag) == KVC_OK,
                   diag.message);
-  // The same bits with another number of threads.
   kvc_attention_options other = options;
   other.threads = threads_other;
   std::vector<float> out2(out.size()), lse2(lse.size());
+  REQUIRE(kvc_decode_attention(kb.data(), kb.size(), vb.data(), vb.size(), q.data(),
+                               query_heads, &other, out2.data(), out2.size(), lse2.data(),
+                               nullptr) == KVC_OK);
+  // The same bits with another number of threads, and with checksums
+  // trusted rather than verified.
+  CHECK(std::memcmp(out.data(), out2.data(), out.size() * 4) == 0);
+  other.flags = KVC_ATTENTION_TRUSTED_BLOCKS;
   REQUIRE(kvc_decode_attention(kb.data(), kb.size(), vb.data(), vb.size(), q.data(),
                                query_heads, &other, out2.data(), out2.size(), lse2.data(),
                                nullptr) == KVC_OK);
@@ -387,6 +393,17 @@ TEST_CASE("decode attention rejects malformed calls with a message") {
   std::vector<kvc_buffer> vbad = vb;
   vbad[0] = {bad.data(), bad.size()};
   CHECK(run(kb, vbad, 4, nullptr, out.size()) == KVC_ERR_CHECKSUM);
+  CHECK(std::string(diag.message).find("value block 0") != std::string::npos);
+  // Trusted blocks skip the checksum (the same damage is then not noticed
+  // unless a record turns invalid); unknown flags are refused.
+  options.struct_size = sizeof(options);
+  options.flags = KVC_ATTENTION_TRUSTED_BLOCKS;
+  const kvc_status trusted = run(kb, vbad, 4, &options, out.size());
+  CHECK((trusted == KVC_OK || trusted == KVC_ERR_CORRUPT));
+  CHECK(run(kb, vb, 4, &options, out.size()) == KVC_OK);
+  options.flags = 0x80;
+  CHECK(run(kb, vb, 4, &options, out.size()) == KVC_ERR_UNSUPPORTED_FEATURE);
+  options.flags = 0;
   // Non-finite queries and weights are the caller's, named as such.
   q[70] = std::numeric_limits<float>::quiet_NaN();
   CHECK(run(kb, vb, 4, nullptr, out.size()) == KVC_ERR_INVALID_VALUE);

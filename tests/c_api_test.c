@@ -80,6 +80,66 @@ int main(void) {
   }
   CHECK(error / energy < 0.02);
 
+  /* One decode-attention step on layer 0, encoded as standalone K and V
+   * blocks, two query heads per KV head; checked against the decoded cache. */
+  {
+    enum { kGroup = 2, kQueries = kHeads * kGroup };
+    static unsigned char kblock[1 << 16], vblock[1 << 16];
+    static float kdec[kHeads * kTokens * kDim], vdec[kHeads * kTokens * kDim];
+    float queries[kQueries * kDim], out[kQueries * kDim], lse[kQueries];
+    size_t ksize = 0, vsize = 0, j, t, h;
+    kvc_tensor_config tc;
+    kvc_tensor layer0 = k;
+    kvc_buffer kb, vb;
+    kvc_attention_options options;
+    double worst = 0;
+    kvc_tensor_config_init(&tc); /* tq-mse-b4, as the stream above */
+    layer0.ndim = 3;
+    layer0.shape[0] = kHeads;
+    layer0.shape[1] = kTokens;
+    layer0.shape[2] = kDim;
+    CHECK(kvc_encode_block(&tc, 0, KVC_KIND_KEYS, 0, 0, &layer0, kblock, sizeof(kblock),
+                           &ksize, &diag) == KVC_OK);
+    layer0.data = values;
+    CHECK(kvc_encode_block(&tc, 0, KVC_KIND_VALUES, 0, 0, &layer0, vblock, sizeof(vblock),
+                           &vsize, &diag) == KVC_OK);
+    layer0.data = kdec;
+    CHECK(kvc_decode_block(kblock, ksize, &layer0, &diag) == KVC_OK);
+    layer0.data = vdec;
+    CHECK(kvc_decode_block(vblock, vsize, &layer0, &diag) == KVC_OK);
+    for (i = 0; i < kQueries * kDim; ++i) queries[i] = (float)sin((double)i * 0.05);
+    kb.data = kblock;
+    kb.size = ksize;
+    vb.data = vblock;
+    vb.size = vsize;
+    kvc_attention_options_init(&options);
+    options.threads = 1;
+    CHECK(kvc_decode_attention(&kb, 1, &vb, 1, queries, kQueries, &options, out,
+                               kQueries * kDim, lse, &diag) == KVC_OK);
+    for (h = 0; h < kQueries; ++h) {
+      const float* kv = kdec + (h / kGroup) * kTokens * kDim;
+      const float* vv = vdec + (h / kGroup) * kTokens * kDim;
+      double logits[kTokens], top = -1e300, total = 0;
+      for (t = 0; t < kTokens; ++t) {
+        double s = 0;
+        for (j = 0; j < kDim; ++j) s += (double)queries[h * kDim + j] * kv[t * kDim + j];
+        logits[t] = s / sqrt((double)kDim);
+        if (logits[t] > top) top = logits[t];
+      }
+      for (t = 0; t < kTokens; ++t) total += exp(logits[t] - top);
+      for (j = 0; j < kDim; ++j) {
+        double o = 0;
+        for (t = 0; t < kTokens; ++t) o += exp(logits[t] - top) / total * vv[t * kDim + j];
+        if (fabs(o - out[h * kDim + j]) > worst) worst = fabs(o - out[h * kDim + j]);
+      }
+      CHECK(fabs(top + log(total) - lse[h]) < 1e-4);
+    }
+    CHECK(worst < 1e-5);
+    CHECK(kvc_decode_attention(&kb, 1, &vb, 1, queries, 3, &options, out, kQueries * kDim,
+                               NULL, &diag) == KVC_ERR_SHAPE_MISMATCH);
+    CHECK(strlen(diag.message) > 0);
+  }
+
   stream[size / 2] ^= 1;
   CHECK(kvc_decode_stream(stream, size, NULL, &dk, &dv, &diag) == KVC_ERR_CHECKSUM);
   CHECK(strlen(diag.message) > 0);

@@ -15,7 +15,7 @@ void SealSection(uint8_t type, size_t payload_size, uint8_t* out, uint8_t flags)
 }
 
 Status ReadSection(const uint8_t* data, size_t size, SectionRef* out,
-                   uint8_t allowed_flags) {
+                   uint8_t allowed_flags, Checksums checksums) {
   if (size < kSectionHeaderSize) {
     return Status(KVC_ERR_TRUNCATED, "input ends inside a section header");
   }
@@ -27,7 +27,8 @@ Status ReadSection(const uint8_t* data, size_t size, SectionRef* out,
                             payload_size));
   }
   const size_t checked = kSectionHeaderSize + payload_size;
-  if (Checksum32(data, checked) != LoadLE32(data + checked)) {
+  if (checksums == Checksums::kVerify &&
+      Checksum32(data, checked) != LoadLE32(data + checked)) {
     return Status(KVC_ERR_CHECKSUM,
                   StrFormat("section (type 0x%02x) checksum mismatch", data[0]));
   }

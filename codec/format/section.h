@@ -55,11 +55,14 @@ struct SectionRef {
   size_t total_size = 0;
 };
 
+enum class Checksums { kVerify, kTrust };
+
 // Reads the section at `data` (size bytes available) and checks its
-// checksum: TRUNCATED, CHECKSUM, UNSUPPORTED_FEATURE (flags other than
-// allowed_flags) or CORRUPT (reserved bits) on failure.
+// checksum (unless the caller verified it before: kTrust): TRUNCATED,
+// CHECKSUM, UNSUPPORTED_FEATURE (flags other than allowed_flags) or CORRUPT
+// (reserved bits) on failure.
 Status ReadSection(const uint8_t* data, size_t size, SectionRef* out,
-                   uint8_t allowed_flags = 0);
+                   uint8_t allowed_flags = 0, Checksums checksums = Checksums::kVerify);
 
 }  // namespace kvc
 

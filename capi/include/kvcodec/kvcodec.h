@@ -324,7 +324,14 @@ typedef struct kvc_attention_options {
    * a sliding window. */
   uint32_t token_begin;
   uint32_t token_end;
+  uint32_t flags; /* KVC_ATTENTION_* */
 } kvc_attention_options;
+
+/* Skip the blocks' checksums: for blocks checked once when they were loaded
+ * (kvc_get_block_info verifies a block's checksum), so that a decode step
+ * reads each block once. Their structure and every record are still
+ * checked; damage after loading then gives a wrong result, not an error. */
+#define KVC_ATTENTION_TRUSTED_BLOCKS 0x1u
 
 KVC_API void kvc_attention_options_init(kvc_attention_options* options);
 
