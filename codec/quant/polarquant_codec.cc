@@ -5,6 +5,7 @@
 // their analytic densities), and the group's radius in the scalar format.
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 
 #include "base/portable_math.h"
 #include "config/tensor_config.h"
@@ -13,7 +14,9 @@
 #include "quant/scalars.h"
 #include "quant/tensor_codec.h"
 #include "quant/vector_math.h"
+#include "simd/angle_attention_kernels.h"
 #include "simd/angle_kernels.h"
+#include "simd/bitpack.h"
 #include "simd/reduce_kernels.h"
 
 namespace kvc {
@@ -85,6 +88,29 @@ class PolarQuantCodec final : public TensorCodec {
     rows_.circle_cos = padded_circle_cos_.data();
     rows_.circle_sin = padded_circle_sin_.data();
     rows_.circle_cos_sin = circle_cos_sin_.data();
+    // Attention's tables (simd::PqTokens), where a group's codes fit one
+    // 64-bit field: (cos, sin) of the circle's bins, and every product of
+    // the level-2..4 factors on a pair's path.
+    if (GroupBits() <= 64) {
+      for (uint32_t k = 0; k < bins; ++k) {
+        circle_pairs_.push_back(Pair(circle_cos_[k], circle_sin_[k]));
+      }
+      factors_.resize(simd::PqFactorCount(bits_));
+      for (uint32_t c2 = 0; c2 < (1u << bits_[1]); ++c2) {
+        for (uint32_t c3 = 0; c3 < (1u << bits_[2]); ++c3) {
+          for (uint32_t c4 = 0; c4 < (1u << bits_[3]); ++c4) {
+            for (uint32_t j = 0; j < 8; ++j) {
+              auto side = [&](int level, uint32_t k, uint32_t s) {
+                return s ? books_[level].sines[k] : books_[level].cosines[k];
+              };
+              const float f =
+                  side(3, c4, j >> 2 & 1) * side(2, c3, j >> 1 & 1) * side(1, c2, j & 1);
+              factors_[simd::PqFactorIndex(bits_, c2, c3, c4, j)] = Pair(f, f);
+            }
+          }
+        }
+      }
+    }
   }
 
   std::vector<size_t> SectionWidths(const uint8_t* record) const override {
@@ -138,36 +164,61 @@ class PolarQuantCodec final : public TensorCodec {
     return OkStatus();
   }
 
+  // In the rotated domain (simd::PqTokens): queries rotated once, outputs
+  // rotated back once. Groups of more than 64 bits decode (the default).
+  Status Scores(const uint8_t* record, const uint8_t* const* sections, size_t count,
+                const float* queries, size_t num_queries, float* scores,
+                size_t* bad_vector) const override {
+    if (factors_.empty()) {
+      return TensorCodec::Scores(record, sections, count, queries, num_queries, scores,
+                                 bad_vector);
+    }
+    const size_t d = head_dim();
+    std::vector<float> rotated(queries, queries + num_queries * d);
+    for (size_t q = 0; q < num_queries; ++q) rotation_.Forward(&rotated[q * d]);
+    Tokens batch(d / kGroup);
+    simd::PqTokens view;
+    for (size_t n0 = 0; n0 < count; n0 += kTokens) {
+      const size_t m = std::min(kTokens, count - n0);
+      KVC_RETURN_IF_ERROR(Load(sections, n0, m, &batch, &view, bad_vector));
+      simd::PqDots(view, rotated.data(), num_queries, scores + n0, count);
+    }
+    return OkStatus();
+  }
+
+  Status Attend(const uint8_t* record, const uint8_t* const* sections, size_t count,
+                const float* weights, size_t num_queries, float* out,
+                size_t* bad_vector) const override {
+    if (factors_.empty()) {
+      return TensorCodec::Attend(record, sections, count, weights, num_queries, out,
+                                 bad_vector);
+    }
+    const size_t d = head_dim();
+    std::fill(out, out + num_queries * d, 0.0f);
+    Tokens batch(d / kGroup);
+    simd::PqTokens view;
+    std::vector<float> batch_weights(num_queries * kTokens);
+    for (size_t n0 = 0; n0 < count; n0 += kTokens) {
+      const size_t m = std::min(kTokens, count - n0);
+      KVC_RETURN_IF_ERROR(Load(sections, n0, m, &batch, &view, bad_vector));
+      for (size_t q = 0; q < num_queries; ++q) {
+        std::copy(weights + q * count + n0, weights + q * count + n0 + m,
+                  batch_weights.begin() + q * m);
+      }
+      simd::PqWeightedSum(view, batch_weights.data(), m, num_queries, out);
+    }
+    for (size_t q = 0; q < num_queries; ++q) rotation_.Inverse(out + q * d);
+    return OkStatus();
+  }
+
   Status Decode(const uint8_t*, const uint8_t* const* sections, size_t count, float* out,
                 size_t* bad_vector) const override {
     const size_t d = head_dim(), groups = d / kGroup;
     const std::vector<size_t> w = ByteWidths(nullptr);
-    const size_t used_bits = groups * GroupBits();
     std::vector<float> group_radii(kBatch * groups);
     for (size_t n0 = 0; n0 < count; n0 += kBatch) {
       const size_t m = std::min(kBatch, count - n0);
-      // Every record checked first: all at once, then, if one fails, in the
-      // order the reference reads them (a vector's group radii, then its
-      // padding) to name it.
-      bool valid = LoadFiniteScalars(sections[0] + n0 * w[0], m * groups, format_,
-                                     group_radii.data());
-      for (size_t k = 0; k < m * groups; ++k) valid = valid && !std::signbit(group_radii[k]);
-      for (size_t i = 0; used_bits % 8 != 0 && i < m; ++i) {
-        valid = valid && (sections[1][(n0 + i) * w[1] + used_bits / 8] >> (used_bits % 8)) == 0;
-      }
-      for (size_t i = 0; !valid && i < m; ++i) {
-        *bad_vector = n0 + i;
-        const uint8_t* radii = sections[0] + (n0 + i) * w[0];
-        for (size_t g = 0; g < groups; ++g) {
-          if (!LoadNorm(radii + g * DtypeBytes(format_), format_, &group_radii[i * groups + g])) {
-            return Status(KVC_ERR_CORRUPT, "stored radius is negative or not finite");
-          }
-        }
-        const uint8_t* angles = sections[1] + (n0 + i) * w[1];
-        if (used_bits % 8 != 0 && (angles[used_bits / 8] >> (used_bits % 8)) != 0) {
-          return Status(KVC_ERR_CORRUPT, "padding bits set");
-        }
-      }
+      KVC_RETURN_IF_ERROR(CheckRecords(sections, n0, m, group_radii.data(), bad_vector));
       float* y = out + n0 * d;
       if (!simd::PqDecodeRows(rows_, sections[1] + n0 * w[1], group_radii.data(), m, y)) {
         for (size_t i = 0; i < m; ++i) {
@@ -246,6 +297,79 @@ class PolarQuantCodec final : public TensorCodec {
     }
   }
 
+  // Vectors [n0, n0 + m): every record checked, all at once, then, if one
+  // fails, in the order the reference reads them (a vector's group radii,
+  // then its padding) to name it; their group radii into radii.
+  Status CheckRecords(const uint8_t* const* sections, size_t n0, size_t m, float* radii,
+                      size_t* bad_vector) const {
+    const size_t groups = head_dim() / kGroup;
+    const std::vector<size_t> w = ByteWidths(nullptr);
+    const size_t used_bits = groups * GroupBits();
+    bool valid = LoadFiniteScalars(sections[0] + n0 * w[0], m * groups, format_, radii);
+    for (size_t k = 0; k < m * groups; ++k) valid = valid && !std::signbit(radii[k]);
+    for (size_t i = 0; used_bits % 8 != 0 && i < m; ++i) {
+      valid = valid && (sections[1][(n0 + i) * w[1] + used_bits / 8] >> (used_bits % 8)) == 0;
+    }
+    for (size_t i = 0; !valid && i < m; ++i) {
+      *bad_vector = n0 + i;
+      const uint8_t* stored = sections[0] + (n0 + i) * w[0];
+      for (size_t g = 0; g < groups; ++g) {
+        if (!LoadNorm(stored + g * DtypeBytes(format_), format_, &radii[i * groups + g])) {
+          return Status(KVC_ERR_CORRUPT, "stored radius is negative or not finite");
+        }
+      }
+      const uint8_t* angles = sections[1] + (n0 + i) * w[1];
+      if (used_bits % 8 != 0 && (angles[used_bits / 8] >> (used_bits % 8)) != 0) {
+        return Status(KVC_ERR_CORRUPT, "padding bits set");
+      }
+    }
+    return OkStatus();
+  }
+
+  // Two floats as one table entry, in memory order.
+  static uint64_t Pair(float a, float b) {
+    const float pair[2] = {a, b};
+    uint64_t entry;
+    std::memcpy(&entry, pair, 8);
+    return entry;
+  }
+
+  // Vectors [n0, n0 + m) checked, and their group fields and radii.
+  static constexpr size_t kTokens = 64;
+  struct Tokens {
+    explicit Tokens(size_t groups) : fields(kTokens * groups), radii(kTokens * groups) {}
+    std::vector<uint64_t> fields;
+    std::vector<float> radii;
+  };
+  Status Load(const uint8_t* const* sections, size_t n0, size_t m, Tokens* batch,
+              simd::PqTokens* view, size_t* bad_vector) const {
+    const size_t groups = head_dim() / kGroup, group_bits = GroupBits();
+    const size_t record_bytes = ByteWidths(nullptr)[1];
+    KVC_RETURN_IF_ERROR(CheckRecords(sections, n0, m, batch->radii.data(), bad_vector));
+    // A field is read as the 9 bytes from its first: the record copied with
+    // room after it.
+    std::vector<uint8_t> record(record_bytes + 9, 0);
+    const uint64_t mask = group_bits == 64 ? ~uint64_t{0} : (uint64_t{1} << group_bits) - 1;
+    for (size_t i = 0; i < m; ++i) {
+      std::memcpy(record.data(), sections[1] + (n0 + i) * record_bytes, record_bytes);
+      for (size_t g = 0; g < groups; ++g) {
+        const size_t bit = g * group_bits, shift = bit % 8;
+        const uint8_t* at = record.data() + bit / 8;
+        uint64_t field = simd::bitpack_internal::Load64(at) >> shift;
+        if (shift != 0) field |= uint64_t{at[8]} << (64 - shift);
+        batch->fields[i * groups + g] = field & mask;
+      }
+    }
+    *view = simd::PqTokens{head_dim(),
+                           m,
+                           {bits_[0], bits_[1], bits_[2], bits_[3]},
+                           circle_pairs_.data(),
+                           factors_.data(),
+                           batch->fields.data(),
+                           batch->radii.data()};
+    return OkStatus();
+  }
+
   uint32_t format_;
   Rotation rotation_;
   int bits_[4];
@@ -254,6 +378,7 @@ class PolarQuantCodec final : public TensorCodec {
   std::vector<uint64_t> circle_cos_sin_;  // cos | sin << 32, as float bits
   std::vector<float> padded_cos_[3], padded_sin_[3], padded_circle_cos_, padded_circle_sin_;
   simd::PqRows rows_;
+  std::vector<uint64_t> circle_pairs_, factors_;  // simd::PqTokens' tables
 };
 
 }  // namespace

@@ -7,6 +7,7 @@
 // f32 form.
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 
 #include "base/portable_math.h"
 #include "config/tensor_config.h"
@@ -14,6 +15,7 @@
 #include "quant/scalars.h"
 #include "quant/tensor_codec.h"
 #include "quant/vector_math.h"
+#include "simd/angle_attention_kernels.h"
 #include "simd/angle_kernels.h"
 #include "simd/bitpack.h"
 #include "simd/quantize_kernels.h"
@@ -126,6 +128,18 @@ class TurboAngleCodec final : public TensorCodec {
     }
     rows_ = simd::TaRows{d / 2,           digit_bits_,  radius_format_ == KVC_RADIUS_LOG4,
                          kLog4Thresholds, kLog4Levels, cos_sin_.data()};
+    // Attention's table: (cos, sin) per bin; with LOG4 radii per (level,
+    // bin), the level already applied, so that a token costs one lookup.
+    const uint32_t levels = radius_format_ == KVC_RADIUS_LOG4 ? 16 : 1;
+    for (uint32_t level = 0; level < levels; ++level) {
+      const float r = levels == 16 ? kLog4Levels[level] : 1.0f;
+      for (uint32_t k = 0; k < bins_; ++k) {
+        const float pair[2] = {r * cos_[k], r * sin_[k]};
+        uint64_t entry;
+        std::memcpy(&entry, pair, 8);
+        attention_table_.push_back(entry);
+      }
+    }
   }
 
   // Bits: the norm, the base-n angle number (not rounded to bytes), radii.
@@ -177,6 +191,63 @@ class TurboAngleCodec final : public TensorCodec {
         EncodeRotated(y.data() + i * d, inverse_rms[i], n0 + i, sections, &angles);
       }
     }
+    return OkStatus();
+  }
+
+  // In the rotated domain: y = s * u, u's pairs w_j * (cos, sin) of bin
+  // b_j (simd::TaTokens), s = rms * 4 / 255 (LINEAR8), rms (LOG4) or 1
+  // (EXACT), or with norm correction norm / |u|. Queries are rotated once,
+  // scores are s * <R q, u>.
+  Status Scores(const uint8_t*, const uint8_t* const* sections, size_t count,
+                const float* queries, size_t num_queries, float* scores,
+                size_t* bad_vector) const override {
+    const size_t d = head_dim();
+    std::vector<float> rotated(queries, queries + num_queries * d);
+    for (size_t q = 0; q < num_queries; ++q) rotation_.Forward(&rotated[q * d]);
+    Tokens batch(head_dim() / 2);
+    for (size_t n0 = 0; n0 < count; n0 += kTokens) {
+      const size_t m = std::min(kTokens, count - n0);
+      size_t bad = 0;
+      Status status = Load(sections, n0, m, &batch, &bad);
+      if (!status.ok()) {
+        *bad_vector = n0 + bad;
+        return status;
+      }
+      simd::TaDots(batch.view, rotated.data(), num_queries, scores + n0, count, nullptr);
+      Scales(&batch);
+      for (size_t q = 0; q < num_queries; ++q) {
+        for (size_t i = 0; i < m; ++i) scores[q * count + n0 + i] *= batch.scales[i];
+      }
+    }
+    return OkStatus();
+  }
+
+  // sum over n of w_n * y_n in the rotated domain (weights scaled by s_n),
+  // rotated back once per query.
+  Status Attend(const uint8_t*, const uint8_t* const* sections, size_t count,
+                const float* weights, size_t num_queries, float* out,
+                size_t* bad_vector) const override {
+    const size_t d = head_dim();
+    std::fill(out, out + num_queries * d, 0.0f);
+    Tokens batch(head_dim() / 2);
+    std::vector<float> scaled(num_queries * kTokens);
+    for (size_t n0 = 0; n0 < count; n0 += kTokens) {
+      const size_t m = std::min(kTokens, count - n0);
+      size_t bad = 0;
+      Status status = Load(sections, n0, m, &batch, &bad);
+      if (!status.ok()) {
+        *bad_vector = n0 + bad;
+        return status;
+      }
+      Scales(&batch);
+      for (size_t q = 0; q < num_queries; ++q) {
+        for (size_t i = 0; i < m; ++i) {
+          scaled[q * m + i] = weights[q * count + n0 + i] * batch.scales[i];
+        }
+      }
+      simd::TaWeightedSum(batch.view, scaled.data(), m, num_queries, out);
+    }
+    for (size_t q = 0; q < num_queries; ++q) rotation_.Inverse(out + q * d);
     return OkStatus();
   }
 
@@ -277,6 +348,112 @@ class TurboAngleCodec final : public TensorCodec {
     }
   }
 
+  // Tokens for the attention kernels, checked as DecodeEach checks them.
+  static constexpr size_t kTokens = 64;  // a multiple of 8: byte-aligned
+  struct Tokens {
+    explicit Tokens(size_t pairs)
+        : bins8(kTokens * pairs), bins16(kTokens * pairs), codes(kTokens * pairs),
+          radii(kTokens * pairs) {}
+    simd::TaTokens view;
+    float norms[kTokens], scales[kTokens], sum_squares[kTokens];
+    std::vector<uint8_t> bins8;
+    std::vector<uint16_t> bins16;
+    std::vector<uint8_t> codes;
+    std::vector<float> radii;
+  };
+
+  // Vectors [n0, n0 + m) into *batch (m <= kTokens, n0 a multiple of 8).
+  // Of invalid records, the first vector's is named, and within a vector
+  // the first that DecodeEach meets: norm, radius, then the packed angles.
+  Status Load(const uint8_t* const* sections, size_t n0, size_t m, Tokens* batch,
+              size_t* bad_vector) const {
+    const size_t pairs = head_dim() / 2;
+    const std::vector<size_t> w = SectionWidths(nullptr);
+    size_t bad = m;
+    Status status;
+    auto fail = [&](size_t i, const char* message) {
+      bad = i;
+      status = Status(KVC_ERR_CORRUPT, message);
+    };
+    const uint8_t* norms = sections[0] + n0 * w[0] / 8;
+    bool valid = LoadFiniteScalars(norms, m, format_, batch->norms);
+    for (size_t i = 0; i < m; ++i) valid = valid && !std::signbit(batch->norms[i]);
+    for (size_t i = 0; !valid && i < m; ++i) {
+      if (!LoadNorm(norms + i * w[0] / 8, format_, &batch->norms[i])) {
+        fail(i, "stored norm is negative or not finite");
+        break;
+      }
+    }
+    simd::TaTokens& t = batch->view;
+    t = simd::TaTokens{pairs, m, simd::TaRadius::kLinear8, bins_, attention_table_.data(),
+                       nullptr, nullptr, nullptr, nullptr};
+    const uint8_t* radii = sections[2] + n0 * w[2] / 8;
+    switch (radius_format_) {
+      case KVC_RADIUS_LINEAR8: t.codes = radii; break;
+      case KVC_RADIUS_LOG4:
+        t.radius = simd::TaRadius::kLog4;
+        simd::UnpackBits(radii, m * pairs, 4, batch->codes.data());
+        t.codes = batch->codes.data();
+        break;
+      default:
+        t.radius = simd::TaRadius::kExact;
+        t.radii = batch->radii.data();
+        for (size_t i = 0; i < bad; ++i) {
+          for (size_t j = 0; j < pairs; ++j) {
+            if (!LoadNorm(radii + i * w[2] / 8 + 4 * j, KVC_DTYPE_F32,
+                          &batch->radii[i * pairs + j])) {
+              fail(i, "stored radius is negative or not finite");
+              break;
+            }
+          }
+        }
+    }
+    // n = 2^k, k <= 8: the angle records are one stream of k-bit digits.
+    const uint8_t* angles = sections[1] + n0 * angle_bits_ / 8;
+    if (digit_bits_ > 0) {
+      simd::UnpackBits(angles, m * pairs, digit_bits_, batch->bins8.data());
+      t.bins8 = batch->bins8.data();
+    } else {
+      t.bins16 = batch->bins16.data();
+      BitReader reader(angles);
+      std::vector<uint8_t> number((angle_bits_ + 7) / 8);
+      for (size_t i = 0; i < bad; ++i) {
+        for (size_t bit = 0; bit < angle_bits_; bit += 8) {
+          number[bit / 8] = static_cast<uint8_t>(
+              reader.Get(static_cast<int>(std::min<size_t>(8, angle_bits_ - bit))));
+        }
+        BigNumber packed = BigNumber::Load(number.data(), number.size());
+        for (size_t j = 0; j < pairs; ++j) {
+          batch->bins16[i * pairs + j] = static_cast<uint16_t>(packed.DivideBy(bins_));
+        }
+        if (!packed.IsZero()) fail(i, "packed angles exceed n^(d/2)");
+      }
+    }
+    *bad_vector = bad;
+    return status;
+  }
+
+  // batch->scales: s_n of every token (after Load).
+  void Scales(Tokens* batch) const {
+    const simd::TaTokens& t = batch->view;
+    if (norm_correction_) {
+      simd::TaDots(t, nullptr, 0, nullptr, 0, batch->sum_squares);
+      for (size_t i = 0; i < t.count; ++i) {
+        const float length = std::sqrt(batch->sum_squares[i]);
+        batch->scales[i] = length > 0 ? batch->norms[i] / length : 0.0f;
+      }
+      return;
+    }
+    const float unit = radius_format_ == KVC_RADIUS_LINEAR8
+                           ? static_cast<float>(kLinear8Range / 255.0)
+                           : 1.0f;
+    for (size_t i = 0; i < t.count; ++i) {
+      batch->scales[i] = radius_format_ == KVC_RADIUS_EXACT
+                             ? 1.0f
+                             : batch->norms[i] * rms_per_norm_ * unit;
+    }
+  }
+
   // Norm correction: the reconstruction scaled to the stored norm.
   void Correct(float norm, float* y) const {
     const size_t d = head_dim();
@@ -358,6 +535,7 @@ class TurboAngleCodec final : public TensorCodec {
   bool kernel_ = false;        // rows_ describes this codec to the row kernels
   std::vector<uint64_t> cos_sin_;  // cos_[k] | sin_[k] << 32, as float bits
   simd::TaRows rows_;
+  std::vector<uint64_t> attention_table_;  // simd::TaTokens::table
 };
 
 }  // namespace
