@@ -96,6 +96,7 @@ int main(void) {
   FIELD(kvc_attention_options, scale);
   FIELD(kvc_attention_options, token_begin);
   FIELD(kvc_attention_options, token_end);
+  FIELD(kvc_attention_options, flags);
 
   /* Caches on disk and on the wire (format 1.1). */
   SIZE(kvc_writer_options);

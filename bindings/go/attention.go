@@ -13,8 +13,8 @@ static kvc_status kvcgo_decode_attention(
     const unsigned char* keys, const size_t* key_ends, size_t key_count,
     const unsigned char* values, const size_t* value_ends, size_t value_count,
     const float* queries, uint32_t num_query_heads, uint32_t threads, float scale,
-    uint32_t token_begin, uint32_t token_end, float* out, size_t out_capacity, float* lse,
-    kvc_diagnostics* diag) {
+    uint32_t token_begin, uint32_t token_end, uint32_t flags, float* out, size_t out_capacity,
+    float* lse, kvc_diagnostics* diag) {
   kvc_buffer* buffers = (kvc_buffer*)malloc((key_count + value_count + 1) * sizeof(kvc_buffer));
   kvc_attention_options options;
   kvc_status status;
@@ -39,6 +39,7 @@ static kvc_status kvcgo_decode_attention(
   options.scale = scale;
   options.token_begin = token_begin;
   options.token_end = token_end;
+  options.flags = flags;
   status = kvc_decode_attention(buffers, key_count, buffers + key_count, value_count, queries,
                                 num_query_heads, &options, out, out_capacity, lse, diag);
   free(buffers);
@@ -123,6 +124,10 @@ type AttentionOptions struct {
 	// The attended tokens [TokenBegin, TokenEnd), as the blocks number them;
 	// TokenEnd 0: through the last token the blocks hold.
 	TokenBegin, TokenEnd uint32
+	// TrustedBlocks skips the blocks' checksums, for blocks checked once when
+	// they were loaded (e.g. by GetBlockInfo): each block is then read once
+	// per step. Their structure is still checked; damage gives a wrong result.
+	TrustedBlocks bool
 }
 
 // DecodeAttention computes one decode step of attention for one layer on its
@@ -166,6 +171,10 @@ func DecodeAttention(keys, values *BlockList, queries []float32,
 	if err != nil {
 		return nil, nil, err
 	}
+	var flags C.uint32_t
+	if options.TrustedBlocks {
+		flags = C.KVC_ATTENTION_TRUSTED_BLOCKS
+	}
 	out = make([]float32, len(queries))
 	lse = make([]float32, int(numQueryHeads))
 	var diag C.kvc_diagnostics
@@ -174,6 +183,7 @@ func DecodeAttention(keys, values *BlockList, queries []float32,
 		(*C.uchar)(bytesPointer(values.data)), sizesPointer(values.ends), C.size_t(values.Len()),
 		(*C.float)(unsafe.Pointer(&queries[0])), numQueryHeads, C.uint32_t(options.Threads),
 		C.float(options.Scale), C.uint32_t(options.TokenBegin), C.uint32_t(options.TokenEnd),
+		flags,
 		(*C.float)(unsafe.Pointer(&out[0])), C.size_t(len(out)),
 		(*C.float)(unsafe.Pointer(&lse[0])), &diag), &diag)
 	if err != nil {

@@ -251,6 +251,12 @@ func TestDecodeAttentionSeveralBlocksGQAAndRanges(t *testing.T) {
 				if !reflect.DeepEqual(out, again) {
 					t.Fatalf("group %d, %+v: two runs differ", group, options)
 				}
+				// Skipping the checksums changes nothing on intact blocks.
+				trusted := options
+				trusted.TrustedBlocks = true
+				if again, _, _ := DecodeAttention(keys, values, queries, &trusted); !reflect.DeepEqual(out, again) {
+					t.Fatalf("group %d, %+v: trusted blocks give another result", group, options)
+				}
 			}
 		}
 	}
@@ -307,12 +313,18 @@ func TestDecodeAttentionErrors(t *testing.T) {
 	if s := status(NewBlockList(first, damaged), values, queries, nil); s != Checksum {
 		t.Fatalf("damaged block: %v", s.Name())
 	}
+	// Trusted blocks are not checksummed: the damage is no checksum error.
+	_, _, err := DecodeAttention(NewBlockList(first, damaged), values, queries,
+		&AttentionOptions{TrustedBlocks: true})
+	if errors.Is(err, Checksum) {
+		t.Fatalf("trusted blocks were checksummed: %v", err)
+	}
 	nan := &AttentionOptions{Scale: float32(math.NaN())}
 	if s := status(keys, values, queries, nan); s != InvalidArgument {
 		t.Fatalf("NaN scale: %v", s.Name())
 	}
 	// What the binding checks itself.
-	_, _, err := DecodeAttention(keys, values, queries[1:], nil)
+	_, _, err = DecodeAttention(keys, values, queries[1:], nil)
 	if !errors.Is(err, InvalidArgument) || !strings.Contains(err.Error(), "queries") {
 		t.Fatalf("queries not a multiple of head_dim: %v", err)
 	}

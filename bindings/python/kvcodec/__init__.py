@@ -604,8 +604,12 @@ def _buffers(blocks, what):
     return array, len(views), views
 
 
+# kvc_attention_options.flags
+_ATTENTION_TRUSTED_BLOCKS = 0x1
+
+
 def decode_attention(key_blocks, value_blocks, queries, scale=None, token_begin=0,
-                     token_end=0, threads=0, return_lse=False):
+                     token_end=0, threads=0, return_lse=False, trusted_blocks=False):
     """One decode step of attention for one layer on its encoded K and V
     blocks (standalone blocks of that layer, in any order, together covering
     KV heads [h0, h0 + H) and, for each, one contiguous token range exactly
@@ -617,6 +621,9 @@ def decode_attention(key_blocks, value_blocks, queries, scale=None, token_begin=
     scale: None for 1/sqrt(head_dim). token_begin, token_end: the attended
     tokens [token_begin, token_end) as the blocks number them; token_end 0
     means through the last token. threads: 0 for one per core.
+    trusted_blocks=True skips the blocks' checksums (for blocks checked once
+    when loaded, e.g. by block_info): each block is then read once per step;
+    their structure is still checked, but damage gives a wrong result.
 
     Returns float32 out [num_query_heads, head_dim]; with return_lse=True,
     (out, lse), lse float32 [num_query_heads]: the natural log of each head's
@@ -644,6 +651,7 @@ def decode_attention(key_blocks, value_blocks, queries, scale=None, token_begin=
     options.threads = _u32("threads", threads)
     options.token_begin = _u32("token_begin", token_begin)
     options.token_end = _u32("token_end", token_end)
+    options.flags = _ATTENTION_TRUSTED_BLOCKS if trusted_blocks else 0
     out = np.empty(q.shape, dtype=np.float32)
     lse = np.empty(q.shape[0], dtype=np.float32) if return_lse else None
     diag = _capi.Diagnostics()

@@ -126,6 +126,7 @@ class AttentionOptions(ctypes.Structure):
         ("scale", ctypes.c_float),
         ("token_begin", u32),
         ("token_end", u32),
+        ("flags", u32),
     ]
 
 

@@ -128,6 +128,10 @@ def test_decode_attention_several_blocks_gqa_and_ranges(group):
         single = kvcodec.decode_attention(keys, values, queries, scale=scale, token_begin=begin,
                                           token_end=end, threads=1)
         assert_attention_close(single, lse, ref_out, ref_lse, kk, vv, queries, s)
+        # Skipping the checksums changes nothing on intact blocks.
+        assert np.array_equal(out, kvcodec.decode_attention(
+            keys, values, queries, scale=scale, token_begin=begin, token_end=end, threads=2,
+            trusted_blocks=True))
 
 
 def test_lse_merges_with_a_tail():
@@ -184,6 +188,11 @@ def test_decode_attention_errors():
     damaged = bytearray(keys[1])
     damaged[len(damaged) // 2] ^= 1
     assert status_of([keys[0], damaged], values, q) == Status.CHECKSUM
+    # Trusted blocks are not checksummed: the damage is no checksum error.
+    try:
+        kvcodec.decode_attention([keys[0], damaged], values, q, trusted_blocks=True)
+    except KvcodecError as e:
+        assert e.status != Status.CHECKSUM
     assert status_of(keys, values, q, scale=float("nan")) == Status.INVALID_ARGUMENT
     bad = q.copy()
     bad[2, 7] = np.inf

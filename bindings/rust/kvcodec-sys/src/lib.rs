@@ -181,7 +181,11 @@ pub struct kvc_attention_options {
     pub scale: f32,
     pub token_begin: u32,
     pub token_end: u32,
+    pub flags: u32,
 }
+
+/// kvc_attention_options.flags: skip the blocks' checksums.
+pub const KVC_ATTENTION_TRUSTED_BLOCKS: u32 = 0x1;
 
 // Caches on disk and on the wire (format 1.1).
 

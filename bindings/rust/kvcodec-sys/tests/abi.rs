@@ -46,7 +46,8 @@ fn struct_layout_matches_the_header() {
     layout!(rust, kvc_stream_info { struct_size, format_major, format_minor, num_layers,
         num_kv_heads, head_dim, num_tokens, dtype, rope_layout, position_offset, rope_base });
     layout!(rust, kvc_buffer { data, size });
-    layout!(rust, kvc_attention_options { struct_size, threads, scale, token_begin, token_end });
+    layout!(rust, kvc_attention_options { struct_size, threads, scale, token_begin, token_end,
+        flags });
     layout!(rust, kvc_writer_options { struct_size, threads, block_tokens, zstd_level, appendable,
         reserved, model_name, model_config_hash, sync });
     layout!(rust, kvc_open_options { struct_size, allow_model_mismatch, expect_model_name,

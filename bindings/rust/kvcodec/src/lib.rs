@@ -865,11 +865,15 @@ pub struct AttentionOptions {
     /// them; `token_end` 0: through the last token the blocks hold.
     pub token_begin: u32,
     pub token_end: u32,
+    /// Skip the blocks' checksums, for blocks checked once when they were
+    /// loaded (e.g. by [`block_info`]): each block is then read once per
+    /// step. Their structure is still checked; damage gives a wrong result.
+    pub trusted_blocks: bool,
 }
 
 impl Default for AttentionOptions {
     fn default() -> Self {
-        AttentionOptions { threads: 0, scale: None, token_begin: 0, token_end: 0 }
+        AttentionOptions { threads: 0, scale: None, token_begin: 0, token_end: 0, trusted_blocks: false }
     }
 }
 
@@ -924,6 +928,7 @@ pub fn decode_attention<K: AsRef<[u8]>, V: AsRef<[u8]>>(
     c_options.threads = options.threads;
     c_options.token_begin = options.token_begin;
     c_options.token_end = options.token_end;
+    c_options.flags = if options.trusted_blocks { sys::KVC_ATTENTION_TRUSTED_BLOCKS } else { 0 };
     if let Some(scale) = options.scale {
         if scale == 0.0 {
             return Err(Error::invalid(

@@ -175,12 +175,16 @@ fn decode_attention_several_blocks_gqa_and_ranges() {
         for (scale, begin, end) in [(None, 0u32, 0u32), (Some(0.3f32), 110, 160),
                                     (Some(-0.05), 140, 0), (Some(2.0), 0, 101)] {
             for threads in [1u32, 2] {
-                let options = AttentionOptions { threads, scale, token_begin: begin, token_end: end };
+                let options = AttentionOptions { threads, scale, token_begin: begin, token_end: end,
+                                                ..Default::default() };
                 let got = decode_attention(&keys, &values, &queries, &options).unwrap();
                 let s = scale.map(|s| s as f64).unwrap_or(1.0 / (dim as f64).sqrt());
                 check_attention(&keys, &values, &queries, s, begin as usize, end as usize, &got);
                 // Deterministic for a given thread count.
                 assert_eq!(got, decode_attention(&keys, &values, &queries, &options).unwrap());
+                // Skipping the checksums changes nothing on intact blocks.
+                let trusted = AttentionOptions { trusted_blocks: true, ..options };
+                assert_eq!(got, decode_attention(&keys, &values, &queries, &trusted).unwrap());
             }
         }
     }
@@ -228,6 +232,11 @@ fn decode_attention_errors() {
     let middle = damaged[1].len() / 2;
     damaged[1][middle] ^= 1;
     assert_eq!(status(&damaged, &values, &queries, &defaults), Status::Checksum);
+    // Trusted blocks are not checksummed: the damage is no checksum error.
+    let trusted = AttentionOptions { trusted_blocks: true, ..defaults };
+    if let Err(e) = decode_attention(&damaged, &values, &queries, &trusted) {
+        assert_ne!(e.status(), Status::Checksum);
+    }
     let nan = AttentionOptions { scale: Some(f32::NAN), ..defaults };
     assert_eq!(status(&keys, &values, &queries, &nan), Status::InvalidArgument);
 
