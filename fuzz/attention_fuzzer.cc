@@ -4,8 +4,8 @@
 // two methods, split differently by tokens, then damaged or mismatched (input
 // bytes spliced into a block, its section checksum recomputed or not, a
 // truncation, a block dropped, repeated, relabelled or of the other kind, a
-// foreign head_dim), and called with token ranges, scales, thread counts and
-// query head counts from the input. Never a crash, a hang or a leak; every
+// foreign head_dim), and called with token ranges, scales, thread counts,
+// query head counts and trusted blocks (checksums skipped) from the input. Never a crash, a hang or a leak; every
 // failure has a message; a success is finite, and decode_attention's output
 // lies within the values' range (a convex combination of value vectors),
 // whenever the blocks decode to values below 1e15 (beyond that, float sums of
@@ -189,6 +189,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   const bool bad_query = p.Range(0, 7) == 0;  // a NaN or infinity among the queries
   const bool short_output = p.Range(0, 7) == 0;
   const bool with_lse = p.Range(0, 1) == 1;
+  const bool trusted = p.Range(0, 1) == 1;  // checksums skipped: damage reaches the codecs
 
   // Token splits: K and V blocks cut at different places.
   auto cuts = [&](uint32_t count) {
@@ -324,6 +325,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   kvc_attention_options options;
   kvc_attention_options_init(&options);
   options.threads = threads;
+  options.flags = trusted ? KVC_ATTENTION_TRUSTED_BLOCKS : 0;
   const float scales[] = {0.0f, 1.0f, 0.05f, -0.3f, 1e36f,
                           std::numeric_limits<float>::quiet_NaN(),
                           std::numeric_limits<float>::infinity()};
