@@ -386,6 +386,7 @@ struct Result {
   std::string error;  // empty: measured
   double bits = 0;
   double f16_scores = 0, scores = 0, f16_attention = 0, attention = 0;  // seconds
+  double trusted_attention = 0;  // KVC_ATTENTION_TRUSTED_BLOCKS: no checksum pass
   double scores_error = 0, attention_error = 0;
 };
 
@@ -414,7 +415,9 @@ Result Measure(const kvc_config* config, const BenchCache& c, const Options& o,
   std::vector<std::string> errors(blocks);
   kvc_diagnostics diag;
   kvc_status status = KVC_OK;
-  std::vector<double> t_f16_scores, t_scores, t_f16_attention, t_attention;
+  std::vector<double> t_f16_scores, t_scores, t_f16_attention, t_attention, t_trusted;
+  kvc_attention_options trusted = ao;
+  trusted.flags = KVC_ATTENTION_TRUSTED_BLOCKS;
   for (uint32_t rep = 0; rep < o.reps; ++rep) {
     t_f16_scores.push_back(Seconds([&] { baseline.Scores(c.keys.data(), f16_scores.data()); }));
     // kvc_block_scores has no threads of its own: blocks are shared out.
@@ -444,11 +447,21 @@ Result Measure(const kvc_config* config, const BenchCache& c, const Options& o,
       r.error = std::string("kvc_decode_attention: ") + diag.message;
       return r;
     }
+    t_trusted.push_back(Seconds([&] {
+      status = kvc_decode_attention(e.key_buffers.data(), blocks, e.value_buffers.data(), blocks,
+                                    c.queries.data(), c.heads * c.group, &trusted, out.data(),
+                                    out.size(), nullptr, &diag);
+    }));
+    if (status != KVC_OK) {
+      r.error = std::string("kvc_decode_attention (trusted blocks): ") + diag.message;
+      return r;
+    }
   }
   r.f16_scores = Median(t_f16_scores);
   r.scores = Median(t_scores);
   r.f16_attention = Median(t_f16_attention);
   r.attention = Median(t_attention);
+  r.trusted_attention = Median(t_trusted);
 
   // Sanity: the baseline on the decoded cache (rounded to f16) against the
   // compressed path's last results.
@@ -582,11 +595,14 @@ int RunBenchAttention(int argc, char** argv) {
             "\"bits_per_element\":%.4f,\"f16_scores_ms\":%.6g,\"scores_ms\":%.6g,"
             "\"scores_speedup_vs_f16\":%.4f,\"f16_decode_attention_ms\":%.6g,"
             "\"decode_attention_ms\":%.6g,\"decode_attention_speedup_vs_f16\":%.4f,"
+            "\"trusted_decode_attention_ms\":%.6g,"
+            "\"trusted_decode_attention_speedup_vs_f16\":%.4f,"
             "\"scores_max_rel_error\":%.3g,\"decode_attention_max_rel_error\":%.3g}\n",
             preset.c_str(), target.c_str(), context, threads, o.kv_heads, o.group, o.dim,
             o.block_tokens, o.reps, r.bits, 1e3 * r.f16_scores, 1e3 * r.scores,
             r.f16_scores / r.scores, 1e3 * r.f16_attention, 1e3 * r.attention,
-            r.f16_attention / r.attention, r.scores_error, r.attention_error);
+            r.f16_attention / r.attention, 1e3 * r.trusted_attention,
+            r.f16_attention / r.trusted_attention, r.scores_error, r.attention_error);
       } else {
         std::printf("%-14s %-7s %7u %3u %6.3f %10.3f %10.3f %6.2f %10.3f %10.3f %6.2f %9.2e\n",
                     preset.c_str(), target.c_str(), context, threads, r.bits,

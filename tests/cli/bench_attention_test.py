@@ -24,6 +24,7 @@ KEYS = {
     "bits_per_element": float, "f16_scores_ms": float, "scores_ms": float,
     "scores_speedup_vs_f16": float, "f16_decode_attention_ms": float,
     "decode_attention_ms": float, "decode_attention_speedup_vs_f16": float,
+    "trusted_decode_attention_ms": float, "trusted_decode_attention_speedup_vs_f16": float,
     "scores_max_rel_error": float, "decode_attention_max_rel_error": float,
 }
 
@@ -63,7 +64,8 @@ def check_result(r):
             fail(f"{key} is {value}")
     for key in ("bits_per_element", "f16_scores_ms", "scores_ms", "scores_speedup_vs_f16",
                 "f16_decode_attention_ms", "decode_attention_ms",
-                "decode_attention_speedup_vs_f16"):
+                "decode_attention_speedup_vs_f16", "trusted_decode_attention_ms",
+                "trusted_decode_attention_speedup_vs_f16"):
         if r[key] <= 0:
             fail(f"{r['preset']}: {key} is {r[key]}, not positive")
     # The baseline runs on the decoded cache rounded to f16: a lossless
