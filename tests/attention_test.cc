@@ -379,6 +379,12 @@ TEST_CASE("decode attention rejects malformed calls with a message") {
   options.token_begin = 0;
   options.scale = std::numeric_limits<float>::infinity();
   CHECK(run(kb, vb, 4, &options, out.size()) == KVC_ERR_INVALID_ARGUMENT);
+  // Finite scores times a finite scale can overflow: refused, not NaN.
+  options.scale = 1e37f;
+  for (float& v : q) v *= 1000.0f;
+  CHECK(run(kb, vb, 4, &options, out.size()) == KVC_ERR_INVALID_VALUE);
+  CHECK(std::string(diag.message).find("overflows") != std::string::npos);
+  for (float& v : q) v /= 1000.0f;
   options.scale = 0;
   options.struct_size = 4;
   CHECK(run(kb, vb, 4, &options, out.size()) == KVC_ERR_INVALID_ARGUMENT);

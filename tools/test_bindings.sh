@@ -136,6 +136,8 @@ export PKG_CONFIG_PATH="$shared/lib/pkgconfig" LD_LIBRARY_PATH="$shared/lib"
 echo "== python"
 /usr/bin/python3 -m venv --system-site-packages "$work/venv"
 cp -r "$KVC_ROOT/bindings/python" "$work/python-source"  # pip builds in the source folder
+# Leftovers of an earlier in-tree pip run would be installed instead of the tree.
+rm -rf "$work/python-source/build" "$work/python-source"/*.egg-info
 "$work/venv/bin/pip" install -q --no-build-isolation --no-deps --no-index \
   "$work/python-source"
 "$work/venv/bin/python" -c "import kvcodec; print('found by soname:', kvcodec.library_path)"

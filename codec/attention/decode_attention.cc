@@ -166,13 +166,15 @@ Status DecodeAttention(const std::vector<EncodedBlock>& keys,
   // Job (head, chunk): the chunk's logits, its own maximum m, the sum l of
   // exp(logit - m) and the weighted values o relative to m, per query head of
   // the group; merged below in chunk order.
-  const uint32_t chunks = (hi - lo + kAttentionChunkTokens - 1) / kAttentionChunkTokens;
+  const uint32_t chunks = static_cast<uint32_t>(
+      (uint64_t{hi} - lo + kAttentionChunkTokens - 1) / kAttentionChunkTokens);
   const size_t jobs = size_t{kv_heads} * chunks;
   std::vector<float> maxima(jobs * group), sums(jobs * group), partial(jobs * group * d);
   Status status = ParallelFor(jobs, params.threads, [&](size_t job) -> Status {
     const uint32_t h = static_cast<uint32_t>(job / chunks);
     const uint32_t c0 = lo + static_cast<uint32_t>(job % chunks) * kAttentionChunkTokens;
-    const uint32_t c1 = std::min(hi, c0 + kAttentionChunkTokens);
+    const uint32_t c1 = static_cast<uint32_t>(
+        std::min<uint64_t>(hi, uint64_t{c0} + kAttentionChunkTokens));
     const uint32_t n = c1 - c0;
     const uint32_t head = kc.head_begin + h;
     const float* q = queries + size_t{h} * group * d;
@@ -198,6 +200,13 @@ Status DecodeAttention(const std::vector<EncodedBlock>& keys,
       float* row = &logits[size_t{g} * n];
       simd::Scale(row, n, scale);
       m[g] = simd::MaxValue(row, n);
+      // Finite scores times a finite scale can still overflow.
+      if (!std::isfinite(m[g])) {
+        return Status(KVC_ERR_INVALID_VALUE,
+                      StrFormat("query head %u: a logit (scale %g times q.k) overflows f32 "
+                                "(tokens %u..%u)",
+                                h * group + g, static_cast<double>(scale), c0, c1 - 1));
+      }
       l[g] = simd::ExpShiftedSum(row, n, m[g]);
     }
     float* o = &partial[job * group * d];

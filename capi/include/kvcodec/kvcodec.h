@@ -321,7 +321,8 @@ typedef struct kvc_attention_options {
   /* Tokens attended, as the blocks number them: [token_begin, token_end).
    * token_end 0: through the last token the blocks hold (a decode step's
    * causal range is every cached token); token_begin > the first token gives
-   * a sliding window. */
+   * a sliding window. The range is clipped to the tokens the blocks hold; an
+   * empty result is an error. */
   uint32_t token_begin;
   uint32_t token_end;
   uint32_t flags; /* KVC_ATTENTION_* */
