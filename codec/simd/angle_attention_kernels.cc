@@ -362,7 +362,7 @@ struct PqLanes {
 // The level's code of every lane from its group's field.
 HWY_INLINE V64 PqCode(V64 field, const uint64_t* shifts, uint64_t mask) {
   const D64 d64;
-  return hn::And(field >> hn::LoadU(d64, shifts), hn::Set(d64, mask));
+  return hn::And(hn::Shr(field, hn::LoadU(d64, shifts)), hn::Set(d64, mask));
 }
 
 // Pairs [h, h + P) of a group with codes `field` and radius R.
