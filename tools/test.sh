@@ -16,7 +16,9 @@
 #     generated tiny model, and on kvlab-A against reference_forward.py
 #     when ../shared is present; kvc tune's budgets.
 #  8. aarch64 under qemu-user (tools/cross-test aarch64): the conformance of
-#     every preset's streams with this machine's, and the whole ctest suite.
+#     every preset's streams with this machine's, the whole ctest suite on
+#     NEON, then the SIMD, golden and targets-fuzzer tests with SVE at four
+#     vector lengths.
 # The sanitizer builds (2-4) compile two Highway targets (AVX2 and the
 # portable baseline) instead of all six: the kernels' equality on every
 # target is stage 1's test, memory and thread safety do not depend on the
