@@ -203,10 +203,11 @@ void TaDotsPass(const TaTokens& t, const Bin* bins, const float* HWY_RESTRICT qu
   const D d;
   const size_t P = hn::Lanes(D64()), dim = 2 * t.pairs;
   const size_t whole = t.pairs / P * P;
+  // kQ 0 (sums of squares only): queries is null and never offset.
   const float* q0 = queries;
-  const float* q1 = queries + dim;
-  const float* q2 = queries + 2 * dim;
-  const float* q3 = queries + 3 * dim;
+  const float* q1 = kQ > 1 ? queries + dim : queries;
+  const float* q2 = kQ > 2 ? queries + 2 * dim : queries;
+  const float* q3 = kQ > 3 ? queries + 3 * dim : queries;
   for (size_t n = 0; n < t.count; ++n) {
     V a0 = hn::Zero(d), a1 = hn::Zero(d), a2 = hn::Zero(d), a3 = hn::Zero(d);
     for (size_t j = 0; j < whole; j += P) {

@@ -188,7 +188,7 @@ HWY_INLINE void UnpackedRowDots(const uint8_t* HWY_RESTRICT idx, size_t dim,
   size_t j = 0;
   for (; j + N <= dim; j += N) {
     const V c = Lookup<kTables>(hn::PromoteTo(di, hn::LoadU(d8, idx + j)), lo, hi, table);
-    a0 = hn::MulAdd(c, hn::LoadU(d, q + j), a0);
+    if (kQ > 0) a0 = hn::MulAdd(c, hn::LoadU(d, q + j), a0);
     if (kQ > 1) a1 = hn::MulAdd(c, hn::LoadU(d, q + dim + j), a1);
     if (kQ > 2) a2 = hn::MulAdd(c, hn::LoadU(d, q + 2 * dim + j), a2);
     if (kQ > 3) a3 = hn::MulAdd(c, hn::LoadU(d, q + 3 * dim + j), a3);
@@ -199,7 +199,7 @@ HWY_INLINE void UnpackedRowDots(const uint8_t* HWY_RESTRICT idx, size_t dim,
   float s = kLen ? hn::GetLane(hn::SumOfLanes(d, sq)) : 0.0f;
   for (; j < dim; ++j) {
     const float c = table[idx[j]];
-    s0 += c * q[j];
+    if (kQ > 0) s0 += c * q[j];
     if (kQ > 1) s1 += c * q[dim + j];
     if (kQ > 2) s2 += c * q[2 * dim + j];
     if (kQ > 3) s3 += c * q[3 * dim + j];
@@ -319,6 +319,30 @@ HWY_INLINE VU LaneWords(const uint8_t* HWY_RESTRICT p, hn::Vec<D8> pattern) {
 // Bytes read past a row's last superblock.
 constexpr size_t kOverread = 16;
 
+// The rows whose loads would run past the caller's rows (those within
+// kOverread bytes of the end: several when rows are short), copied with
+// the same stride into a zero-padded buffer.
+class PaddedTail {
+ public:
+  PaddedTail(const IndexRows& r, size_t row_bytes) : r_(r) {
+    const size_t stride = std::max<size_t>(r.stride, 1);
+    first_ = r.count - std::min(r.count, (kOverread + stride - 1) / stride);
+    if (first_ < r.count) {
+      const size_t bytes = (r.count - 1 - first_) * r.stride + row_bytes;
+      copy_.assign(bytes + kOverread, 0);
+      std::memcpy(copy_.data(), r.packed + first_ * r.stride, bytes);
+    }
+  }
+  const uint8_t* Row(size_t n) const {
+    return n < first_ ? r_.packed + n * r_.stride : copy_.data() + (n - first_) * r_.stride;
+  }
+
+ private:
+  const IndexRows& r_;
+  size_t first_;
+  std::vector<uint8_t> copy_;
+};
+
 // Entries of the indices of register kS (coordinates 8l + kS).
 template <int kBits, size_t kS>
 HWY_INLINE V LookupRegister(VU words, V lo, V hi) {
@@ -372,11 +396,12 @@ HWY_INLINE void FastRowDots(const uint8_t* HWY_RESTRICT row, size_t dim, hn::Vec
   V o0 = hn::Zero(d), o1 = hn::Zero(d), o2 = hn::Zero(d), o3 = hn::Zero(d), os = hn::Zero(d);
   for (size_t sb = 0; sb < dim; sb += 8 * kLanes) {
     const VU words = LaneWords<kBits>(row + sb / 8 * kBits, pattern);
-    const float* HWY_RESTRICT qs = q + sb;
+    // No queries (kQ 0: lengths only): q is null and never offset.
+    const float* HWY_RESTRICT qs = kQ > 0 ? q + sb : q;
     ForEachIndex<8>([&](auto s) HWY_ATTR {
       constexpr size_t kS = decltype(s)::value;
       const V c = LookupRegister<kBits, kS>(words, lo, hi);
-      const float* HWY_RESTRICT at = qs + kS * kLanes;
+      const float* HWY_RESTRICT at = kQ > 0 ? qs + kS * kLanes : qs;
       if constexpr (kS % 2 == 0) {
         if (kQ > 0) e0 = hn::MulAdd(c, hn::LoadU(d, at), e0);
         if (kQ > 1) e1 = hn::MulAdd(c, hn::LoadU(d, at + dim), e1);
@@ -405,16 +430,14 @@ void FastDots(const IndexRows& r, const float* HWY_RESTRICT queries, size_t num_
   const size_t dim = r.dim;
   const auto pattern = LanePattern<kBits>();
   const V lo = TablePart(r.table, kBits, 0), hi = TablePart(r.table, kBits, 1);
-  // The queries permuted once; the last row read from a padded copy, since
+  // The queries permuted once; the last rows read from a padded copy, since
   // the lane loads run past a row's end.
   std::vector<float> permuted(num_queries * dim);
   for (size_t q = 0; q < num_queries; ++q) Permute(queries + q * dim, dim, &permuted[q * dim]);
-  HWY_ALIGN uint8_t last[kMaxDim / 2 + kOverread] = {};
-  const size_t row_bytes = dim * kBits / 8;
-  if (r.count > 0) std::memcpy(last, r.packed + (r.count - 1) * r.stride, row_bytes);
+  const PaddedTail tail(r, dim * kBits / 8);
   float group[kGroup];
   for (size_t n = 0; n < r.count; ++n) {
-    const uint8_t* row = n + 1 < r.count ? r.packed + n * r.stride : last;
+    const uint8_t* row = tail.Row(n);
     if (len2 != nullptr && num_queries == 0) {
       FastRowDots<kBits, 0, true>(row, dim, pattern, lo, hi, nullptr, group, len2 + n);
     }
@@ -422,7 +445,7 @@ void FastDots(const IndexRows& r, const float* HWY_RESTRICT queries, size_t num_
       const size_t m = std::min(kGroup, num_queries - q0);
       const float* q = permuted.data() + q0 * dim;
       // The sum of squares rides along with the first group.
-      float* l = q0 == 0 ? len2 + n : nullptr;
+      float* l = q0 == 0 && len2 != nullptr ? len2 + n : nullptr;
       if (len2 != nullptr && q0 == 0) {
         switch (m) {
           case 1: FastRowDots<kBits, 1, true>(row, dim, pattern, lo, hi, q, group, l); break;
@@ -500,15 +523,13 @@ void FastSums(const IndexRows& r, const float* HWY_RESTRICT weights, size_t weig
   const size_t dim = r.dim;
   const auto pattern = LanePattern<kBits>();
   const V lo = TablePart(r.table, kBits, 0), hi = TablePart(r.table, kBits, 1);
-  HWY_ALIGN uint8_t last[kMaxDim / 2 + kOverread] = {};
-  const size_t row_bytes = dim * kBits / 8;
-  if (r.count > 0) std::memcpy(last, r.packed + (r.count - 1) * r.stride, row_bytes);
+  const PaddedTail tail(r, dim * kBits / 8);
   std::vector<float> permuted(num_queries * dim, 0.0f);
   const uint8_t* rows[kTileRows];
   for (size_t n0 = 0; n0 < r.count; n0 += kTileRows) {
     const size_t m = std::min(kTileRows, r.count - n0);
     for (size_t i = 0; i < m; ++i) {
-      rows[i] = n0 + i + 1 < r.count ? r.packed + (n0 + i) * r.stride : last;
+      rows[i] = tail.Row(n0 + i);
     }
     for (size_t q0 = 0; q0 < num_queries; q0 += kGroup) {
       const float* w = weights + q0 * weight_stride + n0;
