@@ -9,7 +9,6 @@
 #include "quant/tensor_codec.h"
 #include "simd/bitpack.h"
 #include "simd/quantize_kernels.h"
-#include "simd/reduce_kernels.h"
 
 namespace kvc {
 
@@ -213,17 +212,6 @@ Status MseQuantizer::Decode(const uint8_t* norm_record, const uint8_t* indices,
                             float* x) const {
   KVC_RETURN_IF_ERROR(DecodeRotated(norm_record, indices, x));
   rotation_.Inverse(x);
-  return OkStatus();
-}
-
-Status MseQuantizer::Dot(const uint8_t* norm_record, const uint8_t* indices,
-                         const float* rotated_query, float* dot) const {
-  float norm;
-  uint8_t idx[kMaxHeadDim];
-  float centroids[kMaxHeadDim];
-  KVC_RETURN_IF_ERROR(Unpack(norm_record, indices, &norm, idx));
-  for (uint32_t j = 0; j < dim_; ++j) centroids[j] = book_.centroids[idx[j]];
-  *dot = Gain(idx, norm) * simd::DotProduct(centroids, rotated_query, dim_);
   return OkStatus();
 }
 

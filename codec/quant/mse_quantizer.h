@@ -70,9 +70,6 @@ class MseQuantizer {
                          float* y) const;
   // DecodeRotated then the inverse rotation.
   Status Decode(const uint8_t* norm, const uint8_t* indices, float* x) const;
-  // <rotated_query, reconstruction> without materialising it.
-  Status Dot(const uint8_t* norm, const uint8_t* indices, const float* rotated_query,
-             float* dot) const;
 
   // Attention in the rotated domain (TensorCodec::Scores and ::Attend), on
   // `count` records: norm n at norms + n * norm_stride, indices at indices +
