@@ -382,7 +382,7 @@ kvc_status kvc_encode_block(const kvc_tensor_config* config, uint32_t layer,
     uint8_t* p = static_cast<uint8_t*>(dst);
     StoreLE32(KVC_BLOCK_MAGIC, p);
     p[4] = KVC_FORMAT_MAJOR;
-    p[5] = 0;  // a standalone block uses nothing newer than 1.0
+    p[5] = static_cast<uint8_t>(FormatMinorOf(h.config));  // 1.0 unless centered
     StoreLE16(0, p + 6);
     uint8_t* section = p + kBlockFrameHeaderSize;
     KVC_RETURN_IF_ERROR(

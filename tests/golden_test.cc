@@ -51,6 +51,11 @@ const Golden kGoldens[] = {
     {"gtq-b2-min0-interleaved.kvc", "all k=gtq-b2:min=0,pair=interleaved v=tq-mse-b2", 1, 1, 6, 64, 3},
     {"preset-kv-5.kvc", "all k=gtq-b5:nc v=tq-mse-b4.5:nc", 2, 2, 8, 128, 0},
     {"preset-kv-2.6-d80.kvc", "all k=gtq-b3:nc v=tq-mse-b1.5:nc", 1, 2, 6, 80, 0},
+    // Format 1.2: centered configs (every method that takes the flag).
+    {"center-tq-mse-b4-b3.kvc", "all k=tq-mse-b4:nc,center v=tq-mse-b3:center", 2, 2, 9, 128, 4},
+    {"center-methods-d64.kvc",
+     "all kv=tq-prod-b3:center\nlayer 1 k=gtq-b3:center v=polar-4222:norm=bf16,center\n"
+     "layer 2 k=angle-n64:nc,center v=tq-mse-b2.5:norm=f32,center", 3, 1, 6, 64, 0},
 };
 
 std::string GoldenDir() { return KVC_TEST_GOLDEN_DIR; }

@@ -12,6 +12,10 @@
 namespace kvc {
 namespace {
 
+// Config_Flags this version defines (format 1.2); other bits are a later
+// version's: UNSUPPORTED_FEATURE when read.
+constexpr uint32_t kKnownConfigFlags = KVC_CONFIG_NORM_CORRECTION | KVC_CONFIG_CENTERED;
+
 const char* DtypeName(uint32_t dtype) {
   switch (dtype) {
     case KVC_DTYPE_F32: return "f32";
@@ -68,7 +72,7 @@ Status ValidateTensorConfig(const kvc_tensor_config& c, const std::string& what)
   if (c.scalar_format > KVC_DTYPE_BF16) {
     return invalid(StrFormat("scalar format %u unknown", c.scalar_format));
   }
-  if (c.flags & ~KVC_CONFIG_NORM_CORRECTION) {
+  if (c.flags & ~kKnownConfigFlags) {
     return invalid(StrFormat("unknown flags 0x%x", c.flags));
   }
   if (c.rotation > KVC_ROTATION_HADAMARD) {
@@ -117,7 +121,9 @@ Status ValidateTensorConfig(const kvc_tensor_config& c, const std::string& what)
       return OkStatus();
     case KVC_METHOD_POLARQUANT:
       if (c.bits != 0) return invalid("polarquant takes level bits, not bits");
-      if (c.flags != 0) return invalid("polarquant takes no norm correction");
+      if (c.flags & KVC_CONFIG_NORM_CORRECTION) {
+        return invalid("polarquant takes no norm correction");
+      }
       for (int level = 0; level < 4; ++level) {
         const uint32_t b = (c.level_bits >> (12 - 4 * level)) & 0xF;
         if (b < 1 || b > (level == 0 ? 8u : 4u)) {
@@ -222,7 +228,7 @@ Status ReadTensorConfig(const uint8_t* in, size_t size, kvc_tensor_config* c,
   if (c->method == 0) return Status(KVC_ERR_CORRUPT, "tensor config: method 0");
   // Values a later format version may define: unsupported, not corrupt.
   if (c->method > KVC_METHOD_BLOCKGTQ || c->scalar_format > KVC_DTYPE_BF16 ||
-      c->rotation > KVC_ROTATION_HADAMARD || (c->flags & ~KVC_CONFIG_NORM_CORRECTION)) {
+      c->rotation > KVC_ROTATION_HADAMARD || (c->flags & ~kKnownConfigFlags)) {
     return Status(KVC_ERR_UNSUPPORTED_FEATURE,
                   StrFormat("tensor config (method %u, scalar format %u, rotation %u, "
                             "flags 0x%x) unknown to this decoder", c->method,
@@ -381,6 +387,8 @@ Status ParseMethodString(const std::string& text, kvc_tensor_config* out) {
       const std::string value = eq == std::string::npos ? "" : option.substr(eq + 1);
       if (key == "nc" && eq == std::string::npos) {
         c.flags |= KVC_CONFIG_NORM_CORRECTION;
+      } else if (key == "center" && eq == std::string::npos) {
+        c.flags |= KVC_CONFIG_CENTERED;
       } else if (key == "norm" && ParseDtype(value, &c.scalar_format)) {
       } else if (key == "rot" && (value == "hadamard" || value == "none")) {
         c.rotation = value == "none" ? KVC_ROTATION_NONE : KVC_ROTATION_HADAMARD;
@@ -403,7 +411,7 @@ Status ParseMethodString(const std::string& text, kvc_tensor_config* out) {
         c.method = KVC_METHOD_TQ_OUTLIER;
       } else {
         return bad("unknown option '" + option +
-                   "' (nc, norm=f16|bf16|f32, rot=hadamard|none, seed=N; angle: "
+                   "' (nc, center, norm=f16|bf16|f32, rot=hadamard|none, seed=N; angle: "
                    "radius=lin8|log4|exact; gtq: min=0|1, pair=half|interleaved; "
                    "tq-mse: out=SIXTEENTHS)");
       }
@@ -453,12 +461,17 @@ std::string FormatMethodString(const kvc_tensor_config& c) {
     options.push_back(std::string("norm=") + DtypeName(c.scalar_format));
   }
   if (c.flags & KVC_CONFIG_NORM_CORRECTION) options.push_back("nc");
+  if (c.flags & KVC_CONFIG_CENTERED) options.push_back("center");
   if (c.rotation == KVC_ROTATION_NONE) options.push_back("rot=none");
   if (c.seed != kDefaultSeed) {
     options.push_back(StrFormat("seed=0x%llx", static_cast<unsigned long long>(c.seed)));
   }
   for (size_t i = 0; i < options.size(); ++i) s += (i == 0 ? ":" : ",") + options[i];
   return s;
+}
+
+uint32_t FormatMinorOf(const kvc_tensor_config& c) {
+  return (c.flags & KVC_CONFIG_CENTERED) ? 2 : 0;
 }
 
 bool SameTensorConfig(const kvc_tensor_config& a, const kvc_tensor_config& b) {

@@ -47,6 +47,10 @@ Status ReadTensorConfig(const uint8_t* in, size_t size, kvc_tensor_config* confi
 Status ParseMethodString(const std::string& text, kvc_tensor_config* config);
 std::string FormatMethodString(const kvc_tensor_config& config);
 
+// The lowest format minor version that describes the config (2 if
+// centered, else 0).
+uint32_t FormatMinorOf(const kvc_tensor_config& config);
+
 bool SameTensorConfig(const kvc_tensor_config& a, const kvc_tensor_config& b);
 
 }  // namespace kvc

@@ -4,8 +4,10 @@
 #include <cmath>
 #include <cstring>
 
+#include "base/dtype.h"
 #include "base/endian.h"
 #include "config/tensor_config.h"
+#include "quant/scalars.h"
 #include "simd/convert_kernels.h"
 #include "simd/reduce_kernels.h"
 
@@ -23,15 +25,39 @@ std::string Where(const BlockHeader& h, uint32_t head, uint64_t token) {
                    static_cast<unsigned long long>(h.token_start + token));
 }
 
+// Centering (FORMAT.md §5.7): a centered block's head record ends with the
+// head's channel mean, head_dim values in the config's scalar format.
+bool Centered(const BlockHeader& h) { return (h.config.flags & KVC_CONFIG_CENTERED) != 0; }
+
+size_t MeanBytes(const BlockHeader& h) {
+  return Centered(h) ? size_t{h.head_dim} * DtypeBytes(h.config.scalar_format) : 0;
+}
+
+size_t RecordSize(const TensorCodec& codec, const BlockHeader& h) {
+  return codec.head_record_size() + MeanBytes(h);
+}
+
+// The method's part of a head's record (null for methods without one).
+const uint8_t* HeadRecord(const BlockLayout& layout, uint32_t head) {
+  return layout.method_record_size ? layout.records + head * layout.record_size : nullptr;
+}
+
+// A centered block's channel mean of `head`, as f32 (checked finite when
+// the layout was read).
+void LoadMean(const BlockHeader& h, const BlockLayout& layout, uint32_t head, float* mean) {
+  LoadFiniteScalars(layout.records + head * layout.record_size + layout.method_record_size,
+                    h.head_dim, h.config.scalar_format, mean);
+}
+
 // Computes widths and offsets from the records; fails past 4 GiB.
 Status PlanLayout(const TensorCodec& codec, const BlockHeader& h, const uint8_t* records,
                   BlockLayout* layout) {
   layout->records = records;
-  layout->record_size = codec.head_record_size();
+  layout->record_size = RecordSize(codec, h);
+  layout->method_record_size = codec.head_record_size();
   layout->widths.clear();
   for (uint32_t head = 0; head < h.head_count; ++head) {
-    layout->widths.push_back(codec.SectionWidths(
-        layout->record_size ? records + head * layout->record_size : nullptr));
+    layout->widths.push_back(codec.SectionWidths(HeadRecord(*layout, head)));
   }
   const size_t sections = layout->widths[0].size();
   uint64_t offset = h.header_size() + uint64_t{h.head_count} * layout->record_size;
@@ -61,10 +87,6 @@ std::vector<uint8_t*> SectionPointers(const BlockLayout& layout, uint8_t* payloa
                        size_t{t} * layout.widths[head][s] / 8);
   }
   return pointers;
-}
-
-const uint8_t* HeadRecord(const BlockLayout& layout, uint32_t head) {
-  return layout.record_size ? layout.records + head * layout.record_size : nullptr;
 }
 
 // Index of the first non-finite value, or n: a vectorised pass in the usual
@@ -113,7 +135,7 @@ Status CheckBlockHeader(const BlockHeader& h, kvc_status code) {
 }
 
 Status BlockPayloadBound(const BlockHeader& h, const TensorCodec& codec, size_t* bound) {
-  uint64_t bytes = h.header_size() + uint64_t{h.head_count} * codec.head_record_size();
+  uint64_t bytes = h.header_size() + uint64_t{h.head_count} * RecordSize(codec, h);
   if (codec.head_record_size() == 0) {  // every head alike: exact
     for (size_t width : codec.SectionWidths(nullptr)) {
       bytes += h.head_count * ((uint64_t{h.token_count} * width + 7) / 8);
@@ -159,17 +181,24 @@ Status ReadBlockHeader(const SectionRef& section, BlockHeader* out) {
 
 Status ReadBlockLayout(const TensorCodec& codec, const BlockHeader& h,
                        const SectionRef& section, BlockLayout* layout) {
-  const uint64_t records_end =
-      h.header_size() + uint64_t{h.head_count} * codec.head_record_size();
+  const size_t record_size = RecordSize(codec, h);
+  const uint64_t records_end = h.header_size() + uint64_t{h.head_count} * record_size;
   if (records_end > section.payload_size) {
     return Status(KVC_ERR_CORRUPT, h.Name() + ": block shorter than its head records");
   }
   const uint8_t* records = section.payload + h.header_size();
-  for (uint32_t head = 0; head < h.head_count && codec.head_record_size(); ++head) {
-    Status record = codec.CheckHeadRecord(records + head * codec.head_record_size());
-    if (!record.ok()) {
-      return Status(record.code(), StrFormat("%s head %u: %s", h.Name().c_str(),
-                                             h.head_start + head, record.message().c_str()));
+  std::vector<float> mean(Centered(h) ? h.head_dim : 0);
+  for (uint32_t head = 0; head < h.head_count && record_size; ++head) {
+    const uint8_t* record = records + head * record_size;
+    Status status = codec.head_record_size() ? codec.CheckHeadRecord(record) : OkStatus();
+    if (status.ok() && Centered(h) &&
+        !LoadFiniteScalars(record + codec.head_record_size(), h.head_dim,
+                           h.config.scalar_format, mean.data())) {
+      status = Status(KVC_ERR_CORRUPT, "channel mean is not finite");
+    }
+    if (!status.ok()) {
+      return Status(status.code(), StrFormat("%s head %u: %s", h.Name().c_str(),
+                                             h.head_start + head, status.message().c_str()));
     }
   }
   Status plan = PlanLayout(codec, h, records, layout);
@@ -243,6 +272,51 @@ bool StoreChunkFinite(const float* rows, size_t n, uint32_t dtype, uint8_t* out)
                                 : simd::F32ToBF16Finite(rows, n, half);
 }
 
+// The encoder's channel mean of a centered block's head: per channel, the
+// sum of the f32 input over the block's tokens in token order, in double,
+// divided by the token count, rounded to f32, then stored in the scalar
+// format at `stored`; *mean receives the stored values.
+Status ComputeMean(const BlockHeader& h, const TensorView& input, uint32_t head, float* rows,
+                   uint8_t* stored, float* mean) {
+  const size_t d = h.head_dim;
+  std::vector<double> sums(d, 0.0);
+  for (uint32_t t0 = 0; t0 < h.token_count; t0 += kChunkVectors) {
+    const uint32_t count = std::min(kChunkVectors, h.token_count - t0);
+    bool finite;
+    const float* x = LoadChunk(input, head, t0, count, d, rows, &finite);
+    if (!finite) KVC_RETURN_IF_ERROR(CheckFiniteInput(h, head, t0, x, count));
+    for (uint32_t n = 0; n < count; ++n) {
+      for (size_t i = 0; i < d; ++i) sums[i] += x[n * d + i];
+    }
+  }
+  const uint32_t format = h.config.scalar_format;
+  for (size_t i = 0; i < d; ++i) {
+    const float m = static_cast<float>(sums[i] / h.token_count);
+    uint8_t* at = stored + i * DtypeBytes(format);
+    if (!StoreFiniteScalar(m, format, at)) {
+      return Status(KVC_ERR_INVALID_VALUE,
+                    StrFormat("%s head %u: channel %zu has mean %g, beyond the scalar "
+                              "format's range", h.Name().c_str(), h.head_start + head, i, m));
+    }
+    mean[i] = LoadScalar(at, format);
+  }
+  return OkStatus();
+}
+
+// out = x - mean, row by row (out may be x); a difference that overflows is
+// INVALID_VALUE.
+Status SubtractMean(const BlockHeader& h, uint32_t head, uint32_t t0, const float* x,
+                    uint32_t count, const float* mean, float* out) {
+  const size_t d = h.head_dim;
+  for (uint32_t n = 0; n < count; ++n) {
+    for (size_t i = 0; i < d; ++i) out[n * d + i] = x[n * d + i] - mean[i];
+  }
+  const size_t bad = FirstNonFinite(out, size_t{count} * d);
+  if (bad == size_t{count} * d) return OkStatus();
+  return Status(KVC_ERR_INVALID_VALUE, Where(h, head, t0 + bad / d) +
+                                           ": vector minus its head's channel mean overflows");
+}
+
 }  // namespace
 
 Status PlanBlockPayload(const TensorCodec& codec, const BlockHeader& h,
@@ -250,18 +324,30 @@ Status PlanBlockPayload(const TensorCodec& codec, const BlockHeader& h,
                         std::vector<uint8_t>* records, BlockLayout* layout) {
   const size_t d = h.head_dim;
   // Head records first: they decide the sizes of everything after them.
-  const size_t record_size = codec.head_record_size();
+  const size_t record_size = RecordSize(codec, h);
+  const size_t method_record_size = codec.head_record_size();
   records->assign(size_t{h.head_count} * record_size, 0);
   if (record_size > 0) {
-    std::vector<float> rows(kChunkVectors * d);
+    std::vector<float> rows(kChunkVectors * d), mean(Centered(h) ? d : 0);
     std::vector<double> stats(codec.head_stats_size());
     for (uint32_t head = 0; head < h.head_count; ++head) {
+      uint8_t* record = &(*records)[head * record_size];
+      // The mean first: the method's record describes the centered vectors.
+      if (Centered(h)) {
+        KVC_RETURN_IF_ERROR(ComputeMean(h, input, head, rows.data(),
+                                        record + method_record_size, mean.data()));
+      }
+      if (method_record_size == 0) continue;
       std::fill(stats.begin(), stats.end(), 0.0);
       for (uint32_t t0 = 0; t0 < h.token_count; t0 += kChunkVectors) {
         const uint32_t count = std::min(kChunkVectors, h.token_count - t0);
         bool finite;
         const float* x = LoadChunk(input, head, t0, count, d, rows.data(), &finite);
         if (!finite) KVC_RETURN_IF_ERROR(CheckFiniteInput(h, head, t0, x, count));
+        if (Centered(h)) {
+          KVC_RETURN_IF_ERROR(SubtractMean(h, head, t0, x, count, mean.data(), rows.data()));
+          x = rows.data();
+        }
         codec.ObserveHead(x, count, stats.data());
       }
       if (queries != nullptr) {
@@ -277,7 +363,7 @@ Status PlanBlockPayload(const TensorCodec& codec, const BlockHeader& h,
           }
         }
       }
-      codec.FinishHead(stats.data(), &(*records)[head * record_size]);
+      codec.FinishHead(stats.data(), record);
     }
   }
   return PlanLayout(codec, h, records->data(), layout);
@@ -302,13 +388,20 @@ Status WriteBlockPayload(const TensorCodec& codec, const BlockHeader& h,
   layout.records = p + h.header_size();
 
   const size_t d = h.head_dim;
-  std::vector<float> rows(kChunkVectors * d);
+  std::vector<float> rows(kChunkVectors * d), mean(Centered(h) ? d : 0);
   for (uint32_t head = 0; head < h.head_count; ++head) {
+    if (Centered(h)) {
+      LoadMean(h, layout, head, mean.data());
+    }
     for (uint32_t t0 = 0; t0 < h.token_count; t0 += kChunkVectors) {
       const uint32_t count = std::min(kChunkVectors, h.token_count - t0);
       bool finite;
       const float* x = LoadChunk(input, head, t0, count, d, rows.data(), &finite);
       if (!finite) KVC_RETURN_IF_ERROR(CheckFiniteInput(h, head, t0, x, count));
+      if (Centered(h)) {
+        KVC_RETURN_IF_ERROR(SubtractMean(h, head, t0, x, count, mean.data(), rows.data()));
+        x = rows.data();
+      }
       size_t bad = 0;
       Status status = codec.Encode(HeadRecord(layout, head), x, count,
                                    SectionPointers(layout, p, head, t0).data(), &bad);
@@ -328,7 +421,12 @@ Status DecodeBlockPayload(const TensorCodec& codec, const BlockHeader& h,
   uint8_t* p = const_cast<uint8_t*>(payload);  // sections are only read
   const bool consecutive =
       output.strides[2] == 1 && output.strides[1] == static_cast<int64_t>(d);
+  std::vector<float> mean(Centered(h) ? d : 0);
   for (uint32_t head = 0; head < h.head_count; ++head) {
+    // (ReadBlockLayout checked that the mean is finite.)
+    if (Centered(h)) {
+      LoadMean(h, layout, head, mean.data());
+    }
     for (uint32_t t0 = 0; t0 < h.token_count; t0 += kChunkVectors) {
       const uint32_t count = std::min(kChunkVectors, h.token_count - t0);
       uint8_t* out = output.Row(head, t0);
@@ -341,6 +439,11 @@ Status DecodeBlockPayload(const TensorCodec& codec, const BlockHeader& h,
       Status status = codec.Decode(HeadRecord(layout, head),
                                    SectionPointers(layout, p, head, t0).data(), count, rows,
                                    &bad);
+      if (status.ok() && Centered(h)) {
+        for (uint32_t n = 0; n < count; ++n) {
+          for (size_t i = 0; i < d; ++i) rows[n * d + i] += mean[i];
+        }
+      }
       // The usual case: consecutive rows, every value finite and within the
       // output's range, checked while they are stored.
       if (status.ok() && consecutive && StoreChunkFinite(rows, count * d, output.dtype, out)) {
@@ -376,6 +479,17 @@ Status ScoreHeadRange(const TensorCodec& codec, const BlockHeader& h,
   Status status = codec.Scores(HeadRecord(layout, head),
                                SectionPointers(layout, p, head, t0).data(), count, queries,
                                num_queries, scores, &bad);
+  // Centered: every score of a query also gets q . mean.
+  if (status.ok() && Centered(h)) {
+    const size_t d = h.head_dim;
+    std::vector<float> mean(d);
+    LoadMean(h, layout, head, mean.data());
+    for (size_t q = 0; q < num_queries; ++q) {
+      double dot = 0.0;
+      for (size_t i = 0; i < d; ++i) dot += double{queries[q * d + i]} * mean[i];
+      for (uint32_t n = 0; n < count; ++n) scores[q * count + n] += static_cast<float>(dot);
+    }
+  }
   // Crafted norms could overflow a score: never hand back a non-finite one.
   const size_t n = num_queries * count;
   const size_t first_bad = status.ok() ? FirstNonFinite(scores, n) : 0;
@@ -400,6 +514,17 @@ Status AttendHeadRange(const TensorCodec& codec, const BlockHeader& h,
                                num_queries, out, &bad);
   if (!status.ok()) {
     return Status(status.code(), Where(h, head, t0 + bad) + ": " + status.message());
+  }
+  // Centered: each output also gets (sum of its weights) x mean.
+  if (Centered(h)) {
+    const size_t d = h.head_dim;
+    std::vector<float> mean(d);
+    LoadMean(h, layout, head, mean.data());
+    for (size_t q = 0; q < num_queries; ++q) {
+      double total = 0.0;
+      for (uint32_t t = 0; t < count; ++t) total += weights[q * count + t];
+      for (size_t i = 0; i < d; ++i) out[q * d + i] += static_cast<float>(total * mean[i]);
+    }
   }
   const size_t n = num_queries * h.head_dim;
   if (FirstNonFinite(out, n) < n) {

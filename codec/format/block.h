@@ -42,7 +42,8 @@ struct BlockHeader {
 // Where everything of a block's payload is.
 struct BlockLayout {
   const uint8_t* records = nullptr;        // head_count records
-  size_t record_size = 0;
+  size_t record_size = 0;                  // per head: the method's part, then
+  size_t method_record_size = 0;           // a centered block's channel mean
   std::vector<std::vector<size_t>> widths;   // [head][section] bytes per vector
   std::vector<std::vector<size_t>> offsets;  // [head][section] payload offset
   size_t payload_size = 0;

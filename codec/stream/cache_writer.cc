@@ -58,7 +58,7 @@ Status CacheWriter::Create(const CacheConfig& config, const kvc_cache_desc& desc
   const uint32_t features = (settings.zstd_level > 0 ? kFeatureZstdSections : 0) |
                             (settings.appendable ? kFeatureSegments : 0);
   uint8_t header[kStreamHeaderSize];
-  WriteStreamHeader(desc, features, header);
+  WriteStreamHeader(desc, features, w->configs_, header);
   KVC_RETURN_IF_ERROR(w->Emit(header, sizeof(header)));
   for (uint32_t layer = 0; layer < desc.num_layers; ++layer) {
     const kvc_tensor_config& k = w->configs_[2 * layer];

@@ -151,7 +151,7 @@ Status EncodeStream(const CacheConfig& config, const kvc_cache_desc& desc,
     return OkStatus();
   }));
   uint8_t* p = dst;
-  WriteStreamHeader(desc, 0, p);
+  WriteStreamHeader(desc, 0, configs, p);
   p += kStreamHeaderSize;
   for (uint32_t layer = 0; layer < desc.num_layers; ++layer) {
     const kvc_tensor_config& k = configs[2 * layer];

@@ -47,10 +47,13 @@ Status CheckCacheDesc(const kvc_cache_desc& d) {
   return OkStatus();
 }
 
-void WriteStreamHeader(const kvc_cache_desc& d, uint32_t features, uint8_t* p) {
+void WriteStreamHeader(const kvc_cache_desc& d, uint32_t features,
+                       const std::vector<kvc_tensor_config>& configs, uint8_t* p) {
+  uint32_t minor = features != 0 ? 1 : 0;  // 1.0 describes streams without features
+  for (const kvc_tensor_config& c : configs) minor = std::max(minor, FormatMinorOf(c));
   StoreLE32(KVC_STREAM_MAGIC, p);
   p[4] = KVC_FORMAT_MAJOR;
-  p[5] = features != 0 ? 1 : 0;  // 1.0 describes streams without features
+  p[5] = static_cast<uint8_t>(minor);
   StoreLE16(kStreamHeaderSize, p + 6);
   StoreLE32(features, p + 8);
   StoreLE16(static_cast<uint16_t>(d.num_layers), p + 12);

@@ -41,8 +41,10 @@ kvc_cache_desc DefaultCacheDesc();
 // Validates a cache descriptor (INVALID_ARGUMENT).
 Status CheckCacheDesc(const kvc_cache_desc& desc);
 // Writes a 40-byte header; desc.num_tokens is the first segment's. The
-// minor version is the lowest that describes the features.
-void WriteStreamHeader(const kvc_cache_desc& desc, uint32_t features, uint8_t* out);
+// minor version is the lowest that describes the features and the configs
+// ([2 * layer + kind]).
+void WriteStreamHeader(const kvc_cache_desc& desc, uint32_t features,
+                       const std::vector<kvc_tensor_config>& configs, uint8_t* out);
 // Reads and checks the header (FORMAT.md §2.2).
 Status ReadStreamHeader(const uint8_t* data, size_t size, StreamHeader* header);
 

@@ -62,7 +62,7 @@ extern "C" {
  * stream with the lowest minor version whose features it uses (1.0 for
  * kvc_encode_stream and standalone blocks). */
 #define KVC_FORMAT_MAJOR 1
-#define KVC_FORMAT_MINOR 1
+#define KVC_FORMAT_MINOR 2
 
 /* First four bytes of a stream and of a standalone block, as a little-endian
  * uint32 (bytes B5 4B 56 43 and B5 4B 56 62: "\xB5KVC" and "\xB5KVb"). */
@@ -165,6 +165,12 @@ typedef enum kvc_rotation {
 
 /* Decoded vectors are rescaled to the stored norm exactly (methods.md §1.8). */
 #define KVC_CONFIG_NORM_CORRECTION 0x1u
+/* Each head of a block stores the mean of its vectors over the block's
+ * tokens; the method codes the vectors minus that mean (format 1.2,
+ * FORMAT.md "Centering"). Keys gain most: a per-head offset holds much of
+ * their energy, and softmax ignores the q . mean it adds to every score. Not
+ * for RAW. */
+#define KVC_CONFIG_CENTERED 0x2u
 
 typedef struct kvc_tensor_config {
   uint32_t struct_size;   /* sizeof(kvc_tensor_config), set by _init */

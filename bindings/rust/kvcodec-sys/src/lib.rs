@@ -12,7 +12,7 @@ use std::os::raw::{c_char, c_int, c_void};
 pub const KVC_VERSION_MAJOR: u32 = 0;
 pub const KVC_VERSION_MINOR: u32 = 1;
 pub const KVC_FORMAT_MAJOR: u32 = 1;
-pub const KVC_FORMAT_MINOR: u32 = 1;
+pub const KVC_FORMAT_MINOR: u32 = 2;
 pub const KVC_STREAM_MAGIC: u32 = 0x43564BB5;
 pub const KVC_BLOCK_MAGIC: u32 = 0x62564BB5;
 
@@ -63,6 +63,7 @@ pub const KVC_RADIUS_LOG4: u32 = 2;
 pub const KVC_ROTATION_NONE: u32 = 0;
 pub const KVC_ROTATION_HADAMARD: u32 = 1;
 pub const KVC_CONFIG_NORM_CORRECTION: u32 = 0x1;
+pub const KVC_CONFIG_CENTERED: u32 = 0x2;
 
 #[repr(C)]
 #[derive(Clone, Copy)]
