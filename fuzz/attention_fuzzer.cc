@@ -36,7 +36,9 @@ const char* const kMethods[] = {
     "tq-mse-b8:norm=f32",          "tq-prod-b2",    "tq-prod-b3",      "tq-prod-b5:nc",
     "tq-mse-b2.5", "tq-mse-b3.75", "polar-4222",    "polar-8444:seed=3",
     "angle-n3",    "angle-n128",   "angle-n64:radius=log4,nc",         "angle-n96:radius=exact",
-    "gtq-b3",      "gtq-b2:min=0,pair=interleaved", "tq-mse-b3:rot=none,norm=bf16"};
+    "gtq-b3",      "gtq-b2:min=0,pair=interleaved", "tq-mse-b3:rot=none,norm=bf16",
+    "tq-mse-b4:nc,center", "tq-prod-b3:center", "tq-mse-b2.5:center", "polar-4222:center",
+    "angle-n64:center", "gtq-b3:nc,center"};
 constexpr uint32_t kMethodCount = sizeof(kMethods) / sizeof(kMethods[0]);
 
 constexpr uint32_t kMaxHeadDim = 2048;             // FORMAT.md §4.1

@@ -16,7 +16,9 @@ const char* const kMethods[] = {
     "tq-mse-b8",   "tq-prod-b2",   "tq-prod-b4",      "tq-mse-b2.5", "tq-mse-b3.75",
     "polar-4222",  "polar-4333",   "angle-n3",        "angle-n96",  "angle-n128:radius=log4",
     "angle-n64:radius=exact,nc",   "gtq-b2",          "gtq-b3:min=0,pair=interleaved",
-    "tq-mse-b3:rot=none,norm=bf16"};
+    "tq-mse-b3:rot=none,norm=bf16", "tq-mse-b3:nc,center", "tq-prod-b3:center",
+    "tq-mse-b2.5:center", "polar-4222:norm=bf16,center", "angle-n64:nc,center",
+    "gtq-b3:center,norm=f32"};
 
 }  // namespace
 

@@ -29,7 +29,9 @@ const char* const kMethods[] = {
     "tq-mse-b1.75",  "polar-4222",     "polar-8444:seed=3",      "polar-1111",
     "angle-n3",      "angle-n64:radius=log4", "angle-n128",  "angle-n4096:radius=exact,nc",
     "gtq-b2",        "gtq-b3",         "gtq-b4:min=0,pair=interleaved",
-    "gtq-b1:min=0",  "tq-mse-b3:rot=none,norm=bf16",      "tq-prod-b4:rot=none,seed=7"};
+    "gtq-b1:min=0",  "tq-mse-b3:rot=none,norm=bf16",      "tq-prod-b4:rot=none,seed=7",
+    "tq-mse-b4:nc,center", "tq-prod-b3:center", "tq-mse-b2.5:center", "polar-4222:center",
+    "angle-n64:center", "gtq-b3:nc,center"};
 constexpr size_t kMethodCount = sizeof(kMethods) / sizeof(kMethods[0]);
 
 template <class T>
