@@ -383,7 +383,8 @@ const Command kCommands[] = {
      "  Chooses every layer's K and V method so that the cache fits BITS per\n"
      "  element (all overhead included) with the least attention-output error\n"
      "  at the dump's queries layer{L}.q (or, without them, K/V error); writes\n"
-     "  config text for --config.\n",
+     "  config text for --config. Candidates are method strings with their\n"
+     "  options (tq-mse-b3:nc,center,gtq-b4:nc).\n",
      TuneCommand},
     {"bench",
      "kvc bench (--preset NAME ... | --all) [--dim 128] [--heads 8] [--tokens N]\n"

@@ -48,12 +48,18 @@ namespace {
 // From about 2 to 16 bits per element. Norm correction (nc) everywhere: it
 // costs nothing and lowers the error of every TurboQuant method. Block-GTQ
 // (gtq-) candidates matter for keys, whose RoPE pairs differ in energy.
+// Centered (center) candidates matter for keys too, whose per-head offset
+// holds much of their energy; each costs d means per head and block.
 // Candidates a head_dim cannot take (outlier splits need multiples of 16)
 // are skipped.
 constexpr const char* kDefaultCandidates =
     "tq-mse-b1:nc,tq-mse-b2:nc,gtq-b2:nc,tq-mse-b2.5:nc,tq-mse-b3:nc,gtq-b3:nc,"
     "tq-mse-b3.5:nc,tq-mse-b4:nc,gtq-b4:nc,tq-mse-b4.5:nc,tq-mse-b5:nc,gtq-b5:nc,"
-    "tq-mse-b5.5:nc,tq-mse-b6:nc,gtq-b6:nc,tq-mse-b7:nc,tq-mse-b8:nc,raw-f16";
+    "tq-mse-b5.5:nc,tq-mse-b6:nc,gtq-b6:nc,tq-mse-b7:nc,tq-mse-b8:nc,raw-f16,"
+    "tq-mse-b1:nc,center,tq-mse-b2:nc,center,gtq-b2:nc,center,tq-mse-b2.5:nc,center,"
+    "tq-mse-b3:nc,center,gtq-b3:nc,center,tq-mse-b3.5:nc,center,tq-mse-b4:nc,center,"
+    "gtq-b4:nc,center,tq-mse-b4.5:nc,center,tq-mse-b5:nc,center,gtq-b5:nc,center,"
+    "tq-mse-b5.5:nc,center,tq-mse-b6:nc,center,tq-mse-b7:nc,center";
 
 constexpr double kDefaultKeyWeight = 4.0;
 constexpr uint64_t kDefaultSampleQueries = 128;
@@ -80,11 +86,19 @@ std::string StrPrintf(const char* format, T... values) {
   return text;
 }
 
-std::vector<std::string> SplitList(const std::string& text) {
+// Method strings separated by commas. Options also take commas
+// ("tq-mse-b3:nc,center"), but every method string has a '-' and no option
+// does: a piece without one continues the method before it.
+std::vector<std::string> SplitMethods(const std::string& text) {
   std::vector<std::string> items;
   std::stringstream in(text);
   for (std::string item; std::getline(in, item, ',');) {
-    if (!item.empty()) items.push_back(item);
+    if (item.empty()) continue;
+    if (item.find('-') == std::string::npos && !items.empty()) {
+      items.back() += "," + item;
+    } else {
+      items.push_back(item);
+    }
   }
   return items;
 }
@@ -358,7 +372,7 @@ void TuneCommand(const std::vector<std::string>& argv) {
 
   std::vector<Candidate> candidates;
   for (const std::string& method :
-       SplitList(args.Has("--candidates") ? args.Get("--candidates") : kDefaultCandidates)) {
+       SplitMethods(args.Has("--candidates") ? args.Get("--candidates") : kDefaultCandidates)) {
     Candidate c{method, {}};
     kvc_tensor_config_init(&c.config);
     kvc_diagnostics diag = {};

@@ -75,6 +75,15 @@ def test_candidates(tmp_path):
         {"tq-mse-b2", "tq-mse-b4", "tq-mse-b6"}
 
 
+def test_candidates_with_options(tmp_path):
+    """Options take commas too: a piece without '-' belongs to the method before it."""
+    methods = {"tq-mse-b2:nc,center", "tq-mse-b4:nc,rot=none", "gtq-b3:nc,center"}
+    r, _ = tune(tmp_path, FIXTURE, 4, "--candidates",
+                "tq-mse-b2:center,nc,tq-mse-b4:nc,rot=none,gtq-b3:nc,center")
+    used = {l["k_method"] for l in r["layers"]} | {l["v_method"] for l in r["layers"]}
+    assert used <= methods and used
+
+
 @pytest.mark.parametrize("args,message", [
     (["--budget", "1"], "below what the cheapest candidates take"),
     (["--budget", "four"], "--budget must be bits per element"),
