@@ -222,16 +222,16 @@ const std::vector<Preset>& Presets() {
       // tune allocates it from a model's own dump).
       {"kv-6.5", "Tuned, about 6.4 bits: Block-GTQ 7-bit keys, TurboQuant-MSE "
        "5.5-bit values, norm correction", "all k=gtq-b7:nc v=tq-mse-b5.5:nc"},
-      {"kv-5", "Tuned, about 4.9 bits: Block-GTQ 5-bit keys, TurboQuant-MSE 4.5-bit "
-       "values, norm correction", "all k=gtq-b5:nc v=tq-mse-b4.5:nc"},
-      {"kv-4.25", "Tuned, about 4.1 bits: Block-GTQ 4-bit keys, TurboQuant-MSE 4-bit "
-       "values, norm correction", "all k=gtq-b4:nc v=tq-mse-b4:nc"},
-      {"kv-3.25", "Tuned, about 3.1 bits: Block-GTQ 3-bit keys, TurboQuant-MSE 3-bit "
-       "values, norm correction", "all k=gtq-b3:nc v=tq-mse-b3:nc"},
-      {"kv-2.6", "Tuned, about 2.4 bits: Block-GTQ 3-bit keys, TurboQuant-MSE "
-       "1.5-bit values, norm correction", "all k=gtq-b3:nc v=tq-mse-b1.5:nc"},
+      {"kv-5", "Tuned, about 4.9 bits: centered Block-GTQ 5-bit keys, TurboQuant-MSE "
+       "4.5-bit values, norm correction", "all k=gtq-b5:nc,center v=tq-mse-b4.5:nc"},
+      {"kv-4.25", "Tuned, about 4.1 bits: centered TurboQuant-MSE 4-bit keys, "
+       "TurboQuant-MSE 4-bit values, norm correction", "all k=tq-mse-b4:nc,center v=tq-mse-b4:nc"},
+      {"kv-3.25", "Tuned, about 3.1 bits: centered Block-GTQ 3-bit keys, TurboQuant-MSE "
+       "3-bit values, norm correction", "all k=gtq-b3:nc,center v=tq-mse-b3:nc"},
+      {"kv-2.6", "Tuned, about 2.4 bits: centered Block-GTQ 3-bit keys, TurboQuant-MSE "
+       "1.5-bit values, norm correction", "all k=gtq-b3:nc,center v=tq-mse-b1.5:nc"},
       {"default", "kv-5: near-lossless at about 3.2x (the choice when in doubt)",
-       "all k=gtq-b5:nc v=tq-mse-b4.5:nc"},
+       "all k=gtq-b5:nc,center v=tq-mse-b4.5:nc"},
   };
   return presets;
 }
