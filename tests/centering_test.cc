@@ -55,10 +55,14 @@ std::vector<float> OffsetVectors(size_t heads, size_t tokens, size_t dim, uint64
   return x;
 }
 
-// Offset of head `head`'s record in a standalone block of a config of
-// `config_bytes` (16 or 20) bytes: frame, section header, block header.
-size_t RecordOffset(size_t config_bytes, size_t record_bytes, size_t head) {
-  return 8 + kvc::kSectionHeaderSize + 20 + config_bytes + head * record_bytes;
+// Offset of head `head`'s f16 channel mean in a standalone block of
+// `method` centered: frame, section header, block header, Tensor_Config (16
+// or 20 bytes), the records before it, then the method's part of its own.
+size_t MeanOffset(const Method& method, size_t dim, size_t head) {
+  const size_t config_bytes = MethodConfig(method.text).method >= KVC_METHOD_TQ_OUTLIER ? 20 : 16;
+  const size_t record_bytes = method.record_bytes + 2 * dim;
+  return 8 + kvc::kSectionHeaderSize + 20 + config_bytes + head * record_bytes +
+         method.record_bytes;
 }
 
 void Reseal(std::vector<uint8_t>* block) {
@@ -125,15 +129,12 @@ TEST_CASE("a centered block stores its mean after the method's record and says f
     CHECK(b[5] == 2);
     // Records grow by one f16 mean per head (Block-GTQ's bit allocation,
     // hence its sections, follow the centered vectors).
-    const size_t config_bytes = plain.method >= KVC_METHOD_TQ_OUTLIER ? 20 : 16;
-    const size_t record = m.record_bytes + 2 * dim;
     if (plain.method != KVC_METHOD_BLOCKGTQ) CHECK(b.size() - a.size() == heads * 2 * dim);
     for (size_t h = 0; h < heads; ++h) {
       for (size_t i = 0; i < dim; ++i) {
         double sum = 0;
         for (size_t t = 0; t < tokens; ++t) sum += x[(h * tokens + t) * dim + i];
-        const uint16_t stored =
-            kvc::LoadLE16(&b[RecordOffset(config_bytes, record, h) + m.record_bytes + 2 * i]);
+        const uint16_t stored = kvc::LoadLE16(&b[MeanOffset(m, dim, h) + 2 * i]);
         CHECK(stored == kvc::F32ToF16(static_cast<float>(sum / tokens)));
       }
     }
@@ -147,11 +148,9 @@ TEST_CASE("a centered block whose mean is not finite is corrupt") {
     const std::string method = m.text;
     CAPTURE(method);
     const kvc_tensor_config config = MethodConfig(Centered(m.text).c_str());
-    const size_t config_bytes = config.method >= KVC_METHOD_TQ_OUTLIER ? 20 : 16;
     std::vector<uint8_t> block = EncodeBlock(config, x, heads, tokens, dim);
     // Head 1, channel 5: +infinity in f16.
-    kvc::StoreLE16(0x7C00, &block[RecordOffset(config_bytes, m.record_bytes + 2 * dim, 1) +
-                                  m.record_bytes + 10]);
+    kvc::StoreLE16(0x7C00, &block[MeanOffset(m, dim, 1) + 2 * 5]);
     Reseal(&block);
     std::vector<float> out(heads * tokens * dim);
     const kvc_tensor output = kvc_test::Tensor3(out.data(), KVC_DTYPE_F32, heads, tokens, dim);
