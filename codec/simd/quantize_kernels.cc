@@ -156,63 +156,123 @@ HWY_INLINE void QuantizePack4(const float* HWY_RESTRICT thresholds, const float*
 }
 #endif
 
+// Up to four registers of table entries (N lanes each): entry k is lane
+// k mod N of register k / N. One in-register lookup per register and a
+// select by k / N; exact, so the same value a gather would load, without
+// the gather's cost (vgatherdps is 8+ cycles on AVX2 machines).
+constexpr size_t kMaxTableRegs = 4;
+
+template <class D, class VI>
+HWY_INLINE hn::Vec<D> LookupRegs(D d, const float* HWY_RESTRICT table, size_t regs, int lane_bits,
+                                 VI k) {
+  const hn::RebindToSigned<D> di;
+  const size_t N = hn::Lanes(d);
+  const auto ind = hn::IndicesFromVec(d, hn::And(k, hn::Set(di, static_cast<int32_t>(N - 1))));
+  auto v = hn::TableLookupLanes(hn::Load(d, table), ind);
+  if (regs == 1) return v;
+  const auto reg = hn::ShiftRightSame(k, lane_bits);
+  for (size_t r = 1; r < regs; ++r) {
+    const auto in_r = hn::RebindMask(d, hn::Eq(reg, hn::Set(di, static_cast<int32_t>(r))));
+    v = hn::IfThenElse(in_r, hn::TableLookupLanes(hn::Load(d, table + r * N), ind), v);
+  }
+  return v;
+}
+
 // Codebooks of 5 to 8 bits: the binary search from the index's top bit down
 // (after l bits the index is k, and the next compares t with thresholds[k *
-// 2^(bits-l) + 2^(bits-l-1) - 1]), levels of up to a register of entries
-// from in-register tables, the deeper ones gathered.
-void WideSearchImpl(const float* HWY_RESTRICT thresholds, int bits, const float* HWY_RESTRICT in,
-                    size_t n, float scale, uint8_t* HWY_RESTRICT out) {
-  size_t j = 0;
+// 2^(bits-l) + 2^(bits-l-1) - 1]), levels of up to four registers of
+// entries from in-register tables, the deeper ones gathered. The tables
+// are built once for every row of a call; a row's last partial vector is
+// searched in a padded copy, so every value takes the same path.
+class WideSearch {
+ public:
+  WideSearch(const float* HWY_RESTRICT thresholds, int bits)
+      : thresholds_(thresholds), bits_(bits) {
 #if HWY_TARGET != HWY_SCALAR
-  using D = hn::ScalableTag<float>;
-  const D d;
-  const hn::RebindToSigned<D> di;
-  const hn::Rebind<uint8_t, D> d8;
-  const size_t N = hn::Lanes(d);
-  constexpr size_t kMaxLevels = 8;
-  // Levels 1 .. table_levels - 1 hold at most N entries.
-  int table_levels = 1;
-  while (table_levels < bits && (size_t{1} << table_levels) <= N) ++table_levels;
-  HWY_ALIGN float table[kMaxLevels][hn::MaxLanes(D())] = {};
-  for (int l = 1; l < table_levels; ++l) {
-    for (size_t m = 0; m < (size_t{1} << l); ++m) {
-      table[l][m] = thresholds[(m << (bits - l)) + (size_t{1} << (bits - l - 1)) - 1];
+    const size_t N = hn::Lanes(D());
+    while ((size_t{2} << lane_bits_) <= N) ++lane_bits_;
+    while (table_levels_ < bits && (size_t{1} << table_levels_) <= kMaxTableRegs * N) {
+      ++table_levels_;
     }
-  }
-  const auto first = hn::Set(d, thresholds[(1 << (bits - 1)) - 1]);
-  const auto one = hn::Set(di, 1);
-  const auto vs = hn::Set(d, scale);
-  for (; j + N <= n; j += N) {
-    const auto t = hn::Mul(hn::LoadU(d, in + j), vs);
-    auto k = hn::IfThenElseZero(hn::RebindMask(di, hn::Lt(first, t)), one);
-    for (int l = 1; l < table_levels; ++l) {
-      const auto threshold = hn::TableLookupLanes(hn::Load(d, table[l]), hn::IndicesFromVec(d, k));
-      k = hn::Add(hn::Add(k, k), hn::IfThenElseZero(hn::RebindMask(di, hn::Lt(threshold, t)), one));
-    }
-    for (int l = table_levels; l < bits; ++l) {
-      const auto at = hn::Add(hn::ShiftLeftSame(k, bits - l),
-                              hn::Set(di, (1 << (bits - l - 1)) - 1));
-      const auto threshold = hn::GatherIndex(d, thresholds, at);
-      k = hn::Add(hn::Add(k, k), hn::IfThenElseZero(hn::RebindMask(di, hn::Lt(threshold, t)), one));
-    }
-    hn::StoreU(hn::DemoteTo(d8, k), d8, out + j);
-  }
-#endif
-  // The reference binary search (quant/codebooks.h) for the rest.
-  const uint32_t last = (1u << bits) - 1;
-  for (; j < n; ++j) {
-    const float t = in[j] * scale;
-    uint32_t lo = 0, hi = last;
-    while (lo < hi) {
-      const uint32_t mid = (lo + hi) / 2;
-      if (thresholds[mid] < t) {
-        lo = mid + 1;
-      } else {
-        hi = mid;
+    for (int l = 1; l < table_levels_; ++l) {
+      for (size_t m = 0; m < (size_t{1} << l); ++m) {
+        table_[l][m] = thresholds[(m << (bits - l)) + (size_t{1} << (bits - l - 1)) - 1];
       }
     }
-    out[j] = static_cast<uint8_t>(lo);
+#endif
   }
+
+  void Row(const float* HWY_RESTRICT in, size_t n, float scale, uint8_t* HWY_RESTRICT out) const {
+#if HWY_TARGET != HWY_SCALAR
+    const D d;
+    const hn::Rebind<uint8_t, D> d8;
+    const size_t N = hn::Lanes(d);
+    size_t j = 0;
+    for (; j + N <= n; j += N) hn::StoreU(hn::DemoteTo(d8, Search(hn::LoadU(d, in + j), scale)), d8, out + j);
+    if (j < n) {
+      HWY_ALIGN float last[hn::MaxLanes(D())] = {};
+      HWY_ALIGN uint8_t k[hn::MaxLanes(D())];
+      std::copy(in + j, in + n, last);
+      hn::Store(hn::DemoteTo(d8, Search(hn::Load(d, last), scale)), d8, k);
+      std::copy(k, k + (n - j), out + j);
+    }
+#else
+    // The reference binary search (quant/codebooks.h).
+    const uint32_t top = (1u << bits_) - 1;
+    for (size_t j = 0; j < n; ++j) {
+      const float t = in[j] * scale;
+      uint32_t lo = 0, hi = top;
+      while (lo < hi) {
+        const uint32_t mid = (lo + hi) / 2;
+        if (thresholds_[mid] < t) {
+          lo = mid + 1;
+        } else {
+          hi = mid;
+        }
+      }
+      out[j] = static_cast<uint8_t>(lo);
+    }
+#endif
+  }
+
+ private:
+  using D = hn::ScalableTag<float>;
+  static constexpr int kMaxLevels = 8;
+
+#if HWY_TARGET != HWY_SCALAR
+  hn::Vec<hn::RebindToSigned<D>> Search(hn::Vec<D> x, float scale) const {
+    const D d;
+    const hn::RebindToSigned<D> di;
+    const auto t = hn::Mul(x, hn::Set(d, scale));
+    const auto one = hn::Set(di, 1);
+    auto k = hn::IfThenElseZero(
+        hn::RebindMask(di, hn::Lt(hn::Set(d, thresholds_[(1 << (bits_ - 1)) - 1]), t)), one);
+    for (int l = 1; l < table_levels_; ++l) {
+      const size_t regs = ((size_t{1} << l) + hn::Lanes(d) - 1) / hn::Lanes(d);
+      const auto threshold = LookupRegs(d, table_[l], regs, lane_bits_, k);
+      k = hn::Add(hn::Add(k, k), hn::IfThenElseZero(hn::RebindMask(di, hn::Lt(threshold, t)), one));
+    }
+    for (int l = table_levels_; l < bits_; ++l) {
+      const auto at = hn::Add(hn::ShiftLeftSame(k, bits_ - l),
+                              hn::Set(di, (1 << (bits_ - l - 1)) - 1));
+      const auto threshold = hn::GatherIndex(d, thresholds_, at);
+      k = hn::Add(hn::Add(k, k), hn::IfThenElseZero(hn::RebindMask(di, hn::Lt(threshold, t)), one));
+    }
+    return k;
+  }
+
+  int lane_bits_ = 0;
+  // Levels 1 .. table_levels_ - 1 hold at most kMaxTableRegs * N entries.
+  int table_levels_ = 1;
+  HWY_ALIGN float table_[kMaxLevels][kMaxTableRegs * hn::MaxLanes(D())] = {};
+#endif
+  const float* thresholds_;
+  int bits_;
+};
+
+void WideSearchImpl(const float* HWY_RESTRICT thresholds, int bits, const float* HWY_RESTRICT in,
+                    size_t n, float scale, uint8_t* HWY_RESTRICT out) {
+  WideSearch(thresholds, bits).Row(in, n, scale, out);
 }
 
 // Returns false (nothing written) where the packed kernel does not apply.
@@ -252,42 +312,67 @@ void CountBelowImpl(const float* HWY_RESTRICT thresholds, size_t count,
   }
 }
 
+// Dequantization y = centroids[k] * gain (one rounded product), the
+// centroids held in registers when they fit in kMaxTableRegs of them,
+// gathered otherwise. Built once for every row of a call; a row's last
+// partial vector goes through a padded copy, so every value takes the
+// same path.
+class CentroidTable {
+ public:
+  CentroidTable(const float* HWY_RESTRICT centroids, size_t size) : centroids_(centroids) {
+#if HWY_TARGET != HWY_SCALAR
+    const size_t N = hn::Lanes(D());
+    if (size <= kMaxTableRegs * N) {
+      regs_ = (size + N - 1) / N;
+      while ((size_t{2} << lane_bits_) <= N) ++lane_bits_;
+      std::copy(centroids, centroids + size, table_);
+    }
+#else
+    (void)size;
+#endif
+  }
+
+  void Row(const uint8_t* HWY_RESTRICT idx, size_t n, float gain, float* HWY_RESTRICT y) const {
+    const D d;
+    const hn::RebindToSigned<D> di;
+    const hn::Rebind<uint8_t, D> d8;
+    const size_t N = hn::Lanes(d);
+    const auto vg = hn::Set(d, gain);
+    size_t j = 0;
+    for (; j + N <= n; j += N) {
+      hn::StoreU(hn::Mul(Lookup(hn::PromoteTo(di, hn::LoadU(d8, idx + j))), vg), d, y + j);
+    }
+    if (j < n) {
+      HWY_ALIGN uint8_t k[hn::MaxLanes(D())] = {};
+      HWY_ALIGN float v[hn::MaxLanes(D())];
+      std::copy(idx + j, idx + n, k);
+      hn::Store(hn::Mul(Lookup(hn::PromoteTo(di, hn::Load(d8, k))), vg), d, v);
+      std::copy(v, v + (n - j), y + j);
+    }
+  }
+
+ private:
+  using D = hn::ScalableTag<float>;
+
+  hn::Vec<D> Lookup(hn::Vec<hn::RebindToSigned<D>> k) const {
+#if HWY_TARGET != HWY_SCALAR
+    if (regs_ != 0) return LookupRegs(D(), table_, regs_, lane_bits_, k);
+#endif
+    return hn::GatherIndex(D(), centroids_, k);
+  }
+
+  const float* centroids_;
+#if HWY_TARGET != HWY_SCALAR
+  size_t regs_ = 0;  // 0: gathered
+  int lane_bits_ = 0;
+  HWY_ALIGN float table_[kMaxTableRegs * hn::MaxLanes(D())] = {};
+#endif
+};
+
 void DequantizeImpl(const float* HWY_RESTRICT centroids, size_t size,
                     const uint8_t* HWY_RESTRICT idx, size_t n, float gain,
                     float* HWY_RESTRICT y) {
-  const hn::ScalableTag<float> d;
-  const hn::RebindToSigned<decltype(d)> di;
-  const hn::Rebind<uint8_t, decltype(d)> d8;
-  const size_t N = hn::Lanes(d);
-  const auto vg = hn::Set(d, gain);
-  size_t j = 0;
-  (void)size;
-#if HWY_TARGET != HWY_SCALAR
-  if (size <= 2 * N) {
-    // Products centroid * gain once per table entry (the same rounded
-    // products), then two in-register lookups and a select per vector.
-    HWY_ALIGN float lo[hn::MaxLanes(d)] = {}, hi[hn::MaxLanes(d)] = {};
-    for (size_t k = 0; k < size; ++k) (k < N ? lo[k] : hi[k - N]) = centroids[k];
-    const auto tlo = hn::Mul(hn::Load(d, lo), vg);
-    const auto thi = hn::Mul(hn::Load(d, hi), vg);
-    const auto vn = hn::Set(di, static_cast<int32_t>(N));
-    const auto below = hn::Set(di, static_cast<int32_t>(N - 1));
-    for (; j + N <= n; j += N) {
-      const auto k = hn::PromoteTo(di, hn::LoadU(d8, idx + j));
-      const auto ind = hn::IndicesFromVec(d, hn::And(k, below));
-      const auto high = hn::RebindMask(d, hn::Lt(below, k));
-      const auto v = hn::IfThenElse(high, hn::TableLookupLanes(thi, ind),
-                                    hn::TableLookupLanes(tlo, ind));
-      hn::StoreU(v, d, y + j);
-    }
-    (void)vn;
-  }
-#endif
-  for (; j + N <= n; j += N) {
-    const auto k = hn::PromoteTo(di, hn::LoadU(d8, idx + j));
-    hn::StoreU(hn::Mul(hn::GatherIndex(d, centroids, k), vg), d, y + j);
-  }
-  for (; j < n; ++j) y[j] = centroids[idx[j]] * gain;
+  CentroidTable(centroids, size).Row(idx, n, gain, y);
 }
 
 void QuantizeRowsImpl(const float* HWY_RESTRICT thresholds, int bits, size_t n, size_t count,
@@ -295,15 +380,19 @@ void QuantizeRowsImpl(const float* HWY_RESTRICT thresholds, int bits, size_t n, 
                       uint8_t* HWY_RESTRICT packed) {
   const size_t record = (n * static_cast<size_t>(bits) + 7) / 8;
   std::vector<uint8_t> idx(n);
+  if (bits > 4) {
+    const WideSearch search(thresholds, bits);
+    for (size_t r = 0; r < count; ++r) {
+      search.Row(y + r * n, n, scales[r], idx.data());
+      PackBits(idx.data(), n, bits, packed + r * record);
+    }
+    return;
+  }
   for (size_t r = 0; r < count; ++r) {
     const float* row = y + r * n;
     uint8_t* out = packed + r * record;
     if (bits == 4 && QuantizePack4Impl(thresholds, row, n, scales[r], out)) continue;
-    if (bits <= 4) {
-      CountBelowImpl(thresholds, (size_t{1} << bits) - 1, row, n, scales[r], idx.data());
-    } else {
-      WideSearchImpl(thresholds, bits, row, n, scales[r], idx.data());
-    }
+    CountBelowImpl(thresholds, (size_t{1} << bits) - 1, row, n, scales[r], idx.data());
     PackBits(idx.data(), n, bits, out);
   }
 }
@@ -313,16 +402,17 @@ void DequantizeRowsImpl(const float* HWY_RESTRICT centroids, int bits, const uin
                         bool norm_correction, float* HWY_RESTRICT y) {
   const size_t record = (n * static_cast<size_t>(bits) + 7) / 8;
   const size_t size = size_t{1} << bits;
+  const CentroidTable table(centroids, size);
   std::vector<uint8_t> idx(n);
   std::vector<float> c(norm_correction ? n : 0);
   for (size_t r = 0; r < count; ++r) {
     UnpackBits(packed + r * record, n, bits, idx.data());
     if (!norm_correction) {
-      DequantizeImpl(centroids, size, idx.data(), n, norms[r] / sqrt_dim, y + r * n);
+      table.Row(idx.data(), n, norms[r] / sqrt_dim, y + r * n);
       continue;
     }
     // The centroids (times 1, exact), their length, then centroid * gain.
-    DequantizeImpl(centroids, size, idx.data(), n, 1.0f, c.data());
+    table.Row(idx.data(), n, 1.0f, c.data());
     const float length = std::sqrt(SumOfSquaresArray(c.data(), n));
     const float gain = length > 0 ? norms[r] / length : 0.0f;
     const hn::ScalableTag<float> d;
