@@ -58,6 +58,14 @@ HWY_INLINE hn::Vec<DU> GroupShifts() {
 // overlap, so the sum is their OR).
 template <int kBits>
 HWY_INLINE void PackRegister(VI index, hn::Vec<DU> shifts, uint8_t* out) {
+  if (kBits == 4) {
+    // Lanes 2i and 2i + 1 share a u64 lane: k0 | k1 << 4 in its low byte.
+    const hn::Repartition<uint64_t, D> d64;
+    const hn::Rebind<uint8_t, decltype(d64)> d8;
+    const auto pairs = hn::BitCast(d64, index);
+    hn::StoreU(hn::TruncateTo(d8, hn::Or(pairs, hn::ShiftRight<28>(pairs))), d8, out);
+    return;
+  }
   const DU du;
   const auto placed = hn::Shl(hn::BitCast(du, index), shifts);
   const hn::Half<DU> dh;
