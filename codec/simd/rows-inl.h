@@ -26,9 +26,24 @@ namespace simd {
 namespace HWY_NAMESPACE {
 namespace hn = hwy::HWY_NAMESPACE;
 
+#if HWY_TARGET != HWY_SCALAR && !HWY_HAVE_SCALABLE
+// kvc::FoldLanes of 16 partial sums in memory: the same additions, pairs
+// of halves, on 128-bit vectors.
+HWY_INLINE float FoldSums(const float* HWY_RESTRICT sums) {
+  const hn::Full128<float> d4;
+  const auto low = hn::Add(hn::Load(d4, sums), hn::Load(d4, sums + 8));
+  const auto high = hn::Add(hn::Load(d4, sums + 4), hn::Load(d4, sums + 12));
+  const auto quarter = hn::Add(low, high);                          // i + i+4
+  const auto eighth = hn::Add(quarter, hn::Shuffle1032(quarter));   // i + i+2
+  return hn::GetLane(hn::Add(eighth, hn::Shuffle2301(eighth)));     // i + i+1
+}
+#endif
+
 // kvc::SumOfSquares of n floats in memory, in its order (element j into
 // partial sum j % 16, then FoldLanes), for kernels that need it without a
-// dispatched call.
+// dispatched call. The last partial 16 go through a zero-padded copy:
+// adding +0 to a partial sum (never -0: it starts at +0 and adds squares)
+// leaves it unchanged.
 HWY_INLINE float SumOfSquaresArray(const float* HWY_RESTRICT a, size_t n) {
 #if HWY_TARGET == HWY_SCALAR || HWY_HAVE_SCALABLE
   return kvc::SumOfSquares(a, n);
@@ -39,17 +54,22 @@ HWY_INLINE float SumOfSquaresArray(const float* HWY_RESTRICT a, size_t n) {
   constexpr size_t kAcc = kReductionLanes / kN;
   hn::Vec<decltype(d)> acc[kAcc];
   for (size_t k = 0; k < kAcc; ++k) acc[k] = hn::Zero(d);
-  size_t j = 0;
-  for (; j + kReductionLanes <= n; j += kReductionLanes) {
+  const auto add_block = [&](const float* HWY_RESTRICT block) HWY_ATTR {
     for (size_t k = 0; k < kAcc; ++k) {
-      const auto v = hn::LoadU(d, a + j + k * kN);
+      const auto v = hn::LoadU(d, block + k * kN);
       acc[k] = hn::Add(acc[k], hn::Mul(v, v));
     }
+  };
+  size_t j = 0;
+  for (; j + kReductionLanes <= n; j += kReductionLanes) add_block(a + j);
+  if (j < n) {
+    HWY_ALIGN float last[kReductionLanes] = {};
+    for (size_t i = 0; j + i < n; ++i) last[i] = a[j + i];
+    add_block(last);
   }
   HWY_ALIGN float sums[kReductionLanes];
   for (size_t k = 0; k < kAcc; ++k) hn::Store(acc[k], d, sums + k * kN);
-  for (size_t lane = 0; j < n; ++j, ++lane) sums[lane] = sums[lane] + a[j] * a[j];
-  return FoldLanes(sums);
+  return FoldSums(sums);
 #endif
 }
 
@@ -87,12 +107,7 @@ HWY_INLINE float SumOfSquaresRegisters(D d, const V* v) {
   }
   HWY_ALIGN float sums[kReductionLanes];
   for (size_t a = 0; a < kAccumulators; ++a) hn::Store(acc[a], d, sums + a * kLanes);
-  const hn::Full128<float> d4;
-  const auto low = hn::Add(hn::Load(d4, sums), hn::Load(d4, sums + 8));
-  const auto high = hn::Add(hn::Load(d4, sums + 4), hn::Load(d4, sums + 12));
-  const auto quarter = hn::Add(low, high);                          // i + i+4
-  const auto eighth = hn::Add(quarter, hn::Shuffle1032(quarter));   // i + i+2
-  return hn::GetLane(hn::Add(eighth, hn::Shuffle2301(eighth)));     // i + i+1
+  return FoldSums(sums);
 }
 
 // Count of thresholds < t for a sorted table of 2^kBits - 1 thresholds
