@@ -194,7 +194,10 @@ void CheckReductions() {
 }
 
 void CheckRotation() {
-  for (uint32_t dim : {8u, 16u, 24u, 32u, 64u, 80u, 96u, 112u, 128u, 192u, 256u, 1024u, 2048u}) {
+  // Small dims too: Block-GTQ rotates groups of any even size, whose
+  // passes (4, 8) can be narrower than a register.
+  for (uint32_t dim : {2u, 4u, 6u, 8u, 10u, 12u, 14u, 16u, 20u, 24u, 32u, 64u, 80u, 96u, 112u,
+                       128u, 192u, 256u, 1024u, 2048u}) {
     CAPTURE(dim);
     const kvc::Rotation rot(KVC_ROTATION_HADAMARD, dim, 0x5EEDull + dim);
     std::vector<float> x = kvc_test::GaussianVectors(4, dim, dim, false);
@@ -209,6 +212,22 @@ void CheckRotation() {
       rot.InverseReference(ref.data());
       rot.Inverse(got.data());
       for (size_t j = 0; j < dim; ++j) REQUIRE(Bits(ref[j]) == Bits(got[j]));
+    }
+    // The row kernels (tables built once per call) on the same 4 vectors.
+    std::vector<float> rows(4 * dim), sums(4);
+    rot.ForwardRows(x.data(), 4, rows.data(), sums.data());
+    for (size_t v = 0; v < 4; ++v) {
+      std::vector<float> ref(x.begin() + v * dim, x.begin() + (v + 1) * dim);
+      rot.ForwardReference(ref.data());
+      for (size_t j = 0; j < dim; ++j) REQUIRE(Bits(ref[j]) == Bits(rows[v * dim + j]));
+      REQUIRE(Bits(sums[v]) == Bits(kvc::SumOfSquares(ref.data(), dim)));
+    }
+    rot.InverseRows(rows.data(), 4);
+    for (size_t v = 0; v < 4; ++v) {
+      std::vector<float> ref(x.begin() + v * dim, x.begin() + (v + 1) * dim);
+      rot.ForwardReference(ref.data());
+      rot.InverseReference(ref.data());
+      for (size_t j = 0; j < dim; ++j) REQUIRE(Bits(ref[j]) == Bits(rows[v * dim + j]));
     }
   }
 }

@@ -117,58 +117,82 @@ HWY_INLINE void InRegisters(D d, const InVectorStages<D>& stages, float* HWY_RES
 }
 #endif
 
+// One Hadamard pass of size p, its in-register tables built once for
+// every row of a call (building them costs more than a small pass). Passes
+// narrower than a register run on a register of p lanes (p = 4 or 8), the
+// same stages in the same order; narrower still, the scalar butterflies.
 template <bool kInverse>
-void HadamardImpl(float* HWY_RESTRICT x, const float* HWY_RESTRICT signs, size_t p,
-                  float scale) {
-  const hn::ScalableTag<float> d;
-  const size_t N = hn::Lanes(d);
-  if (p < N || N == 1) {
-    if (!kInverse) {
-      for (size_t j = 0; j < p; ++j) x[j] = x[j] * signs[j];
+class HadamardPass {
+ public:
+  explicit HadamardPass(size_t p) : p_(p) {}
+
+  void Run(float* HWY_RESTRICT x, const float* HWY_RESTRICT signs, float scale) const {
+    const D d;
+    const size_t N = hn::Lanes(d);
+#if !HWY_HAVE_SCALABLE && HWY_TARGET != HWY_SCALAR
+    if (p_ < N && p_ == hn::Lanes(D8())) return InRegisters<1, kInverse>(D8(), stages8_, x, signs, scale);
+    if (p_ < N && p_ == hn::Lanes(D4())) return InRegisters<1, kInverse>(D4(), stages4_, x, signs, scale);
+#endif
+    if (p_ < N || N == 1) {
+      if (!kInverse) {
+        for (size_t j = 0; j < p_; ++j) x[j] = x[j] * signs[j];
+      }
+      ScalarButterflies(x, p_, 1);
+      for (size_t j = 0; j < p_; ++j) x[j] = x[j] * scale;
+      if (kInverse) {
+        for (size_t j = 0; j < p_; ++j) x[j] = x[j] * signs[j];
+      }
+      return;
     }
-    ScalarButterflies(x, p, 1);
-    for (size_t j = 0; j < p; ++j) x[j] = x[j] * scale;
-    if (kInverse) {
-      for (size_t j = 0; j < p; ++j) x[j] = x[j] * signs[j];
-    }
-    return;
-  }
 #if HWY_TARGET != HWY_SCALAR
-  const InVectorStages<hn::ScalableTag<float>> stages(d);
 #if !HWY_HAVE_SCALABLE
-  switch (p / N) {
+    switch (p_ / N) {
 #define KVC_IN_REGISTERS(K) \
   case K:                   \
-    return InRegisters<K, kInverse>(d, stages, x, signs, scale);
-    KVC_IN_REGISTERS(1)
-    KVC_IN_REGISTERS(2)
-    KVC_IN_REGISTERS(4)
-    KVC_IN_REGISTERS(8)
-    KVC_IN_REGISTERS(16)
+    return InRegisters<K, kInverse>(d, stages_, x, signs, scale);
+      KVC_IN_REGISTERS(1)
+      KVC_IN_REGISTERS(2)
+      KVC_IN_REGISTERS(4)
+      KVC_IN_REGISTERS(8)
+      KVC_IN_REGISTERS(16)
 #undef KVC_IN_REGISTERS
-    default: break;
-  }
+      default: break;
+    }
 #endif
-  CrossStages(d, x, kInverse ? nullptr : signs, p);
-  const auto vs = hn::Set(d, scale);
-  for (size_t j = 0; j < p; j += N) {
-    auto v = stages.Apply(d, hn::LoadU(d, x + j));
-    v = hn::Mul(v, vs);
-    if (kInverse) v = hn::Mul(v, hn::LoadU(d, signs + j));
-    hn::StoreU(v, d, x + j);
-  }
+    CrossStages(d, x, kInverse ? nullptr : signs, p_);
+    const auto vs = hn::Set(d, scale);
+    for (size_t j = 0; j < p_; j += N) {
+      auto v = stages_.Apply(d, hn::LoadU(d, x + j));
+      v = hn::Mul(v, vs);
+      if (kInverse) v = hn::Mul(v, hn::LoadU(d, signs + j));
+      hn::StoreU(v, d, x + j);
+    }
 #else
-  (void)scale;
+    (void)scale;
 #endif
-}
+  }
+
+ private:
+  using D = hn::ScalableTag<float>;
+  size_t p_;
+#if HWY_TARGET != HWY_SCALAR
+  InVectorStages<D> stages_{D()};
+#if !HWY_HAVE_SCALABLE
+  using D8 = hn::CappedTag<float, 8>;
+  using D4 = hn::CappedTag<float, 4>;
+  InVectorStages<D8> stages8_{D8()};
+  InVectorStages<D4> stages4_{D4()};
+#endif
+#endif
+};
 
 void HadamardForwardImpl(float* HWY_RESTRICT x, const float* HWY_RESTRICT signs, size_t p,
                          float scale) {
-  HadamardImpl<false>(x, signs, p, scale);
+  HadamardPass<false>(p).Run(x, signs, scale);
 }
 void HadamardInverseImpl(float* HWY_RESTRICT x, const float* HWY_RESTRICT signs, size_t p,
                          float scale) {
-  HadamardImpl<true>(x, signs, p, scale);
+  HadamardPass<true>(p).Run(x, signs, scale);
 }
 
 bool RotateRowsImpl(const float* HWY_RESTRICT signs, float scale, size_t dim,
@@ -221,10 +245,11 @@ void RotatePassRowsImpl(const float* const* HWY_RESTRICT signs,
                         const uint32_t* HWY_RESTRICT offsets, size_t passes, size_t p,
                         float scale, size_t dim, const float* x, size_t count, float* y,
                         float* HWY_RESTRICT sum_squares) {
+  const HadamardPass<false> pass(p);
   for (size_t n = 0; n < count; ++n) {
     float* row = y + n * dim;
     if (row != x + n * dim) std::copy(x + n * dim, x + (n + 1) * dim, row);
-    for (size_t k = 0; k < passes; ++k) HadamardImpl<false>(row + offsets[k], signs[k], p, scale);
+    for (size_t k = 0; k < passes; ++k) pass.Run(row + offsets[k], signs[k], scale);
     if (sum_squares != nullptr) sum_squares[n] = SumOfSquaresArray(row, dim);
   }
 }
@@ -232,9 +257,10 @@ void RotatePassRowsImpl(const float* const* HWY_RESTRICT signs,
 void InversePassRowsImpl(const float* const* HWY_RESTRICT signs,
                          const uint32_t* HWY_RESTRICT offsets, size_t passes, size_t p,
                          float scale, size_t dim, float* HWY_RESTRICT y, size_t count) {
+  const HadamardPass<true> pass(p);
   for (size_t n = 0; n < count; ++n) {
     for (size_t k = passes; k-- > 0;) {
-      HadamardImpl<true>(y + n * dim + offsets[k], signs[k], p, scale);
+      pass.Run(y + n * dim + offsets[k], signs[k], scale);
     }
   }
 }
