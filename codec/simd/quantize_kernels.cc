@@ -404,25 +404,44 @@ void DequantizeRowsImpl(const float* HWY_RESTRICT centroids, int bits, const uin
   const size_t size = size_t{1} << bits;
   const CentroidTable table(centroids, size);
   std::vector<uint8_t> idx(n);
-  std::vector<float> c(norm_correction ? n : 0);
-  for (size_t r = 0; r < count; ++r) {
-    UnpackBits(packed + r * record, n, bits, idx.data());
-    if (!norm_correction) {
+  if (!norm_correction) {
+    for (size_t r = 0; r < count; ++r) {
+      UnpackBits(packed + r * record, n, bits, idx.data());
       table.Row(idx.data(), n, norms[r] / sqrt_dim, y + r * n);
-      continue;
     }
-    // The centroids (times 1, exact), their length, then centroid * gain.
-    table.Row(idx.data(), n, 1.0f, c.data());
-    const float length = std::sqrt(SumOfSquaresArray(c.data(), n));
-    const float gain = length > 0 ? norms[r] / length : 0.0f;
-    const hn::ScalableTag<float> d;
-    const size_t N = hn::Lanes(d);
-    float* row = y + r * n;
-    size_t j = 0;
-    for (; j + N <= n; j += N) {
-      hn::StoreU(hn::Mul(hn::LoadU(d, c.data() + j), hn::Set(d, gain)), d, row + j);
+    return;
+  }
+  // Norm correction, kRows rows at a time: their centroids (times 1, exact)
+  // and squared lengths, then the gains norm / length of all of them in
+  // lanes (the same correctly rounded square roots and quotients), then
+  // centroid * gain; no row waits on its own square root and division.
+  const hn::ScalableTag<float> d;
+  const size_t N = hn::Lanes(d);
+  constexpr size_t kRows = 16;
+  std::vector<float> c(kRows * n);
+  for (size_t r0 = 0; r0 < count; r0 += kRows) {
+    const size_t m = std::min(kRows, count - r0);
+    HWY_ALIGN float sums[kRows] = {}, lengths[kRows] = {}, gains[kRows];
+    for (size_t i = 0; i < m; ++i) {
+      UnpackBits(packed + (r0 + i) * record, n, bits, idx.data());
+      table.Row(idx.data(), n, 1.0f, &c[i * n]);
+      sums[i] = SumOfSquaresArray(&c[i * n], n);
+      lengths[i] = norms[r0 + i];
     }
-    for (; j < n; ++j) row[j] = c[j] * gain;
+    for (size_t i = 0; i < kRows; i += N) {
+      const auto length = hn::Sqrt(hn::Load(d, sums + i));
+      const auto positive = hn::Gt(length, hn::Zero(d));
+      const auto safe = hn::IfThenElse(positive, length, hn::Set(d, 1.0f));
+      hn::Store(hn::IfThenElseZero(positive, hn::Div(hn::Load(d, lengths + i), safe)), d, gains + i);
+    }
+    for (size_t i = 0; i < m; ++i) {
+      const auto gain = hn::Set(d, gains[i]);
+      const float* from = &c[i * n];
+      float* row = y + (r0 + i) * n;
+      size_t j = 0;
+      for (; j + N <= n; j += N) hn::StoreU(hn::Mul(hn::LoadU(d, from + j), gain), d, row + j);
+      for (; j < n; ++j) row[j] = from[j] * gains[i];
+    }
   }
 }
 
