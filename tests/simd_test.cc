@@ -193,6 +193,43 @@ void CheckReductions() {
   }
 }
 
+// Bit streams: strings of every length up to 200 bits appended one after
+// the other and extracted back, against bit-by-bit references.
+void CheckBitStreams() {
+  kvc::SplitMix64 rng(77);
+  std::vector<size_t> lengths;
+  for (size_t bits = 0; bits <= 200; ++bits) lengths.push_back(bits);
+  for (size_t k = 0; k < 100; ++k) lengths.push_back(rng.Next() % 700);
+  size_t total = 0;
+  for (size_t bits : lengths) total += bits;
+  std::vector<std::vector<uint8_t>> strings;
+  std::vector<uint8_t> expected((total + 7) / 8, 0);
+  size_t at = 0;
+  for (size_t bits : lengths) {
+    std::vector<uint8_t> s((bits + 7) / 8 + 8);
+    for (uint8_t& byte : s) byte = static_cast<uint8_t>(rng.Next());  // bits past the string too
+    for (size_t b = 0; b < bits; ++b, ++at) {
+      if ((s[b / 8] >> (b % 8)) & 1) expected[at / 8] = static_cast<uint8_t>(expected[at / 8] | 1u << (at % 8));
+    }
+    strings.push_back(std::move(s));
+  }
+  std::vector<uint8_t> stream(expected.size() + 8, 0xEE);
+  kvc::simd::BitWriter writer(stream.data());
+  for (size_t k = 0; k < lengths.size(); ++k) writer.Append(strings[k].data(), lengths[k]);
+  writer.Finish();
+  REQUIRE(std::memcmp(stream.data(), expected.data(), expected.size()) == 0);
+  at = 0;
+  for (size_t k = 0; k < lengths.size(); ++k) {
+    const size_t bits = lengths[k], bytes = (bits + 7) / 8;
+    std::vector<uint8_t> got(bytes + 1, 0xCD);
+    kvc::simd::ExtractBits(stream.data(), at, bits, got.data());
+    for (size_t b = 0; b < bits; ++b) REQUIRE(((got[b / 8] >> (b % 8)) & 1) == ((strings[k][b / 8] >> (b % 8)) & 1));
+    if (bits % 8 != 0) REQUIRE((got[bytes - 1] >> (bits % 8)) == 0);
+    REQUIRE(got[bytes] == 0xCD);  // nothing past its bytes
+    at += bits;
+  }
+}
+
 void CheckRotation() {
   // Small dims too: Block-GTQ rotates groups of any even size, whose
   // passes (4, 8) can be narrower than a register.
@@ -834,6 +871,7 @@ TEST_CASE("SIMD kernels match the scalar reference on every target") {
     CheckConversions();
     CheckReductions();
     CheckRotation();
+    CheckBitStreams();
     CheckQuantizers();
     CheckFusedTurboQuant();
     CheckRotateRows();

@@ -155,16 +155,15 @@ class BlockGtqCodec final : public TensorCodec {
     // Vector n's groups follow each other in one bit stream, without
     // padding; the chunk starts on a byte boundary (block.cc).
     const size_t vector_bits = SectionWidths(record)[1];
-    std::vector<uint8_t> stream((count * vector_bits + 7) / 8 + 8, 0);
-    size_t bit = 0;
+    std::vector<uint8_t> stream((count * vector_bits + 7) / 8 + 8);
+    simd::BitWriter writer(stream.data());
     for (size_t n = 0; n < count; ++n) {
       for (size_t g = 0; g < groups.quantizers.size(); ++g) {
         const size_t bits = groups.dims[g].size() * static_cast<size_t>(groups.bits[g]);
-        simd::AppendBits(indices[g].data() + n * groups.quantizers[g]->index_bytes(), bits,
-                   stream.data(), bit);
-        bit += bits;
+        writer.Append(indices[g].data() + n * groups.quantizers[g]->index_bytes(), bits);
       }
     }
+    writer.Finish();
     std::copy(stream.begin(), stream.end() - 8, sections[1]);
     return OkStatus();
   }

@@ -131,35 +131,65 @@ inline void UnpackBits(const uint8_t* in, size_t n, int bits, uint8_t* values) {
   }
 }
 
-// Bit streams 56 bits at a time (7 whole bytes of source, at most 7 bits of
-// shift, one 64-bit word): AppendBits ORs the first `bits` bits of src (LSB
-// first) into dst from bit dst_bit on, where dst is zero; ExtractBits copies
-// `bits` bits from bit src_bit of src into dst, ceil(bits / 8) bytes, the
-// unused bits of the last one zero. Both read (and AppendBits writes) up to
-// 8 bytes past the last byte they use: the buffers must have that room.
-inline void AppendBits(const uint8_t* src, size_t bits, uint8_t* dst, size_t dst_bit) {
-  using bitpack_internal::Load64;
-  using bitpack_internal::Store64;
-  for (size_t i = 0; i < bits; i += 56) {
-    const size_t take = bits - i < 56 ? bits - i : 56;
-    const uint64_t v = Load64(src + i / 8) & ((uint64_t{1} << take) - 1);
-    const size_t at = dst_bit + i;
-    uint8_t* p = dst + at / 8;
-    Store64(Load64(p) | v << (at % 8), p);
-  }
-}
+// Bit streams, LSB first, 56 bits at a time (7 whole bytes of source, at
+// most 7 bits of shift, one 64-bit word).
+//
+// BitWriter appends bit strings one after the other: the bits not yet in
+// a whole byte stay in a register, and every append stores one 64-bit
+// word whose whole bytes are final (the next store overwrites the rest).
+// It never reads what it wrote, which would stall on store forwarding.
+// Its buffer needs 8 bytes of room past the last byte it finishes.
+class BitWriter {
+ public:
+  explicit BitWriter(uint8_t* out) : out_(out) {}
 
+  // The first `bits` bits of src; reads up to 8 bytes past the last byte
+  // it uses.
+  void Append(const uint8_t* src, size_t bits) {
+    for (size_t i = 0; i < bits; i += 56) {
+      const size_t take = bits - i < 56 ? bits - i : 56;
+      Put(bitpack_internal::Load64(src + i / 8) & ((uint64_t{1} << take) - 1), take);
+    }
+  }
+
+  // Stores the last partial byte (its unused bits zero).
+  void Finish() {
+    if (pending_bits_ > 0) *out_ = static_cast<uint8_t>(pending_);
+  }
+
+ private:
+  void Put(uint64_t v, size_t take) {  // pending_bits_ < 8, take <= 56
+    pending_ |= v << pending_bits_;
+    pending_bits_ += take;
+    bitpack_internal::Store64(pending_, out_);
+    const size_t whole = pending_bits_ / 8;  // at most 7
+    out_ += whole;
+    pending_ >>= 8 * whole;
+    pending_bits_ -= 8 * whole;
+  }
+
+  uint8_t* out_;
+  uint64_t pending_ = 0;
+  size_t pending_bits_ = 0;
+};
+
+// Copies `bits` bits from bit src_bit of src into dst, ceil(bits / 8)
+// bytes, the unused bits of the last one zero. Reads up to 8 bytes past
+// the last byte it uses (src must have that room); writes only dst's
+// ceil(bits / 8) bytes.
 inline void ExtractBits(const uint8_t* src, size_t src_bit, size_t bits, uint8_t* dst) {
   using bitpack_internal::Load64;
   using bitpack_internal::Store64;
-  for (size_t i = 0; i < bits; i += 56) {
-    const size_t take = bits - i < 56 ? bits - i : 56;
+  size_t i = 0;
+  // Whole chunks while another one follows: 8 bytes stored, the 8th
+  // overwritten by the next chunk.
+  for (; i + 56 < bits; i += 56) {
     const size_t at = src_bit + i;
-    const uint64_t v = (Load64(src + at / 8) >> (at % 8)) & ((uint64_t{1} << take) - 1);
-    uint8_t word[8];
-    Store64(v, word);
-    std::memcpy(dst + i / 8, word, (take + 7) / 8);
+    Store64((Load64(src + at / 8) >> (at % 8)) & ((uint64_t{1} << 56) - 1), dst + i / 8);
   }
+  const size_t take = bits - i, at = src_bit + i;
+  const uint64_t v = (Load64(src + at / 8) >> (at % 8)) & ((uint64_t{1} << take) - 1);
+  for (size_t b = 0; b < (take + 7) / 8; ++b) dst[i / 8 + b] = static_cast<uint8_t>(v >> (8 * b));
 }
 
 }  // namespace simd
