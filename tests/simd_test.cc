@@ -573,6 +573,17 @@ void CheckGathersAndEnergies() {
       REQUIRE(Bits(out[n * columns.size() + k]) == Bits(x[n * d + columns[k]]));
     }
   }
+  // Strided: column k of row n at columns[k] + n * strides[k] (groups of
+  // rows one after the other, a shared 0 at stride 0).
+  std::vector<int32_t> strides(columns.size());
+  for (size_t k = 0; k < columns.size(); ++k) strides[k] = static_cast<int32_t>(k % 3 == 2 ? 0 : d);
+  kvc::simd::GatherStridedColumns(x.data(), count, columns.data(), strides.data(), columns.size(),
+                                  out.data());
+  for (size_t n = 0; n < count; ++n) {
+    for (size_t k = 0; k < columns.size(); ++k) {
+      REQUIRE(Bits(out[n * columns.size() + k]) == Bits(x[columns[k] + n * strides[k]]));
+    }
+  }
   std::vector<double> energy(d, 0.5), ref(d, 0.5);
   kvc::simd::AccumulateSquares(x.data(), d, count, energy.data());
   for (size_t n = 0; n < count; ++n) {

@@ -191,15 +191,24 @@ class BlockGtqCodec final : public TensorCodec {
         bit += bits;
       }
     }
-    std::vector<std::vector<float>> parts(groups.quantizers.size());
+    // Every group's decoded rows in one buffer, group after group, and a 0
+    // after them for the channels of blocks given no bits. (A chunk is at
+    // most 32 vectors, block.cc, so its indices fit in int32.)
+    std::vector<size_t> offsets(groups.quantizers.size());
+    size_t total = 0;
+    for (size_t g = 0; g < groups.quantizers.size(); ++g) {
+      offsets[g] = total;
+      total += count * groups.dims[g].size();
+    }
+    std::unique_ptr<float[]> parts(new float[total + 1]);
+    parts[total] = 0.0f;
     Status first = OkStatus();
     size_t first_bad = count;
     for (size_t g = 0, norm_offset = 0; g < groups.quantizers.size(); ++g) {
       const MseQuantizer& q = *groups.quantizers[g];
-      parts[g].resize(count * groups.dims[g].size());
       size_t bad = 0;
       const Status status = q.DecodeRows(sections[0] + norm_offset, norm_bytes,
-                                         indices[g].data(), count, parts[g].data(), &bad);
+                                         indices[g].data(), count, &parts[offsets[g]], &bad);
       norm_offset += q.norm_bytes();
       if (!status.ok() && bad < first_bad) {
         first = status;
@@ -207,22 +216,17 @@ class BlockGtqCodec final : public TensorCodec {
       }
     }
     if (first.ok()) {
-      // Channel j of a vector is entry source[j] of its groups' parts, one
-      // after the other, then a 0 for blocks given no bits (gathered, not
-      // scattered: the stores stay in order).
-      std::vector<int32_t> source(d, static_cast<int32_t>(d));
-      std::vector<float> rows(count * (d + 1), 0.0f);
-      for (size_t g = 0, at = 0; g < groups.quantizers.size(); ++g) {
-        for (int32_t dim : groups.dims[g]) source[dim] = static_cast<int32_t>(at++);
-      }
-      for (size_t n = 0; n < count; ++n) {
-        for (size_t g = 0, at = 0; g < groups.quantizers.size(); ++g) {
-          const size_t m = groups.dims[g].size();
-          std::copy(&parts[g][n * m], &parts[g][(n + 1) * m], &rows[n * (d + 1) + at]);
-          at += m;
+      // Channel j of vector n is entry a of its group's row n (gathered,
+      // not scattered: the stores stay in order).
+      std::vector<int32_t> columns(d, static_cast<int32_t>(total)), strides(d, 0);
+      for (size_t g = 0; g < groups.quantizers.size(); ++g) {
+        const std::vector<int32_t>& dims = groups.dims[g];
+        for (size_t a = 0; a < dims.size(); ++a) {
+          columns[dims[a]] = static_cast<int32_t>(offsets[g] + a);
+          strides[dims[a]] = static_cast<int32_t>(dims.size());
         }
       }
-      simd::GatherColumns(rows.data(), d + 1, count, source.data(), d, out);
+      simd::GatherStridedColumns(parts.get(), count, columns.data(), strides.data(), d, out);
     }
     if (!first.ok()) *bad_vector = first_bad;
     return first;

@@ -206,6 +206,25 @@ void GatherColumnsImpl(const float* HWY_RESTRICT in, size_t stride, size_t count
   }
 }
 
+void GatherStridedColumnsImpl(const float* HWY_RESTRICT in, size_t count,
+                              const int32_t* HWY_RESTRICT columns,
+                              const int32_t* HWY_RESTRICT strides, size_t m,
+                              float* HWY_RESTRICT out) {
+  const hn::ScalableTag<float> df;
+  const hn::RebindToSigned<decltype(df)> di;
+  const size_t N = hn::Lanes(df);
+  for (size_t n = 0; n < count; ++n) {
+    const auto row = hn::Set(di, static_cast<int32_t>(n));
+    float* to = out + n * m;
+    size_t k = 0;
+    for (; k + N <= m; k += N) {
+      const auto at = hn::Add(hn::LoadU(di, columns + k), hn::Mul(row, hn::LoadU(di, strides + k)));
+      hn::StoreU(hn::GatherIndex(df, in, at), df, to + k);
+    }
+    for (; k < m; ++k) to[k] = in[columns[k] + static_cast<int64_t>(n) * strides[k]];
+  }
+}
+
 // NOLINTNEXTLINE(google-readability-namespace-comments)
 }  // namespace HWY_NAMESPACE
 }  // namespace simd
@@ -221,6 +240,7 @@ HWY_EXPORT(BF16ToF32Impl);
 HWY_EXPORT(F32ToF16Impl);
 HWY_EXPORT(F32ToBF16Impl);
 HWY_EXPORT(GatherColumnsImpl);
+HWY_EXPORT(GatherStridedColumnsImpl);
 
 void F16ToF32(const uint16_t* in, size_t n, float* out) {
   HWY_DYNAMIC_DISPATCH(F16ToF32Impl)(in, n, out);
@@ -251,6 +271,10 @@ bool F32ToBF16Finite(const float* in, size_t n, uint16_t* out) {
 void GatherColumns(const float* in, size_t stride, size_t count, const int32_t* columns, size_t m,
                    float* out) {
   HWY_DYNAMIC_DISPATCH(GatherColumnsImpl)(in, stride, count, columns, m, out);
+}
+void GatherStridedColumns(const float* in, size_t count, const int32_t* columns,
+                          const int32_t* strides, size_t m, float* out) {
+  HWY_DYNAMIC_DISPATCH(GatherStridedColumnsImpl)(in, count, columns, strides, m, out);
 }
 
 }  // namespace simd

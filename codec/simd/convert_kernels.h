@@ -32,6 +32,11 @@ bool F32ToBF16Finite(const float* in, size_t n, uint16_t* out);
 void GatherColumns(const float* in, size_t stride, size_t count, const int32_t* columns, size_t m,
                    float* out);
 
+// Columns with a stride each: out[n * m + k] = in[columns[k] + n *
+// strides[k]] for n < count, k < m (every index below 2^31).
+void GatherStridedColumns(const float* in, size_t count, const int32_t* columns,
+                          const int32_t* strides, size_t m, float* out);
+
 }  // namespace simd
 }  // namespace kvc
 
