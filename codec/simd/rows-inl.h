@@ -195,6 +195,15 @@ class SmallTable {
     hi_ = hn::Load(d, hi);
   }
 
+  // The entries times gain (in registers only): a lookup then gives
+  // entry * gain, the product the reference rounds.
+  HWY_INLINE SmallTable Scaled(V gain) const {
+    SmallTable scaled = *this;
+    scaled.lo_ = hn::Mul(lo_, gain);
+    scaled.hi_ = hn::Mul(hi_, gain);
+    return scaled;
+  }
+
   HWY_INLINE V Lookup(VI k) const {
     const D d;
     const hn::RebindToSigned<D> di;

@@ -166,21 +166,28 @@ void DecodeRows(const TqRows& p, const uint8_t* HWY_RESTRICT packed,
   for (size_t n = 0; n < count; ++n) {
     const uint8_t* row = packed + n * kIndexBytes;
     if (!kWholeBytes) UnpackBits(row, kDim, kBits, idx);
+    const auto index = [&](size_t k) HWY_ATTR {
+      return kWholeBytes ? UnpackRegister<kBits>(row + k * kLanes * kBits / 8, shifts)
+                         : hn::PromoteTo(di, hn::LoadU(d8, idx + k * kLanes));
+    };
     V v[K];
-    HWY_UNROLL(16)
-    for (size_t k = 0; k < K; ++k) {
-      const VI index = kWholeBytes ? UnpackRegister<kBits>(row + k * kLanes * kBits / 8, shifts)
-                                   : hn::PromoteTo(di, hn::LoadU(d8, idx + k * kLanes));
-      v[k] = lookup.Lookup(index);
+    if (!p.norm_correction && decltype(lookup)::kInRegisters) {
+      // The gain is known first: the table scaled once, not every value.
+      const auto scaled = lookup.Scaled(hn::Set(d, norms[n] / p.sqrt_dim));
+      HWY_UNROLL(16)
+      for (size_t k = 0; k < K; ++k) v[k] = scaled.Lookup(index(k));
+    } else {
+      HWY_UNROLL(16)
+      for (size_t k = 0; k < K; ++k) v[k] = lookup.Lookup(index(k));
+      float gain = norms[n] / p.sqrt_dim;
+      if (p.norm_correction) {
+        const float length = std::sqrt(SumOfSquaresRegisters<K>(d, v));
+        gain = length > 0 ? norms[n] / length : 0.0f;
+      }
+      const V vg = hn::Set(d, gain);
+      HWY_UNROLL(16)
+      for (size_t k = 0; k < K; ++k) v[k] = hn::Mul(v[k], vg);
     }
-    float gain = norms[n] / p.sqrt_dim;
-    if (p.norm_correction) {
-      const float length = std::sqrt(SumOfSquaresRegisters<K>(d, v));
-      gain = length > 0 ? norms[n] / length : 0.0f;
-    }
-    const V vg = hn::Set(d, gain);
-    HWY_UNROLL(16)
-    for (size_t k = 0; k < K; ++k) v[k] = hn::Mul(v[k], vg);
     if (kRotate) {
       InverseStore<K>(d, stages, p.signs, p.rotation_scale, v, out + n * kDim);
     } else {
