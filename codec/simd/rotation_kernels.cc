@@ -7,6 +7,7 @@
 #include "simd/rotation_kernels.h"
 
 #include <algorithm>
+#include <optional>
 
 #undef HWY_TARGET_INCLUDE
 #define HWY_TARGET_INCLUDE "simd/rotation_kernels.cc"
@@ -124,14 +125,24 @@ HWY_INLINE void InRegisters(D d, const InVectorStages<D>& stages, float* HWY_RES
 template <bool kInverse>
 class HadamardPass {
  public:
-  explicit HadamardPass(size_t p) : p_(p) {}
+  // Builds only the tables its size uses.
+  explicit HadamardPass(size_t p) : p_(p) {
+#if HWY_TARGET != HWY_SCALAR
+    const size_t N = hn::Lanes(D());
+    if (p >= N) stages_.emplace(D());
+#if !HWY_HAVE_SCALABLE
+    if (p < N && p == hn::Lanes(D8())) stages8_.emplace(D8());
+    if (p < N && p == hn::Lanes(D4())) stages4_.emplace(D4());
+#endif
+#endif
+  }
 
   void Run(float* HWY_RESTRICT x, const float* HWY_RESTRICT signs, float scale) const {
     const D d;
     const size_t N = hn::Lanes(d);
 #if !HWY_HAVE_SCALABLE && HWY_TARGET != HWY_SCALAR
-    if (p_ < N && p_ == hn::Lanes(D8())) return InRegisters<1, kInverse>(D8(), stages8_, x, signs, scale);
-    if (p_ < N && p_ == hn::Lanes(D4())) return InRegisters<1, kInverse>(D4(), stages4_, x, signs, scale);
+    if (stages8_) return InRegisters<1, kInverse>(D8(), *stages8_, x, signs, scale);
+    if (stages4_) return InRegisters<1, kInverse>(D4(), *stages4_, x, signs, scale);
 #endif
     if (p_ < N || N == 1) {
       if (!kInverse) {
@@ -149,7 +160,7 @@ class HadamardPass {
     switch (p_ / N) {
 #define KVC_IN_REGISTERS(K) \
   case K:                   \
-    return InRegisters<K, kInverse>(d, stages_, x, signs, scale);
+    return InRegisters<K, kInverse>(d, *stages_, x, signs, scale);
       KVC_IN_REGISTERS(1)
       KVC_IN_REGISTERS(2)
       KVC_IN_REGISTERS(4)
@@ -162,7 +173,7 @@ class HadamardPass {
     CrossStages(d, x, kInverse ? nullptr : signs, p_);
     const auto vs = hn::Set(d, scale);
     for (size_t j = 0; j < p_; j += N) {
-      auto v = stages_.Apply(d, hn::LoadU(d, x + j));
+      auto v = stages_->Apply(d, hn::LoadU(d, x + j));
       v = hn::Mul(v, vs);
       if (kInverse) v = hn::Mul(v, hn::LoadU(d, signs + j));
       hn::StoreU(v, d, x + j);
@@ -176,12 +187,12 @@ class HadamardPass {
   using D = hn::ScalableTag<float>;
   size_t p_;
 #if HWY_TARGET != HWY_SCALAR
-  InVectorStages<D> stages_{D()};
+  std::optional<InVectorStages<D>> stages_;
 #if !HWY_HAVE_SCALABLE
   using D8 = hn::CappedTag<float, 8>;
   using D4 = hn::CappedTag<float, 4>;
-  InVectorStages<D8> stages8_{D8()};
-  InVectorStages<D4> stages4_{D4()};
+  std::optional<InVectorStages<D8>> stages8_;
+  std::optional<InVectorStages<D4>> stages4_;
 #endif
 #endif
 };
