@@ -98,24 +98,27 @@ class OutlierCodec final : public TensorCodec {
     const size_t d = head_dim(), lows = d - outliers_;
     std::vector<int32_t> high_dims, low_dims;
     Channels(mask, &high_dims, &low_dims);
-    std::vector<float> high(count * outliers_), low(count * lows);
-    size_t bad_high = 0, bad_low = 0;
-    const Status high_status = high_.DecodeRows(sections[0], sections[1], count, high.data(),
-                                                &bad_high);
-    const Status low_status = low_.DecodeRows(sections[2], sections[3], count, low.data(),
-                                              &bad_low);
-    KVC_RETURN_IF_ERROR(FirstError(high_status, bad_high, low_status, bad_low, bad_vector));
-    // Channel j of a vector is entry source[j] of its high then low parts
-    // (gathered, not scattered: the stores stay in order).
-    std::vector<int32_t> source(d);
-    for (size_t a = 0; a < outliers_; ++a) source[high_dims[a]] = static_cast<int32_t>(a);
-    for (size_t a = 0; a < lows; ++a) source[low_dims[a]] = static_cast<int32_t>(outliers_ + a);
+    // The high rows, then the low rows, in one buffer.
     std::vector<float> parts(count * d);
-    for (size_t n = 0; n < count; ++n) {
-      std::copy(&high[n * outliers_], &high[(n + 1) * outliers_], &parts[n * d]);
-      std::copy(&low[n * lows], &low[(n + 1) * lows], &parts[n * d + outliers_]);
+    float* high = parts.data();
+    float* low = high + count * outliers_;
+    size_t bad_high = 0, bad_low = 0;
+    const Status high_status = high_.DecodeRows(sections[0], sections[1], count, high, &bad_high);
+    const Status low_status = low_.DecodeRows(sections[2], sections[3], count, low, &bad_low);
+    KVC_RETURN_IF_ERROR(FirstError(high_status, bad_high, low_status, bad_low, bad_vector));
+    // Channel j of vector n is entry a of row n of its part (gathered, not
+    // scattered: the stores stay in order; a chunk is at most 32 vectors,
+    // block.cc, so the indices fit in int32).
+    std::vector<int32_t> columns(d), strides(d);
+    for (size_t a = 0; a < outliers_; ++a) {
+      columns[high_dims[a]] = static_cast<int32_t>(a);
+      strides[high_dims[a]] = static_cast<int32_t>(outliers_);
     }
-    simd::GatherColumns(parts.data(), d, count, source.data(), d, out);
+    for (size_t a = 0; a < lows; ++a) {
+      columns[low_dims[a]] = static_cast<int32_t>(count * outliers_ + a);
+      strides[low_dims[a]] = static_cast<int32_t>(lows);
+    }
+    simd::GatherStridedColumns(parts.data(), count, columns.data(), strides.data(), d, out);
     return OkStatus();
   }
 
