@@ -209,7 +209,9 @@ void CheckBitStreams() {
     std::vector<uint8_t> s((bits + 7) / 8 + 8);
     for (uint8_t& byte : s) byte = static_cast<uint8_t>(rng.Next());  // bits past the string too
     for (size_t b = 0; b < bits; ++b, ++at) {
-      if ((s[b / 8] >> (b % 8)) & 1) expected[at / 8] = static_cast<uint8_t>(expected[at / 8] | 1u << (at % 8));
+      if ((s[b / 8] >> (b % 8)) & 1) {
+        expected[at / 8] = static_cast<uint8_t>(expected[at / 8] | 1u << (at % 8));
+      }
     }
     strings.push_back(std::move(s));
   }
@@ -223,7 +225,9 @@ void CheckBitStreams() {
     const size_t bits = lengths[k], bytes = (bits + 7) / 8;
     std::vector<uint8_t> got(bytes + 1, 0xCD);
     kvc::simd::ExtractBits(stream.data(), at, bits, got.data());
-    for (size_t b = 0; b < bits; ++b) REQUIRE(((got[b / 8] >> (b % 8)) & 1) == ((strings[k][b / 8] >> (b % 8)) & 1));
+    for (size_t b = 0; b < bits; ++b) {
+      REQUIRE(((got[b / 8] >> (b % 8)) & 1) == ((strings[k][b / 8] >> (b % 8)) & 1));
+    }
     if (bits % 8 != 0) REQUIRE((got[bytes - 1] >> (bits % 8)) == 0);
     REQUIRE(got[bytes] == 0xCD);  // nothing past its bytes
     at += bits;

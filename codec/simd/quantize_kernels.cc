@@ -208,7 +208,9 @@ class WideSearch {
     const hn::Rebind<uint8_t, D> d8;
     const size_t N = hn::Lanes(d);
     size_t j = 0;
-    for (; j + N <= n; j += N) hn::StoreU(hn::DemoteTo(d8, Search(hn::LoadU(d, in + j), scale)), d8, out + j);
+    for (; j + N <= n; j += N) {
+      hn::StoreU(hn::DemoteTo(d8, Search(hn::LoadU(d, in + j), scale)), d8, out + j);
+    }
     if (j < n) {
       HWY_ALIGN float last[hn::MaxLanes(D())] = {};
       HWY_ALIGN uint8_t k[hn::MaxLanes(D())];
@@ -421,18 +423,19 @@ void DequantizeRowsImpl(const float* HWY_RESTRICT centroids, int bits, const uin
   std::vector<float> c(kRows * n);
   for (size_t r0 = 0; r0 < count; r0 += kRows) {
     const size_t m = std::min(kRows, count - r0);
-    HWY_ALIGN float sums[kRows] = {}, lengths[kRows] = {}, gains[kRows];
+    HWY_ALIGN float sums[kRows] = {}, row_norms[kRows] = {}, gains[kRows];
     for (size_t i = 0; i < m; ++i) {
       UnpackBits(packed + (r0 + i) * record, n, bits, idx.data());
       table.Row(idx.data(), n, 1.0f, &c[i * n]);
       sums[i] = SumOfSquaresArray(&c[i * n], n);
-      lengths[i] = norms[r0 + i];
+      row_norms[i] = norms[r0 + i];
     }
     for (size_t i = 0; i < kRows; i += N) {
       const auto length = hn::Sqrt(hn::Load(d, sums + i));
       const auto positive = hn::Gt(length, hn::Zero(d));
-      const auto safe = hn::IfThenElse(positive, length, hn::Set(d, 1.0f));
-      hn::Store(hn::IfThenElseZero(positive, hn::Div(hn::Load(d, lengths + i), safe)), d, gains + i);
+      const auto divisor = hn::IfThenElse(positive, length, hn::Set(d, 1.0f));
+      const auto gain = hn::Div(hn::Load(d, row_norms + i), divisor);
+      hn::Store(hn::IfThenElseZero(positive, gain), d, gains + i);
     }
     for (size_t i = 0; i < m; ++i) {
       const auto gain = hn::Set(d, gains[i]);
