@@ -39,38 +39,67 @@ HWY_INLINE float FoldSums(const float* HWY_RESTRICT sums) {
 }
 #endif
 
-// kvc::SumOfSquares of n floats in memory, in its order (element j into
-// partial sum j % 16, then FoldLanes), for kernels that need it without a
-// dispatched call. The last partial 16 go through a zero-padded copy:
-// adding +0 to a partial sum (never -0: it starts at +0 and adds squares)
-// leaves it unchanged.
-HWY_INLINE float SumOfSquaresArray(const float* HWY_RESTRICT a, size_t n) {
-#if HWY_TARGET == HWY_SCALAR || HWY_HAVE_SCALABLE
-  return kvc::SumOfSquares(a, n);
+// kvc::DotProduct (kSquare: kvc::SumOfSquares, b unused) of n floats in
+// memory, in its order: element j into partial sum j % 16, each product
+// rounded before the addition, then FoldLanes. 16 / lanes accumulators hold
+// partial sums 0..15 in lane order. The last partial 16 go through
+// zero-padded copies: a product 0 * 0 = +0 leaves a partial sum unchanged
+// (they start at +0 and so are never -0).
+template <bool kSquare>
+HWY_INLINE float OrderedDot(const float* HWY_RESTRICT a, const float* HWY_RESTRICT b, size_t n) {
+#if HWY_TARGET == HWY_SCALAR
+  return kSquare ? kvc::SumOfSquares(a, n) : kvc::DotProduct(a, b, n);
+#else
+#if HWY_HAVE_SCALABLE
+  // SVE: the lane count is known at run time (a power of two from 4), so
+  // at most 16 lanes and 16 / lanes accumulators, chosen at run time.
+  const hn::CappedTag<float, kReductionLanes> d;
+  const size_t kN = hn::Lanes(d);
+  const size_t kAcc = kReductionLanes / kN;
 #else
   const hn::ScalableTag<float> d;
   constexpr size_t kN = hn::MaxLanes(d);
-  static_assert(kReductionLanes % kN == 0, "at most 16 lanes");
+  static_assert(kReductionLanes % kN == 0 && kReductionLanes / kN <= 4, "lanes");
   constexpr size_t kAcc = kReductionLanes / kN;
-  hn::Vec<decltype(d)> acc[kAcc];
-  for (size_t k = 0; k < kAcc; ++k) acc[k] = hn::Zero(d);
-  const auto add_block = [&](const float* HWY_RESTRICT block) HWY_ATTR {
-    for (size_t k = 0; k < kAcc; ++k) {
-      const auto v = hn::LoadU(d, block + k * kN);
-      acc[k] = hn::Add(acc[k], hn::Mul(v, v));
-    }
+#endif
+  auto acc0 = hn::Zero(d), acc1 = hn::Zero(d), acc2 = hn::Zero(d), acc3 = hn::Zero(d);
+  const auto add_block = [&](const float* HWY_RESTRICT pa, const float* HWY_RESTRICT pb)
+                             HWY_ATTR {
+    const auto product = [&](size_t j) HWY_ATTR {
+      const auto va = hn::LoadU(d, pa + j);
+      return hn::Mul(va, kSquare ? va : hn::LoadU(d, pb + j));
+    };
+    acc0 = hn::Add(acc0, product(0));
+    if (kAcc > 1) acc1 = hn::Add(acc1, product(kN));
+    if (kAcc > 2) acc2 = hn::Add(acc2, product(2 * kN));
+    if (kAcc > 3) acc3 = hn::Add(acc3, product(3 * kN));
   };
   size_t j = 0;
-  for (; j + kReductionLanes <= n; j += kReductionLanes) add_block(a + j);
+  for (; j + kReductionLanes <= n; j += kReductionLanes) add_block(a + j, b + j);
   if (j < n) {
-    HWY_ALIGN float last[kReductionLanes] = {};
-    for (size_t i = 0; j + i < n; ++i) last[i] = a[j + i];
-    add_block(last);
+    HWY_ALIGN float last_a[kReductionLanes] = {}, last_b[kReductionLanes] = {};
+    for (size_t i = 0; j + i < n; ++i) {
+      last_a[i] = a[j + i];
+      if (!kSquare) last_b[i] = b[j + i];
+    }
+    add_block(last_a, last_b);
   }
   HWY_ALIGN float sums[kReductionLanes];
-  for (size_t k = 0; k < kAcc; ++k) hn::Store(acc[k], d, sums + k * kN);
+  hn::Store(acc0, d, sums);
+  if (kAcc > 1) hn::Store(acc1, d, sums + kN);
+  if (kAcc > 2) hn::Store(acc2, d, sums + 2 * kN);
+  if (kAcc > 3) hn::Store(acc3, d, sums + 3 * kN);
+#if HWY_HAVE_SCALABLE
+  return FoldLanes(sums);
+#else
   return FoldSums(sums);
 #endif
+#endif
+}
+
+// kvc::SumOfSquares, for kernels that need it without a dispatched call.
+HWY_INLINE float SumOfSquaresArray(const float* HWY_RESTRICT a, size_t n) {
+  return OrderedDot<true>(a, a, n);
 }
 
 #if !HWY_HAVE_SCALABLE && HWY_TARGET != HWY_SCALAR
