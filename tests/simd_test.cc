@@ -216,9 +216,8 @@ void CheckBitStreams() {
     strings.push_back(std::move(s));
   }
   std::vector<uint8_t> stream(expected.size() + 8, 0xEE);
-  kvc::simd::BitWriter writer(stream.data());
+  kvc::simd::BitStringWriter writer(stream.data());
   for (size_t k = 0; k < lengths.size(); ++k) writer.Append(strings[k].data(), lengths[k]);
-  writer.Finish();
   REQUIRE(std::memcmp(stream.data(), expected.data(), expected.size()) == 0);
   at = 0;
   for (size_t k = 0; k < lengths.size(); ++k) {

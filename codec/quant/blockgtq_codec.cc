@@ -156,14 +156,13 @@ class BlockGtqCodec final : public TensorCodec {
     // padding; the chunk starts on a byte boundary (block.cc).
     const size_t vector_bits = SectionWidths(record)[1];
     std::vector<uint8_t> stream((count * vector_bits + 7) / 8 + 8);
-    simd::BitWriter writer(stream.data());
+    simd::BitStringWriter writer(stream.data());
     for (size_t n = 0; n < count; ++n) {
       for (size_t g = 0; g < groups.quantizers.size(); ++g) {
         const size_t bits = groups.dims[g].size() * static_cast<size_t>(groups.bits[g]);
         writer.Append(indices[g].data() + n * groups.quantizers[g]->index_bytes(), bits);
       }
     }
-    writer.Finish();
     std::copy(stream.begin(), stream.end() - 8, sections[1]);
     return OkStatus();
   }

@@ -134,14 +134,16 @@ inline void UnpackBits(const uint8_t* in, size_t n, int bits, uint8_t* values) {
 // Bit streams, LSB first, 56 bits at a time (7 whole bytes of source, at
 // most 7 bits of shift, one 64-bit word).
 //
-// BitWriter appends bit strings one after the other: the bits not yet in
-// a whole byte stay in a register, and every append stores one 64-bit
-// word whose whole bytes are final (the next store overwrites the rest).
-// It never reads what it wrote, which would stall on store forwarding.
-// Its buffer needs 8 bytes of room past the last byte it finishes.
-class BitWriter {
+// BitStringWriter appends bit strings one after the other (the reference's
+// kvc::BitWriter, quant/vector_math.h, puts fields of up to 8 bits into
+// zeroed memory). The bits not yet in a whole byte stay in a register, and
+// every append stores one 64-bit word: its whole bytes are final, and the
+// partial one is rewritten by the next store, so the last store leaves the
+// stream complete. It never reads what it wrote, which would stall on
+// store forwarding. Its buffer needs 8 bytes of room past the stream.
+class BitStringWriter {
  public:
-  explicit BitWriter(uint8_t* out) : out_(out) {}
+  explicit BitStringWriter(uint8_t* out) : out_(out) {}
 
   // The first `bits` bits of src; reads up to 8 bytes past the last byte
   // it uses.
@@ -150,11 +152,6 @@ class BitWriter {
       const size_t take = bits - i < 56 ? bits - i : 56;
       Put(bitpack_internal::Load64(src + i / 8) & ((uint64_t{1} << take) - 1), take);
     }
-  }
-
-  // Stores the last partial byte (its unused bits zero).
-  void Finish() {
-    if (pending_bits_ > 0) *out_ = static_cast<uint8_t>(pending_);
   }
 
  private:
