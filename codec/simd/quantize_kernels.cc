@@ -158,8 +158,7 @@ HWY_INLINE void QuantizePack4(const float* HWY_RESTRICT thresholds, const float*
 
 // Up to four registers of table entries (N lanes each): entry k is lane
 // k mod N of register k / N. One in-register lookup per register and a
-// select by k / N; exact, so the same value a gather would load, without
-// the gather's cost (vgatherdps is 8+ cycles on AVX2 machines).
+// select by k / N: the value a gather would load, without the gather.
 constexpr size_t kMaxTableRegs = 4;
 
 template <class D, class VI>
