@@ -439,7 +439,8 @@ kvc_status kvc_decode_block(const void* src, size_t src_size,
                               static_cast<unsigned long long>(view.shape[2]),
                               h.head_count, h.token_count, h.head_dim));
     }
-    return DecodeBlockPayload(*frame.codec, h, frame.section.payload, frame.layout, view);
+    return DecodeBlockPayload(*frame.codec, h, frame.section.payload, frame.layout, view,
+                              simd::Writes::kCached);
   });
 }
 

@@ -117,7 +117,10 @@ void CheckConversions() {
   const float specials[] = {std::numeric_limits<float>::infinity(),
                             -std::numeric_limits<float>::infinity(), std::nanf(""),
                             FromBits(0xFF800001u), 65520.0f, -65519.99f, 3e38f, 0.0f};
-  std::vector<uint16_t> h(300), b(300), ref(300);
+  // Vector-aligned (and one element past), so that kAroundCache takes its
+  // non-temporal stores (and its unaligned first and last vectors).
+  alignas(64) uint16_t h_buffer[302], b_buffer[302];
+  std::vector<uint16_t> ref(300);
   std::vector<float> back(300);
   for (size_t n : {0, 1, 7, 8, 9, 16, 33, 128, 300}) {
     for (size_t pos = 0; pos <= n; pos += 1 + n / 5) {
@@ -132,12 +135,21 @@ void CheckConversions() {
           f16_ok = f16_ok && (kvc::F32ToF16(x[i]) & 0x7C00) != 0x7C00;
           bf16_ok = bf16_ok && (kvc::F32ToBF16(x[i]) & 0x7F80) != 0x7F80;
         }
-        const bool f16_got = kvc::simd::F32ToF16Finite(x.data(), n, h.data());
-        REQUIRE(f16_got == f16_ok);
-        for (size_t i = 0; f16_ok && i < n; ++i) REQUIRE(h[i] == kvc::F32ToF16(x[i]));
-        const bool bf16_got = kvc::simd::F32ToBF16Finite(x.data(), n, b.data());
-        REQUIRE(bf16_got == bf16_ok);
-        for (size_t i = 0; i < n; ++i) REQUIRE(b[i] == kvc::F32ToBF16(x[i]));
+        for (const auto writes : {kvc::simd::Writes::kCached, kvc::simd::Writes::kAroundCache}) {
+          for (size_t offset : {0, 1}) {
+            uint16_t* h = h_buffer + offset;
+            uint16_t* b = b_buffer + offset;
+            h[n] = b[n] = 0xA5A5;  // nothing is stored past n
+            const bool f16_got = kvc::simd::F32ToF16Finite(x.data(), n, writes, h);
+            REQUIRE(f16_got == f16_ok);
+            for (size_t i = 0; f16_ok && i < n; ++i) REQUIRE(h[i] == kvc::F32ToF16(x[i]));
+            const bool bf16_got = kvc::simd::F32ToBF16Finite(x.data(), n, writes, b);
+            REQUIRE(bf16_got == bf16_ok);
+            for (size_t i = 0; i < n; ++i) REQUIRE(b[i] == kvc::F32ToBF16(x[i]));
+            REQUIRE(h[n] == 0xA5A5);
+            REQUIRE(b[n] == 0xA5A5);
+          }
+        }
         // And back: the 16-bit patterns of the references, specials kept.
         for (size_t i = 0; i < n; ++i) ref[i] = kvc::F32ToF16(x[i]);
         bool wide_ok = true;

@@ -15,13 +15,19 @@
 #include <cstdlib>
 #include <cstring>
 #include <string>
+#include <new>
 #include <vector>
+
+#if defined(__unix__) || defined(__APPLE__)
+#include <unistd.h>
+#endif
 
 #include "kvcodec/kvcodec.h"
 
 #undef HWY_TARGET_INCLUDE
 #define HWY_TARGET_INCLUDE "tools/bench.cc"
 #include <hwy/foreach_target.h>  // IWYU pragma: keep
+#include <hwy/cache_control.h>
 #include <hwy/highway.h>
 
 // Baseline: per token (row of dim f16 values) absmax int8, stored as dim
@@ -55,20 +61,31 @@ void Int8Encode(const hwy::float16_t* HWY_RESTRICT in, size_t rows, size_t dim,
   }
 }
 
+// around_cache: non-temporal stores, as kvcodec's decoder makes for an
+// output of more than half the last-level cache (out must then be aligned
+// to 16 bytes, and dim a multiple of the lanes, which are 16 bytes or more).
 void Int8Decode(const int8_t* HWY_RESTRICT codes, const float* HWY_RESTRICT scales,
-                size_t rows, size_t dim, hwy::float16_t* HWY_RESTRICT out) {
+                size_t rows, size_t dim, bool around_cache, hwy::float16_t* HWY_RESTRICT out) {
   const hn::ScalableTag<float> df;
   const hn::Rebind<hwy::float16_t, decltype(df)> dh;
   const hn::RebindToSigned<decltype(df)> di;
   const hn::Rebind<int8_t, decltype(df)> d8;
   const size_t N = hn::Lanes(df);
+  const bool stream = around_cache && N * 2 >= 16 &&
+                      reinterpret_cast<uintptr_t>(out) % (N * 2) == 0 && dim % N == 0;
   for (size_t r = 0; r < rows; ++r) {
     const auto s = hn::Set(df, scales[r]);
     for (size_t j = 0; j < dim; j += N) {
       const auto q = hn::ConvertTo(df, hn::PromoteTo(di, hn::LoadU(d8, codes + r * dim + j)));
-      hn::StoreU(hn::DemoteTo(dh, hn::Mul(q, s)), dh, out + r * dim + j);
+      const auto h = hn::DemoteTo(dh, hn::Mul(q, s));
+      if (stream) {
+        hn::Stream(h, dh, out + r * dim + j);
+      } else {
+        hn::StoreU(h, dh, out + r * dim + j);
+      }
     }
   }
+  if (stream) hwy::FlushStream();
 }
 
 // NOLINTNEXTLINE(google-readability-namespace-comments)
@@ -85,6 +102,37 @@ HWY_EXPORT(Int8Decode);
 namespace {
 
 using Clock = std::chrono::steady_clock;
+
+// Cache-line aligned storage, as an engine's tensors are (malloc aligns
+// large blocks to 16 bytes only), so that vectors of any width can stream.
+template <class T>
+struct CacheLineAllocator {
+  using value_type = T;
+  CacheLineAllocator() = default;
+  template <class U>
+  CacheLineAllocator(const CacheLineAllocator<U>&) {}  // NOLINT(runtime/explicit)
+  T* allocate(size_t n) {
+    void* p = std::aligned_alloc(64, (n * sizeof(T) + 63) / 64 * 64);
+    if (p == nullptr) throw std::bad_alloc();
+    return static_cast<T*>(p);
+  }
+  void deallocate(T* p, size_t) { std::free(p); }
+  bool operator==(const CacheLineAllocator&) const { return true; }
+  bool operator!=(const CacheLineAllocator&) const { return false; }
+};
+using HalfBuffer = std::vector<uint16_t, CacheLineAllocator<uint16_t>>;
+
+// The size above which kvcodec's decoder writes around the cache (see
+// Int8Decode), from the same source: the C library's last-level cache size.
+size_t AroundCacheThreshold() {
+#if defined(_SC_LEVEL3_CACHE_SIZE) && defined(_SC_LEVEL2_CACHE_SIZE)
+  for (const int level : {_SC_LEVEL3_CACHE_SIZE, _SC_LEVEL2_CACHE_SIZE}) {
+    const long bytes = sysconf(level);
+    if (bytes > 0) return static_cast<size_t>(bytes) / 2;
+  }
+#endif
+  return size_t{16} << 20;
+}
 
 struct Options {
   std::vector<std::string> presets;
@@ -109,7 +157,7 @@ double MedianSeconds(uint32_t reps, F&& f) {
 }
 
 // f16 values with per-channel scales (a few outlier channels), like a cache.
-void FillCache(std::vector<uint16_t>* v, uint32_t dim, uint64_t seed) {
+void FillCache(HalfBuffer* v, uint32_t dim, uint64_t seed) {
   uint64_t s = seed * 0x9E3779B97F4A7C15ull + 1;
   for (size_t i = 0; i < v->size(); ++i) {
     s ^= s << 13;
@@ -151,8 +199,7 @@ struct Result {
 };
 
 Result Measure(const kvc_config* config, const kvc_cache_desc& desc, const Options& o,
-               std::vector<uint16_t>& keys, std::vector<uint16_t>& values,
-               std::vector<uint16_t>& out_keys, std::vector<uint16_t>& out_values,
+               HalfBuffer& keys, HalfBuffer& values, HalfBuffer& out_keys, HalfBuffer& out_values,
                std::vector<uint8_t>& stream, uint32_t reps) {
   Result r;
   kvc_encode_options eo;
@@ -258,7 +305,7 @@ int RunBench(int argc, char** argv) {
   desc.rope_layout = KVC_ROPE_SPLIT_HALF;
   desc.rope_base = 10000.0f;
   const size_t n = size_t{o.heads} * o.tokens * o.dim;
-  std::vector<uint16_t> keys(n), values(n), out_keys(n), out_values(n);
+  HalfBuffer keys(n), values(n), out_keys(n), out_values(n);
   FillCache(&keys, o.dim, 1);
   FillCache(&values, o.dim, 2);
   const double bytes = 2.0 * n * 2;
@@ -280,10 +327,12 @@ int RunBench(int argc, char** argv) {
     HWY_DYNAMIC_DISPATCH(Int8Encode)(hk, rows, o.dim, codes.data(), scales.data());
     HWY_DYNAMIC_DISPATCH(Int8Encode)(hv, rows, o.dim, codes.data() + n, scales.data() + rows);
   });
+  const bool around_cache = bytes > static_cast<double>(AroundCacheThreshold());
   const double base_dec = MedianSeconds(o.reps, [&] {
-    HWY_DYNAMIC_DISPATCH(Int8Decode)(codes.data(), scales.data(), rows, o.dim,
+    HWY_DYNAMIC_DISPATCH(Int8Decode)(codes.data(), scales.data(), rows, o.dim, around_cache,
                                      reinterpret_cast<hwy::float16_t*>(out_keys.data()));
     HWY_DYNAMIC_DISPATCH(Int8Decode)(codes.data() + n, scales.data() + rows, rows, o.dim,
+                                     around_cache,
                                      reinterpret_cast<hwy::float16_t*>(out_values.data()));
   });
 

@@ -11,6 +11,8 @@
 #include "simd/convert_kernels.h"
 #include "simd/reduce_kernels.h"
 
+#include <hwy/cache_control.h>
+
 namespace kvc {
 namespace {
 
@@ -260,7 +262,8 @@ const float* LoadChunk(const TensorView& view, uint32_t head, uint32_t t0, uint3
 // Stores `n` decoded values of consecutive rows in the output's dtype; true
 // if every one is finite and fits (otherwise the caller redoes it row by row
 // to name the culprit).
-bool StoreChunkFinite(const float* rows, size_t n, uint32_t dtype, uint8_t* out) {
+bool StoreChunkFinite(const float* rows, size_t n, uint32_t dtype, simd::Writes writes,
+                      uint8_t* out) {
   if (dtype == KVC_DTYPE_F32) {
     if (!simd::AllFinite(rows, n)) return false;
     if (reinterpret_cast<const uint8_t*>(rows) != out) std::memcpy(out, rows, n * 4);
@@ -268,8 +271,8 @@ bool StoreChunkFinite(const float* rows, size_t n, uint32_t dtype, uint8_t* out)
   }
   if (reinterpret_cast<uintptr_t>(out) % 2 != 0) return false;
   auto* half = reinterpret_cast<uint16_t*>(out);
-  return dtype == KVC_DTYPE_F16 ? simd::F32ToF16Finite(rows, n, half)
-                                : simd::F32ToBF16Finite(rows, n, half);
+  return dtype == KVC_DTYPE_F16 ? simd::F32ToF16Finite(rows, n, writes, half)
+                                : simd::F32ToBF16Finite(rows, n, writes, half);
 }
 
 // The encoder's channel mean of a centered block's head: per channel, the
@@ -315,6 +318,63 @@ Status SubtractMean(const BlockHeader& h, uint32_t head, uint32_t t0, const floa
   if (bad == size_t{count} * d) return OkStatus();
   return Status(KVC_ERR_INVALID_VALUE, Where(h, head, t0 + bad / d) +
                                            ": vector minus its head's channel mean overflows");
+}
+
+// DecodeBlockPayload's loop over heads and chunks.
+Status DecodeHeads(const TensorCodec& codec, const BlockHeader& h, const uint8_t* payload,
+                   const BlockLayout& layout, const TensorView& output, simd::Writes writes) {
+  const size_t d = h.head_dim;
+  std::vector<float> buffer(kChunkVectors * d);
+  uint8_t* p = const_cast<uint8_t*>(payload);  // sections are only read
+  const bool consecutive =
+      output.strides[2] == 1 && output.strides[1] == static_cast<int64_t>(d);
+  std::vector<float> mean(Centered(h) ? d : 0);
+  for (uint32_t head = 0; head < h.head_count; ++head) {
+    // (ReadBlockLayout checked that the mean is finite.)
+    if (Centered(h)) {
+      LoadMean(h, layout, head, mean.data());
+    }
+    for (uint32_t t0 = 0; t0 < h.token_count; t0 += kChunkVectors) {
+      const uint32_t count = std::min(kChunkVectors, h.token_count - t0);
+      uint8_t* out = output.Row(head, t0);
+      // Aligned f32 rows in place are decoded straight into the output.
+      float* rows = consecutive && output.dtype == KVC_DTYPE_F32 &&
+                            reinterpret_cast<uintptr_t>(out) % 4 == 0
+                        ? reinterpret_cast<float*>(out)
+                        : buffer.data();
+      size_t bad = 0;
+      Status status = codec.Decode(HeadRecord(layout, head),
+                                   SectionPointers(layout, p, head, t0).data(), count, rows,
+                                   &bad);
+      if (status.ok() && Centered(h)) {
+        for (uint32_t n = 0; n < count; ++n) {
+          for (size_t i = 0; i < d; ++i) rows[n * d + i] += mean[i];
+        }
+      }
+      // The usual case: consecutive rows, every value finite and within the
+      // output's range, checked while they are stored.
+      if (status.ok() && consecutive && StoreChunkFinite(rows, count * d, output.dtype, writes, out)) {
+        continue;
+      }
+      // Crafted norms within their format but beyond any encoder's reach
+      // could overflow a decoded value: never hand back a non-finite one.
+      const size_t first_bad = status.ok() ? FirstNonFinite(rows, count * d) : 0;
+      if (status.ok() && first_bad < count * d) {
+        bad = first_bad / d;
+        status = Status(KVC_ERR_CORRUPT, "decoded value is not finite");
+      }
+      // Row by row, to name the first value the output cannot hold.
+      for (uint32_t i = 0; status.ok() && i < count; ++i) {
+        bad = i;
+        status = StoreRow(&rows[i * d], d, output.dtype, output.strides[2],
+                          output.Row(head, t0 + i));
+      }
+      if (!status.ok()) {
+        return Status(status.code(), Where(h, head, t0 + bad) + ": " + status.message());
+      }
+    }
+  }
+  return OkStatus();
 }
 
 }  // namespace
@@ -415,59 +475,11 @@ Status WriteBlockPayload(const TensorCodec& codec, const BlockHeader& h,
 
 Status DecodeBlockPayload(const TensorCodec& codec, const BlockHeader& h,
                           const uint8_t* payload, const BlockLayout& layout,
-                          const TensorView& output) {
-  const size_t d = h.head_dim;
-  std::vector<float> buffer(kChunkVectors * d);
-  uint8_t* p = const_cast<uint8_t*>(payload);  // sections are only read
-  const bool consecutive =
-      output.strides[2] == 1 && output.strides[1] == static_cast<int64_t>(d);
-  std::vector<float> mean(Centered(h) ? d : 0);
-  for (uint32_t head = 0; head < h.head_count; ++head) {
-    // (ReadBlockLayout checked that the mean is finite.)
-    if (Centered(h)) {
-      LoadMean(h, layout, head, mean.data());
-    }
-    for (uint32_t t0 = 0; t0 < h.token_count; t0 += kChunkVectors) {
-      const uint32_t count = std::min(kChunkVectors, h.token_count - t0);
-      uint8_t* out = output.Row(head, t0);
-      // Aligned f32 rows in place are decoded straight into the output.
-      float* rows = consecutive && output.dtype == KVC_DTYPE_F32 &&
-                            reinterpret_cast<uintptr_t>(out) % 4 == 0
-                        ? reinterpret_cast<float*>(out)
-                        : buffer.data();
-      size_t bad = 0;
-      Status status = codec.Decode(HeadRecord(layout, head),
-                                   SectionPointers(layout, p, head, t0).data(), count, rows,
-                                   &bad);
-      if (status.ok() && Centered(h)) {
-        for (uint32_t n = 0; n < count; ++n) {
-          for (size_t i = 0; i < d; ++i) rows[n * d + i] += mean[i];
-        }
-      }
-      // The usual case: consecutive rows, every value finite and within the
-      // output's range, checked while they are stored.
-      if (status.ok() && consecutive && StoreChunkFinite(rows, count * d, output.dtype, out)) {
-        continue;
-      }
-      // Crafted norms within their format but beyond any encoder's reach
-      // could overflow a decoded value: never hand back a non-finite one.
-      const size_t first_bad = status.ok() ? FirstNonFinite(rows, count * d) : 0;
-      if (status.ok() && first_bad < count * d) {
-        bad = first_bad / d;
-        status = Status(KVC_ERR_CORRUPT, "decoded value is not finite");
-      }
-      // Row by row, to name the first value the output cannot hold.
-      for (uint32_t i = 0; status.ok() && i < count; ++i) {
-        bad = i;
-        status = StoreRow(&rows[i * d], d, output.dtype, output.strides[2],
-                          output.Row(head, t0 + i));
-      }
-      if (!status.ok()) {
-        return Status(status.code(), Where(h, head, t0 + bad) + ": " + status.message());
-      }
-    }
-  }
-  return OkStatus();
+                          const TensorView& output, simd::Writes writes) {
+  const Status status = DecodeHeads(codec, h, payload, layout, output, writes);
+  // Non-temporal stores are ordered before the output is handed on.
+  if (writes == simd::Writes::kAroundCache) hwy::FlushStream();
+  return status;
 }
 
 Status ScoreHeadRange(const TensorCodec& codec, const BlockHeader& h,

@@ -16,6 +16,7 @@
 #include "format/tensor_view.h"
 #include "kvcodec/kvcodec.h"
 #include "quant/tensor_codec.h"
+#include "simd/convert_kernels.h"
 
 namespace kvc {
 
@@ -76,10 +77,11 @@ Status PlanBlockPayload(const TensorCodec& codec, const BlockHeader& header,
 Status WriteBlockPayload(const TensorCodec& codec, const BlockHeader& header,
                          const TensorView& input, const std::vector<uint8_t>& records,
                          BlockLayout layout, uint8_t* payload);
-// output: [head_count, token_count, head_dim].
+// output: [head_count, token_count, head_dim]; f16 and bf16 outputs are
+// stored as `writes` says (f32 rows are decoded in place).
 Status DecodeBlockPayload(const TensorCodec& codec, const BlockHeader& header,
                           const uint8_t* payload, const BlockLayout& layout,
-                          const TensorView& output);
+                          const TensorView& output, simd::Writes writes);
 // queries: [head_count][queries_per_head][head_dim]; scores:
 // [head_count][queries_per_head][token_count].
 Status ScoreBlockPayload(const TensorCodec& codec, const BlockHeader& header,

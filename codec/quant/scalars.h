@@ -64,8 +64,9 @@ inline bool StoreFiniteScalars(const float* v, size_t n, uint32_t format, uint8_
       continue;
     }
     alignas(64) uint16_t half[kPiece];
-    finite = (format == KVC_DTYPE_F16 ? simd::F32ToF16Finite(v + i, m, half)
-                                      : simd::F32ToBF16Finite(v + i, m, half)) &&
+    const simd::Writes writes = simd::Writes::kCached;
+    finite = (format == KVC_DTYPE_F16 ? simd::F32ToF16Finite(v + i, m, writes, half)
+                                      : simd::F32ToBF16Finite(v + i, m, writes, half)) &&
              finite;
     for (size_t j = 0; j < m; ++j) StoreLE16(half[j], to + 2 * j);
   }

@@ -107,12 +107,37 @@ bool BF16ToF32Impl(const uint16_t* HWY_RESTRICT in, size_t n, float* HWY_RESTRIC
   return finite;
 }
 
-uint32_t F32ToF16Impl(const float* HWY_RESTRICT in, size_t n, uint16_t* HWY_RESTRICT out) {
+// Stores the vectors make(k) that cover an n-element output and returns how
+// many elements they cover. Cached: the whole vectors from 0, leaving the
+// tail to the caller. Around the cache: every element, the vectors that
+// start aligned streamed and an unaligned one at either end; those overlap
+// their neighbours, so make must be idempotent (its reductions max or or).
+// Only whole 16-byte vectors are streamed: x86 stores a partial one as 16
+// bytes, beyond its lanes.
+template <class D, class Make>
+HWY_INLINE size_t StoreVectors(D d, size_t n, bool around_cache, hn::TFromD<D>* HWY_RESTRICT out,
+                               Make&& make) {
+  using T = hn::TFromD<D>;
+  const size_t N = hn::Lanes(d), bytes = N * sizeof(T);
+  size_t k = 0;
+  if (!around_cache || bytes < 16 || n < N || reinterpret_cast<uintptr_t>(out) % sizeof(T)) {
+    for (; k + N <= n; k += N) hn::StoreU(make(k), d, out + k);
+    return k;
+  }
+  k = (bytes - reinterpret_cast<uintptr_t>(out) % bytes) % bytes / sizeof(T);
+  if (k != 0) hn::StoreU(make(0), d, out);
+  for (; k + N <= n; k += N) hn::Stream(make(k), d, out + k);
+  if (k < n) hn::StoreU(make(n - N), d, out + n - N);
+  return n;
+}
+
+uint32_t F32ToF16Impl(const float* HWY_RESTRICT in, size_t n, bool around_cache,
+                      uint16_t* HWY_RESTRICT out) {
   const hn::ScalableTag<float> df;
   const hn::RebindToSigned<decltype(df)> di;
   const hn::Rebind<uint16_t, decltype(df)> d16;
-  const size_t N = hn::Lanes(df);
-  size_t i = 0;
+  size_t i = 0;  // elements converted
+  bool converted = false;  // every whole vector
 #if HWY_TARGET <= HWY_AVX2
   // F16C with round-to-nearest-even (Highway passes _MM_FROUND_NO_EXC, so
   // the immediate's RNE is used, not MXCSR) matches F32ToF16 on every
@@ -123,18 +148,22 @@ uint32_t F32ToF16Impl(const float* HWY_RESTRICT in, size_t n, uint16_t* HWY_REST
     const hn::Rebind<hwy::float16_t, decltype(df)> dh;
     const auto abs_mask = hn::Set(d16, 0x7FFF);
     auto largest = hn::Zero(d16);
-    size_t k = 0;
-    for (; k + N <= n; k += N) {
-      const auto h = hn::BitCast(d16, hn::DemoteTo(dh, hn::LoadU(df, in + k)));
+    const size_t k = StoreVectors(d16, n, around_cache, out, [&](size_t at) HWY_ATTR {
+      const auto h = hn::BitCast(d16, hn::DemoteTo(dh, hn::LoadU(df, in + at)));
       largest = hn::Max(largest, hn::And(h, abs_mask));
-      hn::StoreU(h, d16, out + k);
+      return h;
+    });
+    if (hn::AllTrue(d16, hn::Lt(largest, hn::Set(d16, 0x7C00)))) {
+      i = k;
+      converted = true;
     }
-    if (hn::AllTrue(d16, hn::Lt(largest, hn::Set(d16, 0x7C00)))) i = k;
   }
 #endif
   auto infinity = hn::Zero(di), largest = hn::Zero(di);
-  for (; i + N <= n; i += N) {
-    const auto bits = hn::BitCast(di, hn::LoadU(df, in + i));
+  // The integer path, on every target but those above and on the rows
+  // they leave.
+  if (!converted) i = StoreVectors(d16, n, around_cache, out, [&](size_t at) HWY_ATTR {
+    const auto bits = hn::BitCast(di, hn::LoadU(df, in + at));
     const auto sign = hn::And(hn::ShiftRight<16>(bits), hn::Set(di, 0x8000));
     const auto abs = hn::And(bits, hn::Set(di, 0x7FFFFFFF));
     // Normal: drop 13 mantissa bits rounding to nearest even, rebias.
@@ -151,8 +180,8 @@ uint32_t F32ToF16Impl(const float* HWY_RESTRICT in, size_t n, uint16_t* HWY_REST
     h = hn::IfThenElse(hn::Gt(abs, hn::Set(di, 0x7F800000)), hn::Set(di, 0x7E00), h);
     infinity = hn::Or(infinity, hn::VecFromMask(di, hn::Eq(h, hn::Set(di, 0x7C00))));
     largest = hn::Max(largest, h);
-    hn::StoreU(hn::DemoteTo(d16, hn::Or(h, sign)), d16, out + i);
-  }
+    return hn::DemoteTo(d16, hn::Or(h, sign));
+  });
   uint32_t seen = (hn::AllTrue(di, hn::Eq(infinity, hn::Zero(di))) ? 0 : kSawInfinity) |
                   (hn::AllTrue(di, hn::Lt(largest, hn::Set(di, 0x7C01))) ? 0 : kSawNaN);
   for (; i < n; ++i) {
@@ -163,16 +192,15 @@ uint32_t F32ToF16Impl(const float* HWY_RESTRICT in, size_t n, uint16_t* HWY_REST
   return seen;
 }
 
-bool F32ToBF16Impl(const float* HWY_RESTRICT in, size_t n, uint16_t* HWY_RESTRICT out) {
+bool F32ToBF16Impl(const float* HWY_RESTRICT in, size_t n, bool around_cache,
+                   uint16_t* HWY_RESTRICT out) {
   const hn::ScalableTag<float> df;
   const hn::RebindToSigned<decltype(df)> di;
   const hn::RebindToUnsigned<decltype(df)> du;
   const hn::Rebind<uint16_t, decltype(df)> d16;
-  const size_t N = hn::Lanes(df);
   auto largest = hn::Zero(di);
-  size_t i = 0;
-  for (; i + N <= n; i += N) {
-    const auto bits = hn::BitCast(du, hn::LoadU(df, in + i));
+  size_t i = StoreVectors(d16, n, around_cache, out, [&](size_t at) HWY_ATTR {
+    const auto bits = hn::BitCast(du, hn::LoadU(df, in + at));
     const auto rounded = hn::ShiftRight<16>(hn::Add(
         bits, hn::Add(hn::Set(du, 0x7FFFu), hn::And(hn::ShiftRight<16>(bits), hn::Set(du, 1u)))));
     const auto nan = hn::Or(hn::ShiftRight<16>(bits), hn::Set(du, 0x40u));
@@ -180,8 +208,8 @@ bool F32ToBF16Impl(const float* HWY_RESTRICT in, size_t n, uint16_t* HWY_RESTRIC
     const auto is_nan = hn::RebindMask(du, hn::Gt(abs, hn::Set(di, 0x7F800000)));
     const auto h = hn::BitCast(di, hn::IfThenElse(is_nan, nan, rounded));
     largest = hn::Max(largest, hn::And(h, hn::Set(di, 0x7FFF)));
-    hn::StoreU(hn::DemoteTo(d16, h), d16, out + i);
-  }
+    return hn::DemoteTo(d16, h);
+  });
   bool finite = hn::AllTrue(di, hn::Lt(largest, hn::Set(di, 0x7F80)));
   for (; i < n; ++i) {
     out[i] = kvc::F32ToBF16(in[i]);
@@ -249,10 +277,10 @@ void BF16ToF32(const uint16_t* in, size_t n, float* out) {
   HWY_DYNAMIC_DISPATCH(BF16ToF32Impl)(in, n, out);
 }
 bool F32ToF16(const float* in, size_t n, uint16_t* out) {
-  return (HWY_DYNAMIC_DISPATCH(F32ToF16Impl)(in, n, out) & kSawInfinity) == 0;
+  return (HWY_DYNAMIC_DISPATCH(F32ToF16Impl)(in, n, false, out) & kSawInfinity) == 0;
 }
 void F32ToBF16(const float* in, size_t n, uint16_t* out) {
-  HWY_DYNAMIC_DISPATCH(F32ToBF16Impl)(in, n, out);
+  HWY_DYNAMIC_DISPATCH(F32ToBF16Impl)(in, n, false, out);
 }
 
 bool F16ToF32Finite(const uint16_t* in, size_t n, float* out) {
@@ -261,11 +289,11 @@ bool F16ToF32Finite(const uint16_t* in, size_t n, float* out) {
 bool BF16ToF32Finite(const uint16_t* in, size_t n, float* out) {
   return HWY_DYNAMIC_DISPATCH(BF16ToF32Impl)(in, n, out);
 }
-bool F32ToF16Finite(const float* in, size_t n, uint16_t* out) {
-  return HWY_DYNAMIC_DISPATCH(F32ToF16Impl)(in, n, out) == 0;
+bool F32ToF16Finite(const float* in, size_t n, Writes writes, uint16_t* out) {
+  return HWY_DYNAMIC_DISPATCH(F32ToF16Impl)(in, n, writes == Writes::kAroundCache, out) == 0;
 }
-bool F32ToBF16Finite(const float* in, size_t n, uint16_t* out) {
-  return HWY_DYNAMIC_DISPATCH(F32ToBF16Impl)(in, n, out);
+bool F32ToBF16Finite(const float* in, size_t n, Writes writes, uint16_t* out) {
+  return HWY_DYNAMIC_DISPATCH(F32ToBF16Impl)(in, n, writes == Writes::kAroundCache, out);
 }
 
 void GatherColumns(const float* in, size_t stride, size_t count, const int32_t* columns, size_t m,

@@ -19,13 +19,20 @@ void BF16ToF32(const uint16_t* in, size_t n, float* out);
 bool F32ToF16(const float* in, size_t n, uint16_t* out);
 void F32ToBF16(const float* in, size_t n, uint16_t* out);
 
+// How a narrowing conversion stores. kAroundCache: non-temporal stores
+// where `out` is vector-aligned, for outputs larger than the last-level
+// cache, which ordinary stores would first read into it and then evict
+// useful lines for; the caller runs hwy::FlushStream() before the output
+// is handed on.
+enum class Writes { kCached, kAroundCache };
+
 // The same conversions, returning whether every value is finite: every input
 // (widening), or every output (narrowing; false on a non-finite input or an
 // overflow, where the caller re-runs the reference to report it).
 bool F16ToF32Finite(const uint16_t* in, size_t n, float* out);
 bool BF16ToF32Finite(const uint16_t* in, size_t n, float* out);
-bool F32ToF16Finite(const float* in, size_t n, uint16_t* out);
-bool F32ToBF16Finite(const float* in, size_t n, uint16_t* out);
+bool F32ToF16Finite(const float* in, size_t n, Writes writes, uint16_t* out);
+bool F32ToBF16Finite(const float* in, size_t n, Writes writes, uint16_t* out);
 
 // Columns of rows: out[n * m + k] = in[n * stride + columns[k]] for n < count,
 // k < m (every column < stride).

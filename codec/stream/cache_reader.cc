@@ -73,7 +73,7 @@ Status DecodeHeads(const WalkedSection& b, uint32_t head_start, uint32_t count,
   t.shape[2] = h.head_dim;
   TensorView view;
   KVC_RETURN_IF_ERROR(ImportTensor(&t, 3, "block", &view));
-  return DecodeBlockPayload(*b.codec, h, b.payload, layout, view);
+  return DecodeBlockPayload(*b.codec, h, b.payload, layout, view, simd::Writes::kCached);
 }
 
 }  // namespace
@@ -480,7 +480,7 @@ Status StreamReader::Read(const kvc_tensor* keys, const kvc_tensor* values) {
                          static_cast<int64_t>(DtypeBytes(layer_view.dtype));
       layer_view.shape[1] = h.token_count;
       Status decoded = DecodeBlockPayload(*pending_.codec, h, pending_.payload, pending_.layout,
-                                          layer_view);
+                                          layer_view, simd::Writes::kCached);
       if (!decoded.ok()) return Fail(decoded);
     }
   }

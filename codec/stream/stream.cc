@@ -6,6 +6,7 @@
 #include <map>
 #include <memory>
 
+#include "base/dtype.h"
 #include "base/endian.h"
 #include "base/parallel.h"
 #include "config/tensor_config.h"
@@ -225,13 +226,23 @@ Status DecodeStream(const uint8_t* data, size_t size, const kvc_tensor* keys,
   // Only now, with outputs as large as the header claims, walk the stream.
   if (layout.walker == nullptr) KVC_RETURN_IF_ERROR(ReadStreamLayout(data, size, &layout));
   std::vector<const StreamLayout::Block*> work;
+  size_t output_bytes = 0;
   for (const StreamLayout::Block& b : layout.blocks) {
-    if ((b.header.kind == KVC_KIND_KEYS ? keys : values) != nullptr) work.push_back(&b);
+    if ((b.header.kind == KVC_KIND_KEYS ? keys : values) == nullptr) continue;
+    work.push_back(&b);
+    output_bytes += size_t{b.header.head_count} * b.header.token_count * b.header.head_dim *
+                    DtypeBytes(views[b.header.kind].dtype);
   }
+  // An output of more than half the last-level cache would evict what the
+  // caller keeps there and not stay there itself: it is written around the
+  // cache, as memcpy writes large copies.
+  const simd::Writes writes = output_bytes > LastLevelCacheBytes() / 2
+                                  ? simd::Writes::kAroundCache
+                                  : simd::Writes::kCached;
   return ParallelFor(work.size(), threads, [&](size_t i) {
     const StreamLayout::Block& b = *work[i];
     return DecodeBlockPayload(*b.codec, b.header, b.payload, b.layout,
-                              BlockView(views[b.header.kind], b.header));
+                              BlockView(views[b.header.kind], b.header), writes);
   });
 }
 
