@@ -643,8 +643,8 @@ kvc_status kvc_get_stream_info(const void* src, size_t src_size,
         ReadStreamHeader(static_cast<const uint8_t*>(src), src_size, &layout));
     // Appended segments grow the cache past the header's token count.
     if ((layout.features & kFeatureSegments) != 0) {
-      KVC_RETURN_IF_ERROR(
-          ReadStreamLayout(static_cast<const uint8_t*>(src), src_size, &layout));
+      KVC_RETURN_IF_ERROR(ReadStreamLayout(static_cast<const uint8_t*>(src), src_size,
+                                           Checksums::kVerify, &layout));
     }
     kvc_stream_info out;
     kvc_stream_info_init(&out);
@@ -671,8 +671,8 @@ kvc_status kvc_get_stream_layer(const void* src, size_t src_size, uint32_t layer
   return Guard(diag, [&] {
     KVC_RETURN_IF_ERROR(NotNull(src, "src"));
     StreamLayout layout;
-    KVC_RETURN_IF_ERROR(
-        ReadStreamLayout(static_cast<const uint8_t*>(src), src_size, &layout));
+    KVC_RETURN_IF_ERROR(ReadStreamLayout(static_cast<const uint8_t*>(src), src_size,
+                                         Checksums::kVerify, &layout));
     if (layer >= layout.desc.num_layers) {
       return Status(KVC_ERR_INVALID_ARGUMENT,
                     StrFormat("layer %u out of range (%u layers)", layer,

@@ -275,7 +275,45 @@ kvc_status DecodeIntoBase(const std::vector<uint8_t>& s, kvc_diagnostics* diag) 
   return kvc_decode_stream(s.data(), s.size(), nullptr, &kt, &vt, diag);
 }
 
+kvc_status DecodeKinds(const std::vector<uint8_t>& s, bool keys, bool values,
+                       kvc_diagnostics* diag) {
+  const Golden& g = kErrorBase;
+  const size_t n = size_t{g.layers} * g.heads * g.tokens * g.dim;
+  std::vector<float> k(n), v(n);
+  const kvc_tensor kt = kvc_test::Tensor4(k.data(), KVC_DTYPE_F32, g.layers, g.heads, g.tokens, g.dim);
+  const kvc_tensor vt = kvc_test::Tensor4(v.data(), KVC_DTYPE_F32, g.layers, g.heads, g.tokens, g.dim);
+  return kvc_decode_stream(s.data(), s.size(), nullptr, keys ? &kt : nullptr,
+                           values ? &vt : nullptr, diag);
+}
+
 }  // namespace
+
+TEST_CASE("a bad block checksum is reported as a verifying walk reports it") {
+  // The decoder leaves block checksums to the jobs that decode the blocks
+  // (stream.cc): every payload byte of every block, flipped, must still give
+  // the first bad section's error, for either kind or both.
+  const std::vector<uint8_t> base = EncodeGolden(kErrorBase);
+  const size_t block_a = 40 + 8 + 36 + 4;
+  const size_t block_size = (base.size() - block_a - 16) / 4;
+  for (size_t block = 0; block < 4; ++block) {
+    const size_t section = block_a + block * block_size;
+    const size_t payload = kvc::LoadLE32(&base[section + 4]);
+    for (size_t at = section + 8; at < section + 8 + payload; ++at) {
+      CAPTURE(block);
+      CAPTURE(at);
+      std::vector<uint8_t> s = base;
+      s[at] ^= 0x10;
+      kvc_diagnostics walked;
+      REQUIRE(kvc_get_stream_layer(s.data(), s.size(), 0, nullptr, nullptr, nullptr, nullptr,
+                                   &walked) == KVC_ERR_CHECKSUM);
+      for (const auto& [keys, values] : {std::pair{true, true}, {true, false}, {false, true}}) {
+        kvc_diagnostics decoded;
+        CHECK(DecodeKinds(s, keys, values, &decoded) == KVC_ERR_CHECKSUM);
+        CHECK(std::string(decoded.message) == walked.message);
+      }
+    }
+  }
+}
 
 TEST_CASE("golden error files give their status and a message") {
   const bool write_missing = std::getenv("KVC_WRITE_MISSING_GOLDEN") != nullptr;

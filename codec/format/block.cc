@@ -353,7 +353,8 @@ Status DecodeHeads(const TensorCodec& codec, const BlockHeader& h, const uint8_t
       }
       // The usual case: consecutive rows, every value finite and within the
       // output's range, checked while they are stored.
-      if (status.ok() && consecutive && StoreChunkFinite(rows, count * d, output.dtype, writes, out)) {
+      if (status.ok() && consecutive &&
+          StoreChunkFinite(rows, count * d, output.dtype, writes, out)) {
         continue;
       }
       // Crafted norms within their format but beyond any encoder's reach

@@ -14,6 +14,15 @@ void SealSection(uint8_t type, size_t payload_size, uint8_t* out, uint8_t flags)
   StoreLE32(Checksum32(out, checked), out + checked);
 }
 
+Status VerifySection(const uint8_t* section, size_t payload_size) {
+  const size_t checked = kSectionHeaderSize + payload_size;
+  if (Checksum32(section, checked) != LoadLE32(section + checked)) {
+    return Status(KVC_ERR_CHECKSUM,
+                  StrFormat("section (type 0x%02x) checksum mismatch", section[0]));
+  }
+  return OkStatus();
+}
+
 Status ReadSection(const uint8_t* data, size_t size, SectionRef* out,
                    uint8_t allowed_flags, Checksums checksums) {
   if (size < kSectionHeaderSize) {
@@ -26,11 +35,9 @@ Status ReadSection(const uint8_t* data, size_t size, SectionRef* out,
                   StrFormat("section of %zu bytes extends past the input's end",
                             payload_size));
   }
-  const size_t checked = kSectionHeaderSize + payload_size;
-  if (checksums == Checksums::kVerify &&
-      Checksum32(data, checked) != LoadLE32(data + checked)) {
-    return Status(KVC_ERR_CHECKSUM,
-                  StrFormat("section (type 0x%02x) checksum mismatch", data[0]));
+  const bool defer = checksums == Checksums::kDefer && data[0] == kSectionBlock && data[1] == 0;
+  if (checksums != Checksums::kTrust && !defer) {
+    KVC_RETURN_IF_ERROR(VerifySection(data, payload_size));
   }
   if ((data[1] & ~allowed_flags) != 0) {
     return Status(KVC_ERR_UNSUPPORTED_FEATURE,

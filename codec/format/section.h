@@ -55,10 +55,18 @@ struct SectionRef {
   size_t total_size = 0;
 };
 
-enum class Checksums { kVerify, kTrust };
+// kVerify: checked where the section is read. kTrust: the caller checked it
+// before. kDefer (uncompressed Block sections only): the caller checks it
+// with VerifySection before it decodes the block, which it may then do on
+// another thread and while the payload is still in cache.
+enum class Checksums { kVerify, kTrust, kDefer };
+
+// CHECKSUM unless the checksum that follows the section's header and
+// payload (of payload_size bytes) matches them.
+Status VerifySection(const uint8_t* section, size_t payload_size);
 
 // Reads the section at `data` (size bytes available) and checks its
-// checksum (unless the caller verified it before: kTrust): TRUNCATED,
+// checksum (as `checksums` says): TRUNCATED,
 // CHECKSUM, UNSUPPORTED_FEATURE (flags other than allowed_flags) or CORRUPT
 // (reserved bits) on failure.
 Status ReadSection(const uint8_t* data, size_t size, SectionRef* out,

@@ -179,7 +179,8 @@ Status ReadStreamHeader(const uint8_t* data, size_t size, StreamLayout* layout) 
   return OkStatus();
 }
 
-Status ReadStreamLayout(const uint8_t* data, size_t size, StreamLayout* layout) {
+Status ReadStreamLayout(const uint8_t* data, size_t size, Checksums block_checksums,
+                        StreamLayout* layout) {
   StreamHeader header;
   KVC_RETURN_IF_ERROR(kvc::ReadStreamHeader(data, size, &header));
   layout->walker = std::make_unique<StreamWalker>(header);
@@ -187,11 +188,13 @@ Status ReadStreamLayout(const uint8_t* data, size_t size, StreamLayout* layout) 
   size_t offset = header.header_size;
   while (offset < size) {
     WalkedSection s;
-    KVC_RETURN_IF_ERROR(walker.Next(data + offset, size - offset, offset, &s));
+    KVC_RETURN_IF_ERROR(walker.Next(data + offset, size - offset, offset, &s, block_checksums));
     if (s.kind == WalkedSection::kBlock) {
       if (!s.inflated.empty()) layout->inflated.push_back(std::move(s.inflated));
-      layout->blocks.push_back(
-          StreamLayout::Block{s.block, s.layout, s.payload, s.ref.total_size, s.codec});
+      const bool deferred = block_checksums == Checksums::kDefer && s.ref.flags == 0;
+      layout->blocks.push_back(StreamLayout::Block{s.block, s.layout, s.payload,
+                                                   s.ref.total_size, s.codec, offset,
+                                                   deferred ? data + offset : nullptr});
     }
     offset += s.ref.total_size;
   }
@@ -207,6 +210,23 @@ Status ReadStreamLayout(const uint8_t* data, size_t size, StreamLayout* layout) 
   return OkStatus();
 }
 
+namespace {
+
+// The layout, with block checksums left to the jobs that decode the blocks
+// (in parallel, and each just before its block is decoded, while the
+// payload is in cache). A stream that fails this walk is walked again
+// verifying every checksum, whose error is the one to report: a verifying
+// walk stops at the first bad checksum.
+Status ReadLayoutForDecoding(const uint8_t* data, size_t size, StreamLayout* layout) {
+  const Status walked = ReadStreamLayout(data, size, Checksums::kDefer, layout);
+  if (walked.ok()) return walked;
+  StreamLayout verified;
+  const Status verifying = ReadStreamLayout(data, size, Checksums::kVerify, &verified);
+  return verifying.ok() ? walked : verifying;
+}
+
+}  // namespace
+
 Status DecodeStream(const uint8_t* data, size_t size, const kvc_tensor* keys,
                     const kvc_tensor* values, uint32_t threads) {
   if (keys == nullptr && values == nullptr) {
@@ -216,7 +236,7 @@ Status DecodeStream(const uint8_t* data, size_t size, const kvc_tensor* keys,
   KVC_RETURN_IF_ERROR(ReadStreamHeader(data, size, &layout));
   // Appended segments grow the cache past the header's token count.
   if ((layout.features & kFeatureSegments) != 0) {
-    KVC_RETURN_IF_ERROR(ReadStreamLayout(data, size, &layout));
+    KVC_RETURN_IF_ERROR(ReadLayoutForDecoding(data, size, &layout));
   }
   TensorView views[2];
   if (keys) KVC_RETURN_IF_ERROR(ImportCacheTensor(keys, layout.desc, "keys", &views[0]));
@@ -224,12 +244,13 @@ Status DecodeStream(const uint8_t* data, size_t size, const kvc_tensor* keys,
     KVC_RETURN_IF_ERROR(ImportCacheTensor(values, layout.desc, "values", &views[1]));
   }
   // Only now, with outputs as large as the header claims, walk the stream.
-  if (layout.walker == nullptr) KVC_RETURN_IF_ERROR(ReadStreamLayout(data, size, &layout));
-  std::vector<const StreamLayout::Block*> work;
+  if (layout.walker == nullptr) KVC_RETURN_IF_ERROR(ReadLayoutForDecoding(data, size, &layout));
+  auto wanted = [&](const StreamLayout::Block& b) {
+    return (b.header.kind == KVC_KIND_KEYS ? keys : values) != nullptr;
+  };
   size_t output_bytes = 0;
   for (const StreamLayout::Block& b : layout.blocks) {
-    if ((b.header.kind == KVC_KIND_KEYS ? keys : values) == nullptr) continue;
-    work.push_back(&b);
+    if (!wanted(b)) continue;
     output_bytes += size_t{b.header.head_count} * b.header.token_count * b.header.head_dim *
                     DtypeBytes(views[b.header.kind].dtype);
   }
@@ -239,8 +260,16 @@ Status DecodeStream(const uint8_t* data, size_t size, const kvc_tensor* keys,
   const simd::Writes writes = output_bytes > LastLevelCacheBytes() / 2
                                   ? simd::Writes::kAroundCache
                                   : simd::Writes::kCached;
-  return ParallelFor(work.size(), threads, [&](size_t i) {
-    const StreamLayout::Block& b = *work[i];
+  // Every block is verified, those not decoded included, so that the
+  // error is the first bad block's, as a verifying walk would report it.
+  return ParallelFor(layout.blocks.size(), threads, [&](size_t i) {
+    const StreamLayout::Block& b = layout.blocks[i];
+    if (b.unverified_section != nullptr) {
+      const Status verified = VerifySection(
+          b.unverified_section, b.section_size - kSectionHeaderSize - kSectionChecksumSize);
+      if (!verified.ok()) return AtOffset(b.offset, verified);
+    }
+    if (!wanted(b)) return OkStatus();
     return DecodeBlockPayload(*b.codec, b.header, b.payload, b.layout,
                               BlockView(views[b.header.kind], b.header), writes);
   });

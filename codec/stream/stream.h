@@ -40,6 +40,9 @@ struct StreamLayout {
     const uint8_t* payload;
     size_t section_size;
     const TensorCodec* codec;
+    uint64_t offset;  // of the section in the stream
+    // The section, where its checksum was left to the decoder (kDefer).
+    const uint8_t* unverified_section;
   };
   std::vector<Block> blocks;
   std::vector<std::vector<uint8_t>> inflated;  // payloads of zstd blocks
@@ -48,9 +51,11 @@ struct StreamLayout {
 
 // Header only (cheap): fills desc and versions.
 Status ReadStreamHeader(const uint8_t* data, size_t size, StreamLayout* layout);
-// Everything: structure, checksums, coverage (each layer's K and V tokens
-// covered exactly once).
-Status ReadStreamLayout(const uint8_t* data, size_t size, StreamLayout* layout);
+// Everything: structure, checksums (those of uncompressed blocks left to
+// the caller with kDefer), coverage (each layer's K and V tokens covered
+// exactly once).
+Status ReadStreamLayout(const uint8_t* data, size_t size, Checksums block_checksums,
+                        StreamLayout* layout);
 
 Status DecodeStream(const uint8_t* data, size_t size, const kvc_tensor* keys,
                     const kvc_tensor* values, uint32_t threads);

@@ -14,13 +14,13 @@ namespace {
 
 const char* KindName(uint32_t kind) { return kind == KVC_KIND_KEYS ? "K" : "V"; }
 
-Status At(uint64_t offset, const Status& s) {
+}  // namespace
+
+Status AtOffset(uint64_t offset, const Status& s) {
   return Status(s.code(), StrFormat("at byte %llu: %s",
                                     static_cast<unsigned long long>(offset),
                                     s.message().c_str()));
 }
-
-}  // namespace
 
 kvc_cache_desc DefaultCacheDesc() {
   kvc_cache_desc d;
@@ -268,17 +268,17 @@ StreamWalker::StreamWalker(const StreamHeader& header)
       runs_(2 * size_t{header.desc.num_layers}) {}
 
 Status StreamWalker::Next(const uint8_t* data, size_t available, uint64_t offset,
-                          WalkedSection* out) {
+                          WalkedSection* out, Checksums block_checksums) {
   const bool segments = (header_.features & kFeatureSegments) != 0;
   auto corrupt = [&](const std::string& why) {
-    return At(offset, Status(KVC_ERR_CORRUPT, why));
+    return AtOffset(offset, Status(KVC_ERR_CORRUPT, why));
   };
   if (at_segment_end_ && !segments) return corrupt("bytes after the End section");
   const uint8_t allowed =
       (header_.features & kFeatureZstdSections) != 0 ? kSectionFlagZstd : 0;
   SectionRef& s = out->ref;
-  Status read = ReadSection(data, available, &s, allowed);
-  if (!read.ok()) return At(offset, read);
+  Status read = ReadSection(data, available, &s, allowed, block_checksums);
+  if (!read.ok()) return AtOffset(offset, read);
   out->type = s.type;
   out->payload = s.payload;
   out->inflated.clear();
@@ -358,7 +358,7 @@ Status StreamWalker::Next(const uint8_t* data, size_t available, uint64_t offset
       std::vector<IndexEntry> entries;
       uint32_t tokens = 0, segments = 0;
       Status index = ReadIndexPayload(s, header_.desc, UINT64_MAX, &entries, &tokens, &segments);
-      if (!index.ok()) return At(offset, index);
+      if (!index.ok()) return AtOffset(offset, index);
       bool same = entries.size() == blocks_.size() && tokens == segment_end_ &&
                   segments == segments_;
       for (size_t i = 0; same && i < entries.size(); ++i) {
@@ -381,13 +381,13 @@ Status StreamWalker::Next(const uint8_t* data, size_t available, uint64_t offset
     case kSectionModelIdentity: {
       out->kind = WalkedSection::kAncillary;
       Status identity = ReadModelIdentity(s, &model_name_, &model_hash_);
-      if (!identity.ok()) return At(offset, identity);
+      if (!identity.ok()) return AtOffset(offset, identity);
       has_model_ = true;
       break;
     }
     default:
       if ((s.type & kSectionAncillary) == 0) {
-        return At(offset, Status(KVC_ERR_UNSUPPORTED_FEATURE,
+        return AtOffset(offset, Status(KVC_ERR_UNSUPPORTED_FEATURE,
                                  StrFormat("section type 0x%02x unknown", s.type)));
       }
       out->kind = WalkedSection::kAncillary;
@@ -402,17 +402,18 @@ Status StreamWalker::ParseBlock(const uint8_t* data, size_t size, uint64_t offse
   const uint8_t allowed =
       (header_.features & kFeatureZstdSections) != 0 ? kSectionFlagZstd : 0;
   Status read = ReadSection(data, size, &out->ref, allowed);
-  if (!read.ok()) return At(offset, read);
+  if (!read.ok()) return AtOffset(offset, read);
   out->type = out->ref.type;
   if (out->ref.type != kSectionBlock) {
-    return At(offset, Status(KVC_ERR_CORRUPT, "the index points to a section that is no block"));
+    return AtOffset(offset,
+                    Status(KVC_ERR_CORRUPT, "the index points to a section that is no block"));
   }
   return Block(out->ref, offset, 0, num_tokens, out);
 }
 
 Status StreamWalker::Block(const SectionRef& s, uint64_t offset, uint32_t token_begin,
                            uint32_t token_end, WalkedSection* out) {
-  auto at = [&](const Status& st) { return At(offset, st); };
+  auto at = [&](const Status& st) { return AtOffset(offset, st); };
   auto corrupt = [&](const std::string& why) { return at(Status(KVC_ERR_CORRUPT, why)); };
   out->kind = WalkedSection::kBlock;
   if (!configs_complete()) return corrupt("block before all layer configs");

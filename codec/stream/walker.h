@@ -104,6 +104,9 @@ struct WalkedSection {
   const TensorCodec* codec = nullptr;
 };
 
+// Prefixes the message of s with the stream offset it concerns.
+Status AtOffset(uint64_t offset, const Status& s);
+
 class StreamWalker {
  public:
   // header: from ReadStreamHeader.
@@ -111,8 +114,10 @@ class StreamWalker {
 
   // Checks the section at data (available bytes from it; the section may be
   // followed by others) found at stream offset `offset`, in sequence.
-  // Messages name the offset.
-  Status Next(const uint8_t* data, size_t available, uint64_t offset, WalkedSection* out);
+  // Messages name the offset. block_checksums: kDefer leaves the checksums
+  // of uncompressed blocks to the caller (ReadSection).
+  Status Next(const uint8_t* data, size_t available, uint64_t offset, WalkedSection* out,
+              Checksums block_checksums = Checksums::kVerify);
 
   // After the End section of a segment: more may follow only in streams with
   // the Segments feature (an Append section).
