@@ -84,6 +84,7 @@ Status PlanLayout(const TensorCodec& codec, const BlockHeader& h, const uint8_t*
 std::vector<uint8_t*> SectionPointers(const BlockLayout& layout, uint8_t* payload,
                                       uint32_t head, uint32_t t) {
   std::vector<uint8_t*> pointers;
+  pointers.reserve(layout.widths[head].size());
   for (size_t s = 0; s < layout.widths[head].size(); ++s) {
     pointers.push_back(payload + layout.offsets[head][s] +
                        size_t{t} * layout.widths[head][s] / 8);

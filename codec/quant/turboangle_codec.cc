@@ -258,7 +258,6 @@ class TurboAngleCodec final : public TensorCodec {
     // invalid, so norms are checked a batch at a time.
     const size_t d = head_dim(), pairs = d / 2;
     const std::vector<size_t> w = SectionWidths(nullptr);
-    std::vector<uint8_t> digits(pairs), levels(pairs);
     float norms[kBatch], rms[kBatch];
     for (size_t n0 = 0; n0 < count; n0 += kBatch) {
       const size_t m = std::min(kBatch, count - n0);
@@ -279,6 +278,7 @@ class TurboAngleCodec final : public TensorCodec {
         // The same products: r = level * rms, then r * cos, r * sin.
         const bool linear = radius_format_ == KVC_RADIUS_LINEAR8;
         const float* level = linear ? linear8_levels_ : kLog4Levels;
+        std::vector<uint8_t> digits(pairs), levels(pairs);
         for (size_t i = 0; i < m; ++i) {
           simd::UnpackBits(angle_records + i * w[1] / 8, pairs, digit_bits_, digits.data());
           const uint8_t* q = radius_records + i * w[2] / 8;
