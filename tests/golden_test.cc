@@ -313,6 +313,23 @@ TEST_CASE("a bad block checksum is reported as a verifying walk reports it") {
       }
     }
   }
+  // A block that passes every check but holds an invalid record (a NaN
+  // norm, resealed) fails to decode, unless a later block's checksum is bad:
+  // the format checks every checksum first.
+  std::vector<uint8_t> s = base;
+  // The payload ends with 2 norms (f16) and 2 records of 16 2-bit indices.
+  const size_t norm = block_a + 8 + kvc::LoadLE32(&s[block_a + 4]) - 12;
+  s[norm] = s[norm + 1] = 0xFF;
+  Reseal(&s, block_a);
+  kvc_diagnostics diag;
+  CHECK(DecodeKinds(s, true, true, &diag) == KVC_ERR_CORRUPT);
+  const size_t last = block_a + 3 * block_size;  // V, tokens 2-3
+  s[last + 8 + kvc::LoadLE32(&s[last + 4]) - 1] ^= 0x10;  // an index: the walk passes
+  kvc_diagnostics walked;
+  REQUIRE(kvc_get_stream_layer(s.data(), s.size(), 0, nullptr, nullptr, nullptr, nullptr,
+                               &walked) == KVC_ERR_CHECKSUM);
+  CHECK(DecodeKinds(s, true, true, &diag) == KVC_ERR_CHECKSUM);
+  CHECK(std::string(diag.message) == walked.message);
 }
 
 TEST_CASE("golden error files give their status and a message") {

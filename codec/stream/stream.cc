@@ -260,19 +260,26 @@ Status DecodeStream(const uint8_t* data, size_t size, const kvc_tensor* keys,
   const simd::Writes writes = output_bytes > LastLevelCacheBytes() / 2
                                   ? simd::Writes::kAroundCache
                                   : simd::Writes::kCached;
+  auto verify = [&](const StreamLayout::Block& b) {
+    if (b.unverified_section == nullptr) return OkStatus();
+    const Status verified = VerifySection(
+        b.unverified_section, b.section_size - kSectionHeaderSize - kSectionChecksumSize);
+    return verified.ok() ? verified : AtOffset(b.offset, verified);
+  };
   // Every block is verified, those not decoded included, so that the
   // error is the first bad block's, as a verifying walk would report it.
-  return ParallelFor(layout.blocks.size(), threads, [&](size_t i) {
+  const Status decoded = ParallelFor(layout.blocks.size(), threads, [&](size_t i) {
     const StreamLayout::Block& b = layout.blocks[i];
-    if (b.unverified_section != nullptr) {
-      const Status verified = VerifySection(
-          b.unverified_section, b.section_size - kSectionHeaderSize - kSectionChecksumSize);
-      if (!verified.ok()) return AtOffset(b.offset, verified);
-    }
+    KVC_RETURN_IF_ERROR(verify(b));
     if (!wanted(b)) return OkStatus();
     return DecodeBlockPayload(*b.codec, b.header, b.payload, b.layout,
                               BlockView(views[b.header.kind], b.header), writes);
   });
+  if (decoded.ok() || decoded.code() == KVC_ERR_CHECKSUM) return decoded;
+  // The format checks every checksum before it decodes a vector (FORMAT.md
+  // §2.3): a bad checksum in a later block outranks a decoding error.
+  for (const StreamLayout::Block& b : layout.blocks) KVC_RETURN_IF_ERROR(verify(b));
+  return decoded;
 }
 
 }  // namespace kvc
