@@ -6,6 +6,7 @@
 
 #include "base/dtype.h"
 #include "base/endian.h"
+#include "base/parallel.h"
 #include "config/tensor_config.h"
 #include "quant/scalars.h"
 #include "simd/convert_kernels.h"
@@ -473,6 +474,10 @@ Status WriteBlockPayload(const TensorCodec& codec, const BlockHeader& h,
     }
   }
   return OkStatus();
+}
+
+simd::Writes WritesForOutput(uint64_t bytes) {
+  return bytes > LastLevelCacheBytes() / 2 ? simd::Writes::kAroundCache : simd::Writes::kCached;
 }
 
 Status DecodeBlockPayload(const TensorCodec& codec, const BlockHeader& h,

@@ -436,6 +436,14 @@ Status StreamReader::Read(const kvc_tensor* keys, const kvc_tensor* values) {
                                                       d.num_kv_heads, tokens, d.head_dim));
     }
   }
+  uint64_t output_bytes = 0;
+  for (int kind = 0; kind < 2; ++kind) {
+    if (outs[kind] != nullptr) {
+      output_bytes +=
+          uint64_t{d.num_kv_heads} * tokens * d.head_dim * DtypeBytes(views[kind].dtype);
+    }
+  }
+  const simd::Writes writes = WritesForOutput(output_bytes);
   run_read_ = true;  // whatever happens next, this run is consumed
   std::vector<std::pair<uint32_t, uint32_t>> covered[2];
   auto complete = [&](int kind) {
@@ -480,7 +488,7 @@ Status StreamReader::Read(const kvc_tensor* keys, const kvc_tensor* values) {
                          static_cast<int64_t>(DtypeBytes(layer_view.dtype));
       layer_view.shape[1] = h.token_count;
       Status decoded = DecodeBlockPayload(*pending_.codec, h, pending_.payload, pending_.layout,
-                                          layer_view, simd::Writes::kCached);
+                                          layer_view, writes);
       if (!decoded.ok()) return Fail(decoded);
     }
   }

@@ -248,18 +248,13 @@ Status DecodeStream(const uint8_t* data, size_t size, const kvc_tensor* keys,
   auto wanted = [&](const StreamLayout::Block& b) {
     return (b.header.kind == KVC_KIND_KEYS ? keys : values) != nullptr;
   };
-  size_t output_bytes = 0;
+  uint64_t output_bytes = 0;
   for (const StreamLayout::Block& b : layout.blocks) {
     if (!wanted(b)) continue;
-    output_bytes += size_t{b.header.head_count} * b.header.token_count * b.header.head_dim *
+    output_bytes += uint64_t{b.header.head_count} * b.header.token_count * b.header.head_dim *
                     DtypeBytes(views[b.header.kind].dtype);
   }
-  // An output of more than half the last-level cache would evict what the
-  // caller keeps there and not stay there itself: it is written around the
-  // cache, as memcpy writes large copies.
-  const simd::Writes writes = output_bytes > LastLevelCacheBytes() / 2
-                                  ? simd::Writes::kAroundCache
-                                  : simd::Writes::kCached;
+  const simd::Writes writes = WritesForOutput(output_bytes);
   auto verify = [&](const StreamLayout::Block& b) {
     if (b.unverified_section == nullptr) return OkStatus();
     const Status verified = VerifySection(
