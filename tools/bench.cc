@@ -18,10 +18,7 @@
 #include <new>
 #include <vector>
 
-#if defined(__unix__) || defined(__APPLE__)
-#include <unistd.h>
-#endif
-
+#include "codec/base/cache_size.h"  // header-only: the decoder's rule, for the baseline
 #include "kvcodec/kvcodec.h"
 
 #undef HWY_TARGET_INCLUDE
@@ -61,7 +58,7 @@ void Int8Encode(const hwy::float16_t* HWY_RESTRICT in, size_t rows, size_t dim,
   }
 }
 
-// around_cache: non-temporal stores, as kvcodec's decoder makes for an
+// around_cache: non-temporal stores, by the rule kvcodec's decoder follows for an
 // output of more than half the last-level cache (out must then be aligned
 // to 16 bytes, and dim a multiple of the lanes, which are 16 bytes or more).
 void Int8Decode(const int8_t* HWY_RESTRICT codes, const float* HWY_RESTRICT scales,
@@ -121,18 +118,6 @@ struct CacheLineAllocator {
   bool operator!=(const CacheLineAllocator&) const { return false; }
 };
 using HalfBuffer = std::vector<uint16_t, CacheLineAllocator<uint16_t>>;
-
-// The size above which kvcodec's decoder writes around the cache (see
-// Int8Decode), from the same source: the C library's last-level cache size.
-size_t AroundCacheThreshold() {
-#if defined(_SC_LEVEL3_CACHE_SIZE) && defined(_SC_LEVEL2_CACHE_SIZE)
-  for (const int level : {_SC_LEVEL3_CACHE_SIZE, _SC_LEVEL2_CACHE_SIZE}) {
-    const long bytes = sysconf(level);
-    if (bytes > 0) return static_cast<size_t>(bytes) / 2;
-  }
-#endif
-  return size_t{16} << 20;
-}
 
 struct Options {
   std::vector<std::string> presets;
@@ -327,7 +312,7 @@ int RunBench(int argc, char** argv) {
     HWY_DYNAMIC_DISPATCH(Int8Encode)(hk, rows, o.dim, codes.data(), scales.data());
     HWY_DYNAMIC_DISPATCH(Int8Encode)(hv, rows, o.dim, codes.data() + n, scales.data() + rows);
   });
-  const bool around_cache = bytes > static_cast<double>(AroundCacheThreshold());
+  const bool around_cache = WriteAroundCache(static_cast<uint64_t>(bytes));
   const double base_dec = MedianSeconds(o.reps, [&] {
     HWY_DYNAMIC_DISPATCH(Int8Decode)(codes.data(), scales.data(), rows, o.dim, around_cache,
                                      reinterpret_cast<hwy::float16_t*>(out_keys.data()));

@@ -6,10 +6,6 @@
 #include <thread>
 #include <vector>
 
-#if defined(__unix__) || defined(__APPLE__)
-#include <unistd.h>
-#endif
-
 namespace kvc {
 
 Status ParallelFor(size_t num_jobs, uint32_t threads,
@@ -49,16 +45,6 @@ Status ParallelFor(size_t num_jobs, uint32_t threads,
   work();
   for (std::thread& t : pool) t.join();
   return failure;
-}
-
-size_t LastLevelCacheBytes() {
-#if defined(_SC_LEVEL3_CACHE_SIZE) && defined(_SC_LEVEL2_CACHE_SIZE)
-  for (const int level : {_SC_LEVEL3_CACHE_SIZE, _SC_LEVEL2_CACHE_SIZE}) {
-    const long bytes = sysconf(level);
-    if (bytes > 0) return static_cast<size_t>(bytes);
-  }
-#endif
-  return size_t{32} << 20;
 }
 
 }  // namespace kvc

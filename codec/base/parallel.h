@@ -16,10 +16,6 @@ namespace kvc {
 Status ParallelFor(size_t num_jobs, uint32_t threads,
                    const std::function<Status(size_t job)>& run);
 
-// The last-level cache's size as the C library reports it (32 MiB where it
-// does not), for choosing when an output is too large to keep in cache.
-size_t LastLevelCacheBytes();
-
 }  // namespace kvc
 
 #endif  // KVCODEC_CODEC_BASE_PARALLEL_H_

@@ -6,7 +6,7 @@
 
 #include "base/dtype.h"
 #include "base/endian.h"
-#include "base/parallel.h"
+#include "base/cache_size.h"
 #include "config/tensor_config.h"
 #include "quant/scalars.h"
 #include "simd/convert_kernels.h"
@@ -477,7 +477,7 @@ Status WriteBlockPayload(const TensorCodec& codec, const BlockHeader& h,
 }
 
 simd::Writes WritesForOutput(uint64_t bytes) {
-  return bytes > LastLevelCacheBytes() / 2 ? simd::Writes::kAroundCache : simd::Writes::kCached;
+  return WriteAroundCache(bytes) ? simd::Writes::kAroundCache : simd::Writes::kCached;
 }
 
 Status DecodeBlockPayload(const TensorCodec& codec, const BlockHeader& h,

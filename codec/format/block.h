@@ -77,10 +77,8 @@ Status PlanBlockPayload(const TensorCodec& codec, const BlockHeader& header,
 Status WriteBlockPayload(const TensorCodec& codec, const BlockHeader& header,
                          const TensorView& input, const std::vector<uint8_t>& records,
                          BlockLayout layout, uint8_t* payload);
-// How a decode whose outputs total `bytes` should store them: around the
-// cache when they are more than half the last-level cache, which such an
-// output would only evict the caller's data from, without staying there
-// itself (memcpy writes large copies so too).
+// How a decode whose outputs total `bytes` should store them
+// (base/cache_size.h's WriteAroundCache).
 simd::Writes WritesForOutput(uint64_t bytes);
 
 // output: [head_count, token_count, head_dim]; f16 and bf16 outputs are
