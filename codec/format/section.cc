@@ -51,6 +51,7 @@ Status ReadSection(const uint8_t* data, size_t size, SectionRef* out,
   out->payload = data + kSectionHeaderSize;
   out->payload_size = payload_size;
   out->total_size = SectionSize(payload_size);
+  out->checksum_deferred = defer;
   return OkStatus();
 }
 

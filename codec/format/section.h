@@ -53,6 +53,7 @@ struct SectionRef {
   const uint8_t* payload = nullptr;
   size_t payload_size = 0;
   size_t total_size = 0;
+  bool checksum_deferred = false;  // read with kDefer and left to the caller
 };
 
 // kVerify: checked where the section is read. kTrust: the caller checked it

@@ -191,10 +191,9 @@ Status ReadStreamLayout(const uint8_t* data, size_t size, Checksums block_checks
     KVC_RETURN_IF_ERROR(walker.Next(data + offset, size - offset, offset, &s, block_checksums));
     if (s.kind == WalkedSection::kBlock) {
       if (!s.inflated.empty()) layout->inflated.push_back(std::move(s.inflated));
-      const bool deferred = block_checksums == Checksums::kDefer && s.ref.flags == 0;
-      layout->blocks.push_back(StreamLayout::Block{s.block, s.layout, s.payload,
-                                                   s.ref.total_size, s.codec, offset,
-                                                   deferred ? data + offset : nullptr});
+      layout->blocks.push_back(
+          StreamLayout::Block{s.block, s.layout, s.payload, s.ref.total_size, s.codec, offset,
+                              s.ref.checksum_deferred ? data + offset : nullptr});
     }
     offset += s.ref.total_size;
   }
