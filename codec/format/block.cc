@@ -322,9 +322,9 @@ Status SubtractMean(const BlockHeader& h, uint32_t head, uint32_t t0, const floa
                                            ": vector minus its head's channel mean overflows");
 }
 
-// DecodeBlockPayload's loop over heads and chunks.
-Status DecodeHeads(const TensorCodec& codec, const BlockHeader& h, const uint8_t* payload,
-                   const BlockLayout& layout, const TensorView& output, simd::Writes writes) {
+// DecodeBlockPayload's work: every head's tokens, a chunk at a time.
+Status DecodeChunks(const TensorCodec& codec, const BlockHeader& h, const uint8_t* payload,
+                    const BlockLayout& layout, const TensorView& output, simd::Writes writes) {
   const size_t d = h.head_dim;
   std::vector<float> buffer(kChunkVectors * d);
   uint8_t* p = const_cast<uint8_t*>(payload);  // sections are only read
@@ -483,7 +483,7 @@ simd::Writes WritesForOutput(uint64_t bytes) {
 Status DecodeBlockPayload(const TensorCodec& codec, const BlockHeader& h,
                           const uint8_t* payload, const BlockLayout& layout,
                           const TensorView& output, simd::Writes writes) {
-  const Status status = DecodeHeads(codec, h, payload, layout, output, writes);
+  const Status status = DecodeChunks(codec, h, payload, layout, output, writes);
   // Non-temporal stores are ordered before the output is handed on.
   if (writes == simd::Writes::kAroundCache) hwy::FlushStream();
   return status;
