@@ -111,12 +111,21 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     error += (x[i] - y[i]) * double(x[i] - y[i]);
     energy += x[i] * double(x[i]);
   }
-  // Lossless methods are exact; every lossy one stays well below the error
-  // of decoding zeros (1.0) on any data.
+  // Lossless methods are exact; every other MSE-optimal one stays below the
+  // error of decoding zeros (1.0 x energy) on any data. tq-prod trades
+  // reconstruction error for unbiased inner products: to the residual r of
+  // its MSE stage (|r|^2 <= energy, as for tq-mse) it adds the QJL term
+  // sqrt(pi/2)/d |r| S^T s, s in {-1, +1}^d, of norm at most
+  // sqrt(pi/2) |r| sigma_max(S) / sqrt(d), and sigma_max(S) <= 2.2 sqrt(d)
+  // for the default seed (tests/quant_test.cc). So its error is at most
+  // (1 + 2.2 sqrt(pi/2))^2 x energy; single vectors of small d reach 1.8.
   if (config.method == KVC_METHOD_RAW && dtype != KVC_DTYPE_F32 &&
       config.scalar_format == KVC_DTYPE_F32) {
     FUZZ_ASSERT(error == 0);
   }
-  FUZZ_ASSERT(error <= 1.0 * energy + 1e-9);
+  const double qjl_growth = 1 + 2.2 * std::sqrt(std::acos(-1.0) / 2);
+  const double error_bound =
+      config.method == KVC_METHOD_TQ_PROD ? qjl_growth * qjl_growth : 1.0;
+  FUZZ_ASSERT(error <= error_bound * energy + 1e-9);
   return 0;
 }
