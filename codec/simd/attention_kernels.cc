@@ -384,6 +384,33 @@ HWY_INLINE void Unpermute(const float* HWY_RESTRICT y, size_t dim, float* HWY_RE
   }
 }
 
+// The sum of v's 128-bit blocks (4 floats) into out: halves added down.
+template <class DF>
+HWY_INLINE void StoreBlockSums(DF df, hn::Vec<DF> v, float* HWY_RESTRICT out) {
+  if constexpr (hn::MaxLanes(DF()) > 4) {
+    const hn::Half<DF> dh;
+    StoreBlockSums(dh, hn::Add(hn::LowerHalf(dh, v), hn::UpperHalf(dh, v)), out);
+  } else {
+    hn::StoreU(v, df, out);
+  }
+}
+
+// sums[i] = the sum of a_i's lanes, for i < 4, at once: two interleaving
+// steps leave every 128-bit block holding the four sums of its own lanes,
+// then the blocks are added. (Four separate reductions cost a row about as
+// much as its lookups.)
+HWY_INLINE void SumLanes4(V a0, V a1, V a2, V a3, float* HWY_RESTRICT sums) {
+  const D d;
+  const hn::Repartition<uint64_t, D> d64;
+  const auto pairs01 = hn::BitCast(
+      d64, hn::Add(hn::InterleaveLower(d, a0, a1), hn::InterleaveUpper(d, a0, a1)));
+  const auto pairs23 = hn::BitCast(
+      d64, hn::Add(hn::InterleaveLower(d, a2, a3), hn::InterleaveUpper(d, a2, a3)));
+  const V blocks = hn::Add(hn::BitCast(d, hn::InterleaveLower(d64, pairs01, pairs23)),
+                           hn::BitCast(d, hn::InterleaveUpper(d64, pairs01, pairs23)));
+  StoreBlockSums(d, blocks, sums);
+}
+
 // One row's dots with kQ permuted queries (rows of dim floats) and, if
 // kLen, its sum of squares. Even and odd registers feed separate
 // accumulators.
@@ -417,11 +444,25 @@ HWY_INLINE void FastRowDots(const uint8_t* HWY_RESTRICT row, size_t dim, hn::Vec
       }
     });
   }
-  if (kQ > 0) dots[0] = hn::GetLane(hn::SumOfLanes(d, hn::Add(e0, o0)));
-  if (kQ > 1) dots[1] = hn::GetLane(hn::SumOfLanes(d, hn::Add(e1, o1)));
-  if (kQ > 2) dots[2] = hn::GetLane(hn::SumOfLanes(d, hn::Add(e2, o2)));
-  if (kQ > 3) dots[3] = hn::GetLane(hn::SumOfLanes(d, hn::Add(e3, o3)));
+  if (kQ > 0) {
+    SumLanes4(hn::Add(e0, o0), hn::Add(e1, o1), hn::Add(e2, o2), hn::Add(e3, o3), dots);
+  }
   if (kLen) *len2 = hn::GetLane(hn::SumOfLanes(d, hn::Add(es, os)));
+}
+
+// Every row's dots with kQ permuted queries (and lengths if kLen): the row
+// loop innermost, free of branches on the shape.
+template <int kBits, size_t kQ, bool kLen>
+HWY_NOINLINE void FastRowsDots(const PaddedTail& tail, size_t count, size_t dim,
+                               hn::Vec<D8> pattern, V lo, V hi, const float* HWY_RESTRICT q,
+                               float* HWY_RESTRICT dots, size_t dot_stride,
+                               float* HWY_RESTRICT len2) {
+  HWY_ALIGN float group[kGroup];
+  for (size_t n = 0; n < count; ++n) {
+    FastRowDots<kBits, kQ, kLen>(tail.Row(n), dim, pattern, lo, hi, q, group,
+                                 kLen ? len2 + n : nullptr);
+    for (size_t i = 0; i < kQ; ++i) dots[i * dot_stride + n] = group[i];
+  }
 }
 
 template <int kBits>
@@ -435,33 +476,29 @@ void FastDots(const IndexRows& r, const float* HWY_RESTRICT queries, size_t num_
   std::vector<float> permuted(num_queries * dim);
   for (size_t q = 0; q < num_queries; ++q) Permute(queries + q * dim, dim, &permuted[q * dim]);
   const PaddedTail tail(r, dim * kBits / 8);
-  float group[kGroup];
-  for (size_t n = 0; n < r.count; ++n) {
-    const uint8_t* row = tail.Row(n);
-    if (len2 != nullptr && num_queries == 0) {
-      FastRowDots<kBits, 0, true>(row, dim, pattern, lo, hi, nullptr, group, len2 + n);
-    }
-    for (size_t q0 = 0; q0 < num_queries; q0 += kGroup) {
-      const size_t m = std::min(kGroup, num_queries - q0);
-      const float* q = permuted.data() + q0 * dim;
-      // The sum of squares rides along with the first group.
-      float* l = q0 == 0 && len2 != nullptr ? len2 + n : nullptr;
+  if (len2 != nullptr && num_queries == 0) {
+    FastRowsDots<kBits, 0, true>(tail, r.count, dim, pattern, lo, hi, nullptr, nullptr, 0, len2);
+  }
+  for (size_t q0 = 0; q0 < num_queries; q0 += kGroup) {
+    const float* q = permuted.data() + q0 * dim;
+    float* out = dots + q0 * dot_stride;
+    // The sum of squares rides along with the first group.
+    const auto run = [&](auto queries_in_group, auto with_len) HWY_ATTR {
+      FastRowsDots<kBits, decltype(queries_in_group)::value, decltype(with_len)::value>(
+          tail, r.count, dim, pattern, lo, hi, q, out, dot_stride, len2);
+    };
+    const auto run_len = [&](auto queries_in_group) HWY_ATTR {
       if (len2 != nullptr && q0 == 0) {
-        switch (m) {
-          case 1: FastRowDots<kBits, 1, true>(row, dim, pattern, lo, hi, q, group, l); break;
-          case 2: FastRowDots<kBits, 2, true>(row, dim, pattern, lo, hi, q, group, l); break;
-          case 3: FastRowDots<kBits, 3, true>(row, dim, pattern, lo, hi, q, group, l); break;
-          default: FastRowDots<kBits, 4, true>(row, dim, pattern, lo, hi, q, group, l); break;
-        }
+        run(queries_in_group, std::true_type());
       } else {
-        switch (m) {
-          case 1: FastRowDots<kBits, 1, false>(row, dim, pattern, lo, hi, q, group, l); break;
-          case 2: FastRowDots<kBits, 2, false>(row, dim, pattern, lo, hi, q, group, l); break;
-          case 3: FastRowDots<kBits, 3, false>(row, dim, pattern, lo, hi, q, group, l); break;
-          default: FastRowDots<kBits, 4, false>(row, dim, pattern, lo, hi, q, group, l); break;
-        }
+        run(queries_in_group, std::false_type());
       }
-      for (size_t i = 0; i < m; ++i) dots[(q0 + i) * dot_stride + n] = group[i];
+    };
+    switch (std::min(kGroup, num_queries - q0)) {
+      case 1: run_len(std::integral_constant<size_t, 1>()); break;
+      case 2: run_len(std::integral_constant<size_t, 2>()); break;
+      case 3: run_len(std::integral_constant<size_t, 3>()); break;
+      default: run_len(std::integral_constant<size_t, 4>()); break;
     }
   }
 }
