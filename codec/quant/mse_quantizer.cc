@@ -164,14 +164,24 @@ void MseQuantizer::QuantizeRotatedRows(const float* y, const float* norms, size_
 
 bool MseQuantizer::LoadNorms(const uint8_t* norms, size_t norm_stride, const uint8_t* indices,
                              size_t count, float* out) const {
-  if (count > kMaxBatch) return false;
   const size_t bytes = norm_bytes();  // 2 or 4
-  uint8_t packed[kMaxBatch * 4] = {};
-  for (size_t n = 0; n < count; ++n) {
-    std::memcpy(packed + n * bytes, norms + n * norm_stride, bytes);
+  bool valid = true;
+  if (norm_stride == bytes) {
+    valid = LoadFiniteScalars(norms, count, format_, out);
+  } else {
+    // Norms that are not adjacent (records of several sections), gathered.
+    uint8_t packed[kMaxBatch * 4] = {};
+    for (size_t n0 = 0; n0 < count; n0 += kMaxBatch) {
+      const size_t m = std::min(kMaxBatch, count - n0);
+      for (size_t n = 0; n < m; ++n) {
+        std::memcpy(packed + n * bytes, norms + (n0 + n) * norm_stride, bytes);
+      }
+      valid = LoadFiniteScalars(packed, m, format_, out + n0) && valid;
+    }
   }
-  bool valid = LoadFiniteScalars(packed, count, format_, out);
-  for (size_t n = 0; n < count; ++n) valid = valid && !std::signbit(out[n]);
+  uint32_t signs = 0;  // no norm is negative (-0 included): a vectorisable OR
+  for (size_t n = 0; n < count; ++n) signs |= FloatBits(out[n]);
+  valid = valid && (signs >> 31) == 0;
   const size_t used = size_t{dim_} * bits_;
   for (size_t n = 0; used % 8 != 0 && n < count; ++n) {
     valid = valid && (indices[n * index_bytes() + used / 8] >> (used % 8)) == 0;
@@ -218,17 +228,11 @@ Status MseQuantizer::Decode(const uint8_t* norm_record, const uint8_t* indices,
 Status MseQuantizer::LoadTileNorms(const uint8_t* norms, size_t norm_stride,
                                    const uint8_t* indices, size_t count, float* out,
                                    size_t* bad_vector) const {
-  for (size_t n0 = 0; n0 < count; n0 += kMaxBatch) {
-    const size_t m = std::min(kMaxBatch, count - n0);
-    if (LoadNorms(norms + n0 * norm_stride, norm_stride, indices + n0 * index_bytes(), m,
-                  out + n0)) {
-      continue;
-    }
-    // One by one, to name the first invalid record.
-    for (size_t n = n0; n < n0 + m; ++n) {
-      *bad_vector = n;
-      KVC_RETURN_IF_ERROR(CheckRecord(norms + n * norm_stride, indices + n * index_bytes()));
-    }
+  if (LoadNorms(norms, norm_stride, indices, count, out)) return OkStatus();
+  // One by one, to name the first invalid record.
+  for (size_t n = 0; n < count; ++n) {
+    *bad_vector = n;
+    KVC_RETURN_IF_ERROR(CheckRecord(norms + n * norm_stride, indices + n * index_bytes()));
   }
   return OkStatus();
 }

@@ -91,7 +91,7 @@ class MseQuantizer {
 
  private:
   static constexpr size_t kMaxBatch = 16;  // rows of the batched paths
-  // The norms of `count` (<= kMaxBatch) records at once: true if every norm
+  // The norms of `count` records at once: true if every norm
   // is valid and every record's padding zero (else nothing is reported:
   // CheckRecord names the culprit).
   bool LoadNorms(const uint8_t* norms, size_t norm_stride, const uint8_t* indices, size_t count,
