@@ -17,10 +17,12 @@
 // x86 has it and by exact integer operations elsewhere (infinities and NaNs
 // stay non-finite, so that callers detect them from the results).
 //
-// Sums (weighted rows) run coordinates-outer over tiles of rows: each
-// register of the output stays in registers while the tile's rows stream
-// past, two rows at a time into separate accumulators (to halve the
-// dependency chains), so that no row's output goes through memory.
+// Sums (weighted rows) run coordinates-outer over tiles of rows: registers
+// of the output stay in registers while the tile's rows stream past, so that
+// no row's output goes through memory. Index rows take up to four registers
+// per pass (sharing each row's word load and weights); value rows take one,
+// two rows at a time into separate accumulators (to halve the dependency
+// chains).
 #include "simd/attention_kernels.h"
 
 #include <algorithm>
@@ -503,43 +505,42 @@ void FastDots(const IndexRows& r, const float* HWY_RESTRICT queries, size_t num_
   }
 }
 
-// For kQ queries: out[q][register kS of superblock sb] += sum over the
-// tile's rows of w[q][n] * entries, two rows at a time.
-template <int kBits, size_t kS, size_t kQ>
+// Registers of a superblock whose sums one pass over a tile keeps in
+// registers: all of a row's lookups of them share its word load and its
+// weights. Four on 16-lane targets (16 accumulators of 32 registers); one
+// where registers are fewer (16 on AVX2).
+constexpr size_t kSumRegisters = kLanes == 16 ? 4 : 1;
+
+// For kQ queries: out[q][registers kS0 .. kS0 + kSumRegisters - 1 of
+// superblock sb] += sum over the tile's rows of w[q][n] * entries.
+template <int kBits, size_t kS0, size_t kQ>
 HWY_INLINE void FastRegisterSums(const uint8_t* const* HWY_RESTRICT rows, size_t count,
                                  size_t offset, hn::Vec<D8> pattern, V lo, V hi,
                                  const float* HWY_RESTRICT w, size_t weight_stride,
                                  float* HWY_RESTRICT out, size_t dim) {
   const D d;
-  V a0 = hn::Zero(d), a1 = hn::Zero(d), a2 = hn::Zero(d), a3 = hn::Zero(d);
-  V b0 = hn::Zero(d), b1 = hn::Zero(d), b2 = hn::Zero(d), b3 = hn::Zero(d);
-  size_t n = 0;
-  for (; n + 2 <= count; n += 2) {
-    const V c = LookupRegister<kBits, kS>(LaneWords<kBits>(rows[n] + offset, pattern), lo, hi);
-    const V e = LookupRegister<kBits, kS>(LaneWords<kBits>(rows[n + 1] + offset, pattern), lo, hi);
-    const float* HWY_RESTRICT wn = w + n;
-    if (kQ > 0) a0 = hn::MulAdd(c, hn::Set(d, wn[0]), a0);
-    if (kQ > 1) a1 = hn::MulAdd(c, hn::Set(d, wn[weight_stride]), a1);
-    if (kQ > 2) a2 = hn::MulAdd(c, hn::Set(d, wn[2 * weight_stride]), a2);
-    if (kQ > 3) a3 = hn::MulAdd(c, hn::Set(d, wn[3 * weight_stride]), a3);
-    if (kQ > 0) b0 = hn::MulAdd(e, hn::Set(d, wn[1]), b0);
-    if (kQ > 1) b1 = hn::MulAdd(e, hn::Set(d, wn[weight_stride + 1]), b1);
-    if (kQ > 2) b2 = hn::MulAdd(e, hn::Set(d, wn[2 * weight_stride + 1]), b2);
-    if (kQ > 3) b3 = hn::MulAdd(e, hn::Set(d, wn[3 * weight_stride + 1]), b3);
+  V sums[kSumRegisters][kQ];
+  ForEachIndex<kSumRegisters>([&](auto r) HWY_ATTR {
+    ForEachIndex<kQ>([&](auto q) HWY_ATTR { sums[r][q] = hn::Zero(d); });
+  });
+  for (size_t n = 0; n < count; ++n) {
+    const VU words = LaneWords<kBits>(rows[n] + offset, pattern);
+    V weight[kQ];
+    ForEachIndex<kQ>([&](auto q) HWY_ATTR { weight[q] = hn::Set(d, w[q * weight_stride + n]); });
+    ForEachIndex<kSumRegisters>([&](auto r) HWY_ATTR {
+      const V c = LookupRegister<kBits, kS0 + decltype(r)::value>(words, lo, hi);
+      ForEachIndex<kQ>([&](auto q) HWY_ATTR {
+        sums[r][q] = hn::MulAdd(c, weight[q], sums[r][q]);
+      });
+    });
   }
-  if (n < count) {
-    const V c = LookupRegister<kBits, kS>(LaneWords<kBits>(rows[n] + offset, pattern), lo, hi);
-    const float* HWY_RESTRICT wn = w + n;
-    if (kQ > 0) a0 = hn::MulAdd(c, hn::Set(d, wn[0]), a0);
-    if (kQ > 1) a1 = hn::MulAdd(c, hn::Set(d, wn[weight_stride]), a1);
-    if (kQ > 2) a2 = hn::MulAdd(c, hn::Set(d, wn[2 * weight_stride]), a2);
-    if (kQ > 3) a3 = hn::MulAdd(c, hn::Set(d, wn[3 * weight_stride]), a3);
-  }
-  float* HWY_RESTRICT o = out + offset * 8 / kBits + kS * kLanes;
-  if (kQ > 0) hn::StoreU(hn::Add(hn::LoadU(d, o), hn::Add(a0, b0)), d, o);
-  if (kQ > 1) hn::StoreU(hn::Add(hn::LoadU(d, o + dim), hn::Add(a1, b1)), d, o + dim);
-  if (kQ > 2) hn::StoreU(hn::Add(hn::LoadU(d, o + 2 * dim), hn::Add(a2, b2)), d, o + 2 * dim);
-  if (kQ > 3) hn::StoreU(hn::Add(hn::LoadU(d, o + 3 * dim), hn::Add(a3, b3)), d, o + 3 * dim);
+  ForEachIndex<kSumRegisters>([&](auto r) HWY_ATTR {
+    float* HWY_RESTRICT o = out + offset * 8 / kBits + (kS0 + decltype(r)::value) * kLanes;
+    ForEachIndex<kQ>([&](auto q) HWY_ATTR {
+      float* HWY_RESTRICT to = o + decltype(q)::value * dim;
+      hn::StoreU(hn::Add(hn::LoadU(d, to), sums[r][q]), d, to);
+    });
+  });
 }
 
 template <int kBits, size_t kQ>
@@ -547,9 +548,9 @@ HWY_INLINE void FastTileSums(const uint8_t* const* HWY_RESTRICT rows, size_t cou
                              hn::Vec<D8> pattern, V lo, V hi, const float* HWY_RESTRICT w,
                              size_t weight_stride, float* HWY_RESTRICT out) {
   for (size_t sb = 0; sb < dim; sb += 8 * kLanes) {
-    ForEachIndex<8>([&](auto s) HWY_ATTR {
-      FastRegisterSums<kBits, decltype(s)::value, kQ>(rows, count, sb / 8 * kBits, pattern, lo,
-                                                      hi, w, weight_stride, out, dim);
+    ForEachIndex<8 / kSumRegisters>([&](auto pass) HWY_ATTR {
+      FastRegisterSums<kBits, decltype(pass)::value * kSumRegisters, kQ>(
+          rows, count, sb / 8 * kBits, pattern, lo, hi, w, weight_stride, out, dim);
     });
   }
 }
