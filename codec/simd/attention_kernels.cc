@@ -174,10 +174,59 @@ HWY_INLINE V Lookup(VI k, V lo, V hi, const float* HWY_RESTRICT table) {
 #endif
 }
 
-// Dots of one unpacked row with kQ queries (rows of dim floats) and, if
-// kLen, its sum of squares.
+#if !HWY_HAVE_SCALABLE && HWY_TARGET != HWY_SCALAR
+// The sum of v's 128-bit blocks (4 floats) into out: halves added down.
+template <class DF>
+HWY_INLINE void StoreBlockSums(DF df, hn::Vec<DF> v, float* HWY_RESTRICT out) {
+  if constexpr (hn::MaxLanes(DF()) > 4) {
+    const hn::Half<DF> dh;
+    StoreBlockSums(dh, hn::Add(hn::LowerHalf(dh, v), hn::UpperHalf(dh, v)), out);
+  } else {
+    hn::StoreU(v, df, out);
+  }
+}
+
+// sums[i] = the sum of a_i's lanes, for i < 4, at once: two interleaving
+// steps leave every 128-bit block holding the four sums of its own lanes,
+// then the blocks are added. (Four separate reductions cost a row about as
+// much as its lookups.)
+HWY_INLINE void SumLanes4(V a0, V a1, V a2, V a3, float* HWY_RESTRICT sums) {
+  const D d;
+  const hn::Repartition<uint64_t, D> d64;
+  const auto pairs01 = hn::BitCast(
+      d64, hn::Add(hn::InterleaveLower(d, a0, a1), hn::InterleaveUpper(d, a0, a1)));
+  const auto pairs23 = hn::BitCast(
+      d64, hn::Add(hn::InterleaveLower(d, a2, a3), hn::InterleaveUpper(d, a2, a3)));
+  const V blocks = hn::Add(hn::BitCast(d, hn::InterleaveLower(d64, pairs01, pairs23)),
+                           hn::BitCast(d, hn::InterleaveUpper(d64, pairs01, pairs23)));
+  StoreBlockSums(d, blocks, sums);
+}
+
+#endif  // !HWY_HAVE_SCALABLE && HWY_TARGET != HWY_SCALAR
+
+// dots[i] = the sum of a_i's lanes for i < kQ (four at once where registers
+// have whole 128-bit blocks); dots has room for four.
+template <size_t kQ>
+HWY_INLINE void StoreRowDots(V a0, V a1, V a2, V a3, float* HWY_RESTRICT dots) {
+  const D d;
+#if !HWY_HAVE_SCALABLE && HWY_TARGET != HWY_SCALAR
+  if constexpr (kQ > 1 && hn::MaxLanes(D()) >= 4) {
+    SumLanes4(a0, a1, a2, a3, dots);
+    return;
+  }
+#endif
+  if (kQ > 0) dots[0] = hn::GetLane(hn::SumOfLanes(d, a0));
+  if (kQ > 1) dots[1] = hn::GetLane(hn::SumOfLanes(d, a1));
+  if (kQ > 2) dots[2] = hn::GetLane(hn::SumOfLanes(d, a2));
+  if (kQ > 3) dots[3] = hn::GetLane(hn::SumOfLanes(d, a3));
+}
+
+// Dots of one unpacked row with kQ queries (rows of `stride` floats, zero
+// past dim) and, if kLen, its sum of squares. idx holds zeros (a valid
+// index) from dim up to stride, a whole number of registers: lanes past dim
+// meet zero query lanes, and are masked out of the length.
 template <int kTables, size_t kQ, bool kLen>
-HWY_INLINE void UnpackedRowDots(const uint8_t* HWY_RESTRICT idx, size_t dim,
+HWY_INLINE void UnpackedRowDots(const uint8_t* HWY_RESTRICT idx, size_t dim, size_t stride,
                                 const float* HWY_RESTRICT table, V lo, V hi,
                                 const float* HWY_RESTRICT q, float* HWY_RESTRICT dots,
                                 float* HWY_RESTRICT len2) {
@@ -187,72 +236,67 @@ HWY_INLINE void UnpackedRowDots(const uint8_t* HWY_RESTRICT idx, size_t dim,
   const size_t N = hn::Lanes(d);
   V a0 = hn::Zero(d), a1 = hn::Zero(d), a2 = hn::Zero(d), a3 = hn::Zero(d);
   V sq = hn::Zero(d);
-  size_t j = 0;
-  for (; j + N <= dim; j += N) {
-    const V c = Lookup<kTables>(hn::PromoteTo(di, hn::LoadU(d8, idx + j)), lo, hi, table);
+  const auto step = [&](size_t j, V c) HWY_ATTR {
     if (kQ > 0) a0 = hn::MulAdd(c, hn::LoadU(d, q + j), a0);
-    if (kQ > 1) a1 = hn::MulAdd(c, hn::LoadU(d, q + dim + j), a1);
-    if (kQ > 2) a2 = hn::MulAdd(c, hn::LoadU(d, q + 2 * dim + j), a2);
-    if (kQ > 3) a3 = hn::MulAdd(c, hn::LoadU(d, q + 3 * dim + j), a3);
+    if (kQ > 1) a1 = hn::MulAdd(c, hn::LoadU(d, q + stride + j), a1);
+    if (kQ > 2) a2 = hn::MulAdd(c, hn::LoadU(d, q + 2 * stride + j), a2);
+    if (kQ > 3) a3 = hn::MulAdd(c, hn::LoadU(d, q + 3 * stride + j), a3);
     if (kLen) sq = hn::MulAdd(c, c, sq);
-  }
-  float s0 = hn::GetLane(hn::SumOfLanes(d, a0)), s1 = hn::GetLane(hn::SumOfLanes(d, a1));
-  float s2 = hn::GetLane(hn::SumOfLanes(d, a2)), s3 = hn::GetLane(hn::SumOfLanes(d, a3));
-  float s = kLen ? hn::GetLane(hn::SumOfLanes(d, sq)) : 0.0f;
-  for (; j < dim; ++j) {
-    const float c = table[idx[j]];
-    if (kQ > 0) s0 += c * q[j];
-    if (kQ > 1) s1 += c * q[dim + j];
-    if (kQ > 2) s2 += c * q[2 * dim + j];
-    if (kQ > 3) s3 += c * q[3 * dim + j];
-    s += c * c;
-  }
-  if (kQ > 0) dots[0] = s0;
-  if (kQ > 1) dots[1] = s1;
-  if (kQ > 2) dots[2] = s2;
-  if (kQ > 3) dots[3] = s3;
-  if (kLen) *len2 = s;
-}
-
-// out[q][j] += w[q] * table[idx[j]] for one unpacked row.
-template <int kTables>
-HWY_INLINE void UnpackedRowAdd(const uint8_t* HWY_RESTRICT idx, size_t dim,
-                               const float* HWY_RESTRICT table, V lo, V hi, float w,
-                               float* HWY_RESTRICT out) {
-  const D d;
-  const DI di;
-  const hn::Rebind<uint8_t, DI> d8;
-  const size_t N = hn::Lanes(d);
-  const V vw = hn::Set(d, w);
+  };
   size_t j = 0;
   for (; j + N <= dim; j += N) {
-    const V c = Lookup<kTables>(hn::PromoteTo(di, hn::LoadU(d8, idx + j)), lo, hi, table);
-    hn::StoreU(hn::MulAdd(c, vw, hn::LoadU(d, out + j)), d, out + j);
+    step(j, Lookup<kTables>(hn::PromoteTo(di, hn::LoadU(d8, idx + j)), lo, hi, table));
   }
-  for (; j < dim; ++j) out[j] += w * table[idx[j]];
+  if (j < dim) {
+    const V c = Lookup<kTables>(hn::PromoteTo(di, hn::LoadU(d8, idx + j)), lo, hi, table);
+    step(j, hn::IfThenElseZero(hn::FirstN(d, dim - j), c));
+  }
+  StoreRowDots<kQ>(a0, a1, a2, a3, dots);
+  if (kLen) *len2 = hn::GetLane(hn::SumOfLanes(d, sq));
 }
 
 template <int kTables>
 void UnpackedDots(const IndexRows& r, const float* HWY_RESTRICT queries, size_t num_queries,
                   float* HWY_RESTRICT dots, size_t dot_stride, float* HWY_RESTRICT len2) {
   const V lo = TablePart(r.table, r.bits, 0), hi = TablePart(r.table, r.bits, 1);
-  HWY_ALIGN uint8_t idx[kMaxDim + 8];
-  float group[kGroup];
+  // Rows and queries padded with zeros to whole registers (UnpackBits may
+  // write a few bytes past a row: the zeros are restored after it).
+  const size_t N = hn::Lanes(D());
+  const size_t stride = (r.dim + N - 1) / N * N;
+  std::vector<uint8_t> idx(stride + 8, 0);
+  std::vector<float> padded(num_queries * stride, 0.0f);
+  for (size_t q = 0; q < num_queries; ++q) {
+    std::copy(queries + q * r.dim, queries + (q + 1) * r.dim, &padded[q * stride]);
+  }
+  HWY_ALIGN float group[kGroup];
   for (size_t n = 0; n < r.count; ++n) {
-    UnpackBits(r.packed + n * r.stride, r.dim, r.bits, idx);
-    if (len2 != nullptr) {
-      UnpackedRowDots<kTables, 0, true>(idx, r.dim, r.table, lo, hi, nullptr, group, len2 + n);
+    UnpackBits(r.packed + n * r.stride, r.dim, r.bits, idx.data());
+    std::fill(idx.begin() + r.dim, idx.end(), 0);
+    if (len2 != nullptr && num_queries == 0) {
+      UnpackedRowDots<kTables, 0, true>(idx.data(), r.dim, stride, r.table, lo, hi, nullptr,
+                                        group, len2 + n);
     }
     for (size_t q0 = 0; q0 < num_queries; q0 += kGroup) {
-      const size_t m = std::min(kGroup, num_queries - q0);
-      const float* q = queries + q0 * r.dim;
-      switch (m) {
-        case 1: UnpackedRowDots<kTables, 1, false>(idx, r.dim, r.table, lo, hi, q, group, nullptr); break;
-        case 2: UnpackedRowDots<kTables, 2, false>(idx, r.dim, r.table, lo, hi, q, group, nullptr); break;
-        case 3: UnpackedRowDots<kTables, 3, false>(idx, r.dim, r.table, lo, hi, q, group, nullptr); break;
-        default: UnpackedRowDots<kTables, 4, false>(idx, r.dim, r.table, lo, hi, q, group, nullptr); break;
+      const float* q = padded.data() + q0 * stride;
+      // The sum of squares rides along with the first group.
+      float* l = q0 == 0 && len2 != nullptr ? len2 + n : nullptr;
+      const auto run = [&](auto queries_in_group) HWY_ATTR {
+        constexpr size_t kQ = decltype(queries_in_group)::value;
+        if (l != nullptr) {
+          UnpackedRowDots<kTables, kQ, true>(idx.data(), r.dim, stride, r.table, lo, hi, q,
+                                             group, l);
+        } else {
+          UnpackedRowDots<kTables, kQ, false>(idx.data(), r.dim, stride, r.table, lo, hi, q,
+                                              group, nullptr);
+        }
+        for (size_t i = 0; i < kQ; ++i) dots[(q0 + i) * dot_stride + n] = group[i];
+      };
+      switch (std::min(kGroup, num_queries - q0)) {
+        case 1: run(std::integral_constant<size_t, 1>()); break;
+        case 2: run(std::integral_constant<size_t, 2>()); break;
+        case 3: run(std::integral_constant<size_t, 3>()); break;
+        default: run(std::integral_constant<size_t, 4>()); break;
       }
-      for (size_t i = 0; i < m; ++i) dots[(q0 + i) * dot_stride + n] = group[i];
     }
   }
 }
@@ -260,15 +304,33 @@ void UnpackedDots(const IndexRows& r, const float* HWY_RESTRICT queries, size_t 
 template <int kTables>
 void UnpackedSums(const IndexRows& r, const float* HWY_RESTRICT weights, size_t weight_stride,
                   size_t num_queries, float* HWY_RESTRICT out) {
+  const D d;
+  const DI di;
+  const hn::Rebind<uint8_t, DI> d8;
   const V lo = TablePart(r.table, r.bits, 0), hi = TablePart(r.table, r.bits, 1);
-  HWY_ALIGN uint8_t idx[kMaxDim + 8];
-  std::fill(out, out + num_queries * r.dim, 0.0f);
+  // Sums padded to whole registers, and rows padded with index 0 (restored
+  // after UnpackBits, which may write a few bytes past a row): the padding
+  // lanes are summed and dropped.
+  const size_t N = hn::Lanes(d);
+  const size_t stride = (r.dim + N - 1) / N * N;
+  std::vector<uint8_t> idx(stride + 8, 0);
+  std::vector<float> sums(num_queries * stride, 0.0f);
   for (size_t n = 0; n < r.count; ++n) {
-    UnpackBits(r.packed + n * r.stride, r.dim, r.bits, idx);
-    for (size_t q = 0; q < num_queries; ++q) {
-      UnpackedRowAdd<kTables>(idx, r.dim, r.table, lo, hi, weights[q * weight_stride + n],
-                              out + q * r.dim);
+    UnpackBits(r.packed + n * r.stride, r.dim, r.bits, idx.data());
+    std::fill(idx.begin() + r.dim, idx.end(), 0);
+    // Each register of entries is looked up once for every query.
+    for (size_t j = 0; j < stride; j += N) {
+      const V c = Lookup<kTables>(hn::PromoteTo(di, hn::LoadU(d8, idx.data() + j)), lo, hi,
+                                  r.table);
+      for (size_t q = 0; q < num_queries; ++q) {
+        float* HWY_RESTRICT sum = &sums[q * stride + j];
+        hn::StoreU(hn::MulAdd(c, hn::Set(d, weights[q * weight_stride + n]), hn::LoadU(d, sum)),
+                   d, sum);
+      }
     }
+  }
+  for (size_t q = 0; q < num_queries; ++q) {
+    std::copy(&sums[q * stride], &sums[q * stride] + r.dim, out + q * r.dim);
   }
 }
 
@@ -384,33 +446,6 @@ HWY_INLINE void Unpermute(const float* HWY_RESTRICT y, size_t dim, float* HWY_RE
       for (size_t l = 0; l < kLanes; ++l) x[sb + 8 * l + s] = y[sb + s * kLanes + l];
     }
   }
-}
-
-// The sum of v's 128-bit blocks (4 floats) into out: halves added down.
-template <class DF>
-HWY_INLINE void StoreBlockSums(DF df, hn::Vec<DF> v, float* HWY_RESTRICT out) {
-  if constexpr (hn::MaxLanes(DF()) > 4) {
-    const hn::Half<DF> dh;
-    StoreBlockSums(dh, hn::Add(hn::LowerHalf(dh, v), hn::UpperHalf(dh, v)), out);
-  } else {
-    hn::StoreU(v, df, out);
-  }
-}
-
-// sums[i] = the sum of a_i's lanes, for i < 4, at once: two interleaving
-// steps leave every 128-bit block holding the four sums of its own lanes,
-// then the blocks are added. (Four separate reductions cost a row about as
-// much as its lookups.)
-HWY_INLINE void SumLanes4(V a0, V a1, V a2, V a3, float* HWY_RESTRICT sums) {
-  const D d;
-  const hn::Repartition<uint64_t, D> d64;
-  const auto pairs01 = hn::BitCast(
-      d64, hn::Add(hn::InterleaveLower(d, a0, a1), hn::InterleaveUpper(d, a0, a1)));
-  const auto pairs23 = hn::BitCast(
-      d64, hn::Add(hn::InterleaveLower(d, a2, a3), hn::InterleaveUpper(d, a2, a3)));
-  const V blocks = hn::Add(hn::BitCast(d, hn::InterleaveLower(d64, pairs01, pairs23)),
-                           hn::BitCast(d, hn::InterleaveUpper(d64, pairs01, pairs23)));
-  StoreBlockSums(d, blocks, sums);
 }
 
 // One row's dots with kQ permuted queries (rows of dim floats) and, if
