@@ -257,11 +257,15 @@ void RotatePassRowsImpl(const float* const* HWY_RESTRICT signs,
                         float scale, size_t dim, const float* x, size_t count, float* y,
                         float* HWY_RESTRICT sum_squares) {
   const HadamardPass<false> pass(p);
-  for (size_t n = 0; n < count; ++n) {
-    float* row = y + n * dim;
-    if (row != x + n * dim) std::copy(x + n * dim, x + (n + 1) * dim, row);
-    for (size_t k = 0; k < passes; ++k) pass.Run(row + offsets[k], signs[k], scale);
-    if (sum_squares != nullptr) sum_squares[n] = SumOfSquaresArray(row, dim);
+  if (y != x) std::copy(x, x + count * dim, y);
+  // Pass after pass over all rows, not row after row: a row's passes
+  // overlap, and a pass loading what the previous one just stored at another
+  // alignment would stall on store forwarding.
+  for (size_t k = 0; k < passes; ++k) {
+    for (size_t n = 0; n < count; ++n) pass.Run(y + n * dim + offsets[k], signs[k], scale);
+  }
+  for (size_t n = 0; sum_squares != nullptr && n < count; ++n) {
+    sum_squares[n] = SumOfSquaresArray(y + n * dim, dim);
   }
 }
 
@@ -269,10 +273,9 @@ void InversePassRowsImpl(const float* const* HWY_RESTRICT signs,
                          const uint32_t* HWY_RESTRICT offsets, size_t passes, size_t p,
                          float scale, size_t dim, float* HWY_RESTRICT y, size_t count) {
   const HadamardPass<true> pass(p);
-  for (size_t n = 0; n < count; ++n) {
-    for (size_t k = passes; k-- > 0;) {
-      pass.Run(y + n * dim + offsets[k], signs[k], scale);
-    }
+  // Pass after pass over all rows (RotatePassRowsImpl says why).
+  for (size_t k = passes; k-- > 0;) {
+    for (size_t n = 0; n < count; ++n) pass.Run(y + n * dim + offsets[k], signs[k], scale);
   }
 }
 
