@@ -122,6 +122,18 @@ HWY_INLINE void ForEachIndex(F&& f) {
   ForEachIndex(f, std::make_index_sequence<kCount>());
 }
 
+// Calls run(std::integral_constant<size_t, m>()) for the m = min(4, queries)
+// queries of one group.
+template <class Run>
+HWY_INLINE void DispatchGroup(size_t queries, Run&& run) {
+  switch (std::min(kGroup, queries)) {
+    case 1: return run(std::integral_constant<size_t, 1>());
+    case 2: return run(std::integral_constant<size_t, 2>());
+    case 3: return run(std::integral_constant<size_t, 3>());
+    default: return run(std::integral_constant<size_t, 4>());
+  }
+}
+
 // ---------------------------------------------------------------------------
 // Index rows, generic path: a row's indices unpacked to bytes.
 
@@ -291,12 +303,7 @@ void UnpackedDots(const IndexRows& r, const float* HWY_RESTRICT queries, size_t 
         }
         for (size_t i = 0; i < kQ; ++i) dots[(q0 + i) * dot_stride + n] = group[i];
       };
-      switch (std::min(kGroup, num_queries - q0)) {
-        case 1: run(std::integral_constant<size_t, 1>()); break;
-        case 2: run(std::integral_constant<size_t, 2>()); break;
-        case 3: run(std::integral_constant<size_t, 3>()); break;
-        default: run(std::integral_constant<size_t, 4>()); break;
-      }
+      DispatchGroup(num_queries - q0, run);
     }
   }
 }
@@ -531,12 +538,7 @@ void FastDots(const IndexRows& r, const float* HWY_RESTRICT queries, size_t num_
         run(queries_in_group, std::false_type());
       }
     };
-    switch (std::min(kGroup, num_queries - q0)) {
-      case 1: run_len(std::integral_constant<size_t, 1>()); break;
-      case 2: run_len(std::integral_constant<size_t, 2>()); break;
-      case 3: run_len(std::integral_constant<size_t, 3>()); break;
-      default: run_len(std::integral_constant<size_t, 4>()); break;
-    }
+    DispatchGroup(num_queries - q0, run_len);
   }
 }
 
@@ -607,12 +609,10 @@ void FastSums(const IndexRows& r, const float* HWY_RESTRICT weights, size_t weig
     for (size_t q0 = 0; q0 < num_queries; q0 += kGroup) {
       const float* w = weights + q0 * weight_stride + n0;
       float* o = permuted.data() + q0 * dim;
-      switch (std::min(kGroup, num_queries - q0)) {
-        case 1: FastTileSums<kBits, 1>(rows, m, dim, pattern, lo, hi, w, weight_stride, o); break;
-        case 2: FastTileSums<kBits, 2>(rows, m, dim, pattern, lo, hi, w, weight_stride, o); break;
-        case 3: FastTileSums<kBits, 3>(rows, m, dim, pattern, lo, hi, w, weight_stride, o); break;
-        default: FastTileSums<kBits, 4>(rows, m, dim, pattern, lo, hi, w, weight_stride, o); break;
-      }
+      DispatchGroup(num_queries - q0, [&](auto queries_in_group) HWY_ATTR {
+        FastTileSums<kBits, decltype(queries_in_group)::value>(rows, m, dim, pattern, lo, hi, w,
+                                                               weight_stride, o);
+      });
     }
   }
   for (size_t q = 0; q < num_queries; ++q) Unpermute(&permuted[q * dim], dim, out + q * dim);
@@ -798,12 +798,9 @@ void ValueDots(const ValueRows& r, const float* HWY_RESTRICT queries, size_t num
     for (size_t q0 = 0; q0 < num_queries; q0 += kGroup) {
       const size_t m = std::min(kGroup, num_queries - q0);
       const float* q = queries + q0 * r.dim;
-      switch (m) {
-        case 1: ValueRowDotsOf<kFormat, 1>(row, r.dim, q, group); break;
-        case 2: ValueRowDotsOf<kFormat, 2>(row, r.dim, q, group); break;
-        case 3: ValueRowDotsOf<kFormat, 3>(row, r.dim, q, group); break;
-        default: ValueRowDotsOf<kFormat, 4>(row, r.dim, q, group); break;
-      }
+      DispatchGroup(m, [&](auto queries_in_group) HWY_ATTR {
+        ValueRowDotsOf<kFormat, decltype(queries_in_group)::value>(row, r.dim, q, group);
+      });
       for (size_t i = 0; i < m; ++i) dots[(q0 + i) * dot_stride + n] = group[i];
     }
   }
@@ -820,12 +817,10 @@ void ValueSums(const ValueRows& r, const float* HWY_RESTRICT weights, size_t wei
     for (size_t q0 = 0; q0 < num_queries; q0 += kGroup) {
       const float* w = weights + q0 * weight_stride + n0;
       float* o = out + q0 * r.dim;
-      switch (std::min(kGroup, num_queries - q0)) {
-        case 1: ValueTileSums<kFormat, 1>(rows, m, r.dim, w, weight_stride, o); break;
-        case 2: ValueTileSums<kFormat, 2>(rows, m, r.dim, w, weight_stride, o); break;
-        case 3: ValueTileSums<kFormat, 3>(rows, m, r.dim, w, weight_stride, o); break;
-        default: ValueTileSums<kFormat, 4>(rows, m, r.dim, w, weight_stride, o); break;
-      }
+      DispatchGroup(num_queries - q0, [&](auto queries_in_group) HWY_ATTR {
+        ValueTileSums<kFormat, decltype(queries_in_group)::value>(rows, m, r.dim, w,
+                                                                  weight_stride, o);
+      });
     }
   }
 }
