@@ -134,6 +134,19 @@ HWY_INLINE void DispatchGroup(size_t queries, Run&& run) {
   }
 }
 
+// DispatchGroup for the dot kernels, whose first group also computes the
+// rows' sums of squares when asked: run(group size, std::bool_constant).
+template <class Run>
+HWY_INLINE void DispatchDotGroup(size_t queries, bool with_len, Run&& run) {
+  DispatchGroup(queries, [&](auto queries_in_group) HWY_ATTR {
+    if (with_len) {
+      run(queries_in_group, std::true_type());
+    } else {
+      run(queries_in_group, std::false_type());
+    }
+  });
+}
+
 // ---------------------------------------------------------------------------
 // Index rows, generic path: a row's indices unpacked to bytes.
 
@@ -222,7 +235,7 @@ template <size_t kQ>
 HWY_INLINE void StoreRowDots(V a0, V a1, V a2, V a3, float* HWY_RESTRICT dots) {
   const D d;
 #if !HWY_HAVE_SCALABLE && HWY_TARGET != HWY_SCALAR
-  if constexpr (kQ > 1 && hn::MaxLanes(D()) >= 4) {
+  if constexpr (kQ > 1) {
     SumLanes4(a0, a1, a2, a3, dots);
     return;
   }
@@ -267,43 +280,55 @@ HWY_INLINE void UnpackedRowDots(const uint8_t* HWY_RESTRICT idx, size_t dim, siz
   if (kLen) *len2 = hn::GetLane(hn::SumOfLanes(d, sq));
 }
 
+// The rows' indices unpacked to bytes one row at a time, zero-padded to
+// `stride`, a whole number of registers: index 0 is valid in every table.
+// (UnpackBits may write a few bytes past a row: the zeros are restored.)
+class UnpackedRows {
+ public:
+  explicit UnpackedRows(const IndexRows& r)
+      : r_(r), stride_((r.dim + hn::Lanes(D()) - 1) / hn::Lanes(D()) * hn::Lanes(D())),
+        idx_(stride_ + 8, 0) {}
+  size_t stride() const { return stride_; }
+  const uint8_t* Row(size_t n) {
+    UnpackBits(r_.packed + n * r_.stride, r_.dim, r_.bits, idx_.data());
+    std::fill(idx_.begin() + r_.dim, idx_.end(), 0);
+    return idx_.data();
+  }
+
+ private:
+  const IndexRows& r_;
+  size_t stride_;
+  std::vector<uint8_t> idx_;
+};
+
 template <int kTables>
 void UnpackedDots(const IndexRows& r, const float* HWY_RESTRICT queries, size_t num_queries,
                   float* HWY_RESTRICT dots, size_t dot_stride, float* HWY_RESTRICT len2) {
   const V lo = TablePart(r.table, r.bits, 0), hi = TablePart(r.table, r.bits, 1);
-  // Rows and queries padded with zeros to whole registers (UnpackBits may
-  // write a few bytes past a row: the zeros are restored after it).
-  const size_t N = hn::Lanes(D());
-  const size_t stride = (r.dim + N - 1) / N * N;
-  std::vector<uint8_t> idx(stride + 8, 0);
+  // Queries padded with zeros as the rows are.
+  UnpackedRows rows(r);
+  const size_t stride = rows.stride();
   std::vector<float> padded(num_queries * stride, 0.0f);
   for (size_t q = 0; q < num_queries; ++q) {
     std::copy(queries + q * r.dim, queries + (q + 1) * r.dim, &padded[q * stride]);
   }
   HWY_ALIGN float group[kGroup];
   for (size_t n = 0; n < r.count; ++n) {
-    UnpackBits(r.packed + n * r.stride, r.dim, r.bits, idx.data());
-    std::fill(idx.begin() + r.dim, idx.end(), 0);
+    const uint8_t* idx = rows.Row(n);
     if (len2 != nullptr && num_queries == 0) {
-      UnpackedRowDots<kTables, 0, true>(idx.data(), r.dim, stride, r.table, lo, hi, nullptr,
-                                        group, len2 + n);
+      UnpackedRowDots<kTables, 0, true>(idx, r.dim, stride, r.table, lo, hi, nullptr, group,
+                                        len2 + n);
     }
     for (size_t q0 = 0; q0 < num_queries; q0 += kGroup) {
       const float* q = padded.data() + q0 * stride;
       // The sum of squares rides along with the first group.
-      float* l = q0 == 0 && len2 != nullptr ? len2 + n : nullptr;
-      const auto run = [&](auto queries_in_group) HWY_ATTR {
+      DispatchDotGroup(num_queries - q0, len2 != nullptr && q0 == 0,
+                       [&](auto queries_in_group, auto with_len) HWY_ATTR {
         constexpr size_t kQ = decltype(queries_in_group)::value;
-        if (l != nullptr) {
-          UnpackedRowDots<kTables, kQ, true>(idx.data(), r.dim, stride, r.table, lo, hi, q,
-                                             group, l);
-        } else {
-          UnpackedRowDots<kTables, kQ, false>(idx.data(), r.dim, stride, r.table, lo, hi, q,
-                                              group, nullptr);
-        }
+        UnpackedRowDots<kTables, kQ, decltype(with_len)::value>(
+            idx, r.dim, stride, r.table, lo, hi, q, group, with_len ? len2 + n : nullptr);
         for (size_t i = 0; i < kQ; ++i) dots[(q0 + i) * dot_stride + n] = group[i];
-      };
-      DispatchGroup(num_queries - q0, run);
+      });
     }
   }
 }
@@ -315,20 +340,15 @@ void UnpackedSums(const IndexRows& r, const float* HWY_RESTRICT weights, size_t 
   const DI di;
   const hn::Rebind<uint8_t, DI> d8;
   const V lo = TablePart(r.table, r.bits, 0), hi = TablePart(r.table, r.bits, 1);
-  // Sums padded to whole registers, and rows padded with index 0 (restored
-  // after UnpackBits, which may write a few bytes past a row): the padding
-  // lanes are summed and dropped.
-  const size_t N = hn::Lanes(d);
-  const size_t stride = (r.dim + N - 1) / N * N;
-  std::vector<uint8_t> idx(stride + 8, 0);
+  // Sums padded as the rows are: the padding lanes are summed and dropped.
+  UnpackedRows rows(r);
+  const size_t N = hn::Lanes(d), stride = rows.stride();
   std::vector<float> sums(num_queries * stride, 0.0f);
   for (size_t n = 0; n < r.count; ++n) {
-    UnpackBits(r.packed + n * r.stride, r.dim, r.bits, idx.data());
-    std::fill(idx.begin() + r.dim, idx.end(), 0);
+    const uint8_t* idx = rows.Row(n);
     // Each register of entries is looked up once for every query.
     for (size_t j = 0; j < stride; j += N) {
-      const V c = Lookup<kTables>(hn::PromoteTo(di, hn::LoadU(d8, idx.data() + j)), lo, hi,
-                                  r.table);
+      const V c = Lookup<kTables>(hn::PromoteTo(di, hn::LoadU(d8, idx + j)), lo, hi, r.table);
       for (size_t q = 0; q < num_queries; ++q) {
         float* HWY_RESTRICT sum = &sums[q * stride + j];
         hn::StoreU(hn::MulAdd(c, hn::Set(d, weights[q * weight_stride + n]), hn::LoadU(d, sum)),
@@ -488,9 +508,7 @@ HWY_INLINE void FastRowDots(const uint8_t* HWY_RESTRICT row, size_t dim, hn::Vec
       }
     });
   }
-  if (kQ > 0) {
-    SumLanes4(hn::Add(e0, o0), hn::Add(e1, o1), hn::Add(e2, o2), hn::Add(e3, o3), dots);
-  }
+  StoreRowDots<kQ>(hn::Add(e0, o0), hn::Add(e1, o1), hn::Add(e2, o2), hn::Add(e3, o3), dots);
   if (kLen) *len2 = hn::GetLane(hn::SumOfLanes(d, hn::Add(es, os)));
 }
 
@@ -527,18 +545,11 @@ void FastDots(const IndexRows& r, const float* HWY_RESTRICT queries, size_t num_
     const float* q = permuted.data() + q0 * dim;
     float* out = dots + q0 * dot_stride;
     // The sum of squares rides along with the first group.
-    const auto run = [&](auto queries_in_group, auto with_len) HWY_ATTR {
+    DispatchDotGroup(num_queries - q0, len2 != nullptr && q0 == 0,
+                     [&](auto queries_in_group, auto with_len) HWY_ATTR {
       FastRowsDots<kBits, decltype(queries_in_group)::value, decltype(with_len)::value>(
           tail, r.count, dim, pattern, lo, hi, q, out, dot_stride, len2);
-    };
-    const auto run_len = [&](auto queries_in_group) HWY_ATTR {
-      if (len2 != nullptr && q0 == 0) {
-        run(queries_in_group, std::true_type());
-      } else {
-        run(queries_in_group, std::false_type());
-      }
-    };
-    DispatchGroup(num_queries - q0, run_len);
+    });
   }
 }
 
