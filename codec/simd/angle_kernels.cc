@@ -392,17 +392,9 @@ void FoldLevel(const float* HWY_RESTRICT r, size_t pairs, const float* HWY_RESTR
 // The inverse of a fold: out[2i] = r[i] * cos[k], out[2i+1] = r[i] * sin[k]
 // for k = codes[i] (16-entry tables, made once per call of PqDecode: their
 // set-up costs more than a level of one row).
-struct LevelTables {
-  explicit LevelTables(const float* cos, const float* sin)
-      : cos(cos), sin(sin), cosines(cos), sines(sin) {}
-  const float* cos;
-  const float* sin;
-  SmallTable<D, 4> cosines, sines;
-};
-
 HWY_INLINE void UnfoldLevel(const float* HWY_RESTRICT r, size_t m,
-                            const uint8_t* HWY_RESTRICT codes, const LevelTables& t,
-                            float* HWY_RESTRICT out) {
+                            const uint8_t* HWY_RESTRICT codes, const SmallTable<D, 4>& cosines,
+                            const SmallTable<D, 4>& sines, float* HWY_RESTRICT out) {
   const D d;
   const DI di;
   const hn::Rebind<uint8_t, D> d8;
@@ -410,12 +402,12 @@ HWY_INLINE void UnfoldLevel(const float* HWY_RESTRICT r, size_t m,
   for (; i + kLanes <= m; i += kLanes) {
     const VI k = hn::PromoteTo(di, hn::LoadU(d8, codes + i));
     const V radius = hn::LoadU(d, r + i);
-    hn::StoreInterleaved2(hn::Mul(radius, t.cosines.Lookup(k)),
-                          hn::Mul(radius, t.sines.Lookup(k)), d, out + 2 * i);
+    hn::StoreInterleaved2(hn::Mul(radius, cosines.Lookup(k)), hn::Mul(radius, sines.Lookup(k)),
+                          d, out + 2 * i);
   }
   for (; i < m; ++i) {
-    out[2 * i] = r[i] * t.cos[codes[i]];
-    out[2 * i + 1] = r[i] * t.sin[codes[i]];
+    out[2 * i] = r[i] * cosines.Entry(codes[i]);
+    out[2 * i + 1] = r[i] * sines.Entry(codes[i]);
   }
 }
 
@@ -496,8 +488,13 @@ void PqDecode(const PqRows& p, const uint8_t* HWY_RESTRICT angles,
   const size_t record_bytes = RecordBytes(p);
   const bool small_circle = p.bits[0] <= 4;
   const SmallTable<D, 4> circle_cos(p.circle_cos), circle_sin(p.circle_sin);
-  const LevelTables level2(p.cosines[0], p.sines[0]), level3(p.cosines[1], p.sines[1]),
-      level4(p.cosines[2], p.sines[2]);
+  // Levels 2, 3 and 4.
+  const SmallTable<D, 4> level_cos[3] = {SmallTable<D, 4>(p.cosines[0]),
+                                         SmallTable<D, 4>(p.cosines[1]),
+                                         SmallTable<D, 4>(p.cosines[2])};
+  const SmallTable<D, 4> level_sin[3] = {SmallTable<D, 4>(p.sines[0]),
+                                         SmallTable<D, 4>(p.sines[1]),
+                                         SmallTable<D, 4>(p.sines[2])};
   HWY_ALIGN int32_t spread[2 * kLanes];
   for (size_t j = 0; j < 2 * kLanes; ++j) spread[j] = static_cast<int32_t>(j / 2);
   const auto spread_low = hn::SetTableIndices(d, spread);
@@ -520,9 +517,9 @@ void PqDecode(const PqRows& p, const uint8_t* HWY_RESTRICT angles,
     for (; g < groups; ++g) SplitField(p, fields[g], g, c);
     // Unfold from the group radii: level 4 (one pair a group) down to
     // level 2 (four), then level 1's circle.
-    UnfoldLevel(radii + n * groups, groups, c[3], level4, r[2]);
-    UnfoldLevel(r[2], 2 * groups, c[2], level3, r[1]);
-    UnfoldLevel(r[1], 4 * groups, c[1], level2, r[0]);
+    UnfoldLevel(radii + n * groups, groups, c[3], level_cos[2], level_sin[2], r[2]);
+    UnfoldLevel(r[2], 2 * groups, c[2], level_cos[1], level_sin[1], r[1]);
+    UnfoldLevel(r[1], 4 * groups, c[1], level_cos[0], level_sin[0], r[0]);
     float* row = y + n * p.dim;
     size_t i = 0;
     for (; i + kLanes <= pairs; i += kLanes) {

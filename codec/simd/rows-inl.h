@@ -233,6 +233,9 @@ class SmallTable {
     return scaled;
   }
 
+  // entries[k], for lanes a register does not fill.
+  float Entry(size_t k) const { return entries_[k]; }
+
   HWY_INLINE V Lookup(VI k) const {
     const D d;
     const hn::RebindToSigned<D> di;
