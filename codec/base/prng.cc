@@ -44,4 +44,11 @@ double GaussianSource::Next() {
   }
 }
 
+std::vector<float> QjlMatrix(uint64_t seed, size_t d) {
+  GaussianSource gauss(DeriveSeed(seed, kTagQjl));
+  std::vector<float> s(d * d);
+  for (float& v : s) v = static_cast<float>(gauss.Next());
+  return s;
+}
+
 }  // namespace kvc

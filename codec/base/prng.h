@@ -6,7 +6,9 @@
 #ifndef KVCODEC_CODEC_BASE_PRNG_H_
 #define KVCODEC_CODEC_BASE_PRNG_H_
 
+#include <cstddef>
 #include <cstdint>
+#include <vector>
 
 namespace kvc {
 
@@ -56,6 +58,11 @@ inline uint64_t DeriveSeed(uint64_t seed, uint64_t tag) {
 // Tags (ASCII, big-endian reading) used by the format.
 constexpr uint64_t kTagRotation = 0x524F544154494F4Eull;  // "ROTATION"
 constexpr uint64_t kTagQjl = 0x514A4C4D41545249ull;       // "QJLMATRI"
+
+// TurboQuant-prod's QJL matrix S for a head dim d (FORMAT.md §9.3): d x d,
+// row-major, S[i][j] the f32 rounding of the (i d + j)-th Gaussian sample of
+// DeriveSeed(seed, QJLMATRI).
+std::vector<float> QjlMatrix(uint64_t seed, size_t d);
 
 }  // namespace kvc
 

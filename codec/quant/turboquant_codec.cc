@@ -29,9 +29,7 @@ class TurboQuantCodec final : public TensorCodec {
              c.seed, (c.flags & KVC_CONFIG_NORM_CORRECTION) != 0, c.scalar_format),
         qjl_scale_(static_cast<float>(std::sqrt(kPi / 2) / head_dim)) {
     if (prod_) {
-      GaussianSource gauss(DeriveSeed(c.seed, kTagQjl));
-      qjl_.resize(size_t{head_dim} * head_dim);
-      for (float& s : qjl_) s = static_cast<float>(gauss.Next());
+      qjl_ = QjlMatrix(c.seed, head_dim);
       qjl_t_.resize(qjl_.size());
       for (size_t i = 0; i < head_dim; ++i) {
         for (size_t j = 0; j < head_dim; ++j) qjl_t_[j * head_dim + i] = qjl_[i * head_dim + j];
