@@ -4,9 +4,9 @@
 #include <cmath>
 #include <cstring>
 
+#include "base/cache_size.h"
 #include "base/dtype.h"
 #include "base/endian.h"
-#include "base/cache_size.h"
 #include "config/tensor_config.h"
 #include "quant/scalars.h"
 #include "simd/convert_kernels.h"
