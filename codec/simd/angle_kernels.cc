@@ -457,19 +457,16 @@ void PqEncode(const PqRows& p, const float* HWY_RESTRICT y, size_t count,
       FoldLevel(r[level - 1], pairs >> level, p.tan_thresholds[level - 1],
                 (size_t{1} << p.bits[level]) - 1, c[level], r[level]);
     }
-    // Group g's field at bit g * group_bits of the record.
+    // Group g's field at bit g * group_bits of the record (the writer
+    // stores every byte of it).
     HWY_ALIGN uint64_t fields[kMaxGroups];
     size_t g = 0;
     for (; g + kFieldLanes <= groups; g += kFieldLanes) {
       hn::Store(GroupFields(p, c, g), D64(), fields + g);
     }
     for (; g < groups; ++g) fields[g] = GroupField(p, c, g);
-    std::fill(record, record + record_bytes + 8, 0);
-    for (g = 0; g < groups; ++g) {
-      const size_t bit = g * group_bits;
-      uint8_t* at = record + bit / 8;
-      bitpack_internal::Store64(bitpack_internal::Load64(at) | fields[g] << (bit % 8), at);
-    }
+    BitStringWriter writer(record);
+    for (g = 0; g < groups; ++g) writer.AppendValue(fields[g], group_bits);
     std::copy(record, record + record_bytes, angles + n * record_bytes);
     std::copy(r[3], r[3] + groups, radii + n * groups);
   }

@@ -150,20 +150,25 @@ class BitStringWriter {
   void Append(const uint8_t* src, size_t bits) {
     for (size_t i = 0; i < bits; i += 56) {
       const size_t take = bits - i < 56 ? bits - i : 56;
-      Put(bitpack_internal::Load64(src + i / 8) & ((uint64_t{1} << take) - 1), take);
+      AppendValue(bitpack_internal::Load64(src + i / 8) & ((uint64_t{1} << take) - 1), take);
     }
   }
 
- private:
-  void Put(uint64_t v, size_t take) {  // pending_bits_ < 8, take <= 56
+  // The `bits` (at most 57) low bits of v, whose other bits are zero. The
+  // bits waiting for a whole byte stay in a register: each call stores 8
+  // bytes and never reads them back (a load of bytes just stored at
+  // another offset would wait for the store).
+  void AppendValue(uint64_t v, size_t bits) {  // pending_bits_ < 8
     pending_ |= v << pending_bits_;
-    pending_bits_ += take;
+    pending_bits_ += bits;
     bitpack_internal::Store64(pending_, out_);
-    const size_t whole = pending_bits_ / 8;  // at most 7
+    const size_t whole = pending_bits_ / 8;  // at most 8
     out_ += whole;
-    pending_ >>= 8 * whole;
+    pending_ = whole == 8 ? 0 : pending_ >> (8 * whole);
     pending_bits_ -= 8 * whole;
   }
+
+ private:
 
   uint8_t* out_;
   uint64_t pending_ = 0;
