@@ -496,30 +496,48 @@ void PqDecode(const PqRows& p, const uint8_t* HWY_RESTRICT angles,
   for (size_t j = 0; j < 2 * kLanes; ++j) spread[j] = static_cast<int32_t>(j / 2);
   const auto spread_low = hn::SetTableIndices(d, spread);
   const auto spread_high = hn::SetTableIndices(d, spread + kLanes);
+  // Rows go through each step a batch at a time: a row's codes and radii
+  // follow the row before's, and every step treats its elements alike, so
+  // a batch is one long row (a row of head_dim 128 alone would leave each
+  // level a vector or two and a tail).
+  const size_t batch_rows = std::max<size_t>(1, kMaxPairs / pairs);
   HWY_ALIGN uint8_t c[4][kMaxPairs];
   HWY_ALIGN float r[3][kMaxPairs];
-  uint8_t record[kMaxPairs + 8];
-  for (size_t n = 0; n < count; ++n) {
-    std::copy(angles + n * record_bytes, angles + (n + 1) * record_bytes, record);
-    std::fill(record + record_bytes, record + record_bytes + 8, 0);
-    HWY_ALIGN uint64_t fields[kMaxGroups];
-    for (size_t g = 0; g < groups; ++g) {
-      const size_t bit = g * group_bits;
-      fields[g] = (bitpack_internal::Load64(record + bit / 8) >> (bit % 8)) & Mask(group_bits);
+  HWY_ALIGN uint64_t fields[kMaxGroups];
+  uint8_t copied_record[kMaxPairs + 8];
+  for (size_t n0 = 0; n0 < count; n0 += batch_rows) {
+    const size_t m = std::min(batch_rows, count - n0);
+    // A group's field is read as 8 bytes at its first byte: in place but
+    // for the records within 8 bytes of the input's end, which are copied
+    // to have room after them.
+    for (size_t n = n0; n < n0 + m; ++n) {
+      const uint8_t* record = angles + n * record_bytes;
+      if ((n + 1) * record_bytes + 7 > count * record_bytes) {
+        std::copy(record, record + record_bytes, copied_record);
+        std::fill(copied_record + record_bytes, copied_record + record_bytes + 8, 0);
+        record = copied_record;
+      }
+      for (size_t g = 0; g < groups; ++g) {
+        const size_t bit = g * group_bits;
+        fields[(n - n0) * groups + g] =
+            (bitpack_internal::Load64(record + bit / 8) >> (bit % 8)) & Mask(group_bits);
+      }
     }
+    const size_t batch_groups = m * groups;
     size_t g = 0;
-    for (; g + kFieldLanes <= groups; g += kFieldLanes) {
+    for (; g + kFieldLanes <= batch_groups; g += kFieldLanes) {
       SplitFields(p, hn::Load(D64(), fields + g), g, c);
     }
-    for (; g < groups; ++g) SplitField(p, fields[g], g, c);
+    for (; g < batch_groups; ++g) SplitField(p, fields[g], g, c);
     // Unfold from the group radii: level 4 (one pair a group) down to
     // level 2 (four), then level 1's circle.
-    UnfoldLevel(radii + n * groups, groups, c[3], level_cos[2], level_sin[2], r[2]);
-    UnfoldLevel(r[2], 2 * groups, c[2], level_cos[1], level_sin[1], r[1]);
-    UnfoldLevel(r[1], 4 * groups, c[1], level_cos[0], level_sin[0], r[0]);
-    float* row = y + n * p.dim;
+    UnfoldLevel(radii + n0 * groups, batch_groups, c[3], level_cos[2], level_sin[2], r[2]);
+    UnfoldLevel(r[2], 2 * batch_groups, c[2], level_cos[1], level_sin[1], r[1]);
+    UnfoldLevel(r[1], 4 * batch_groups, c[1], level_cos[0], level_sin[0], r[0]);
+    float* row = y + n0 * p.dim;
+    const size_t batch_pairs = m * pairs;
     size_t i = 0;
-    for (; i + kLanes <= pairs; i += kLanes) {
+    for (; i + kLanes <= batch_pairs; i += kLanes) {
       const VI bin = hn::PromoteTo(di, hn::LoadU(d8, c[0] + i));
       const V radius = hn::LoadU(d, r[0] + i);
       if (small_circle) {
@@ -535,7 +553,7 @@ void PqDecode(const PqRows& p, const uint8_t* HWY_RESTRICT angles,
       hn::StoreU(hn::Mul(hn::TableLookupLanes(radius, spread_high), cs_high), d,
                  row + 2 * i + kLanes);
     }
-    for (; i < pairs; ++i) {
+    for (; i < batch_pairs; ++i) {
       const uint64_t cs = p.circle_cos_sin[c[0][i]];
       row[2 * i] = r[0][i] * BitsToFloat(static_cast<uint32_t>(cs));
       row[2 * i + 1] = r[0][i] * BitsToFloat(static_cast<uint32_t>(cs >> 32));
