@@ -12,6 +12,12 @@
 // paths run in the same process, their repetitions interleaved so that both
 // see the same machine; the reported times are medians.
 //
+// A decode step finds a layer's cache cold: every other layer's cache has
+// been read since the step before. So, unless --warm, the last-level cache
+// is flushed before each timed call by reading a buffer twice its size;
+// without that, a cache smaller than the LLC (one layer at 32K tokens is
+// 128 MiB of f16) would be measured as if the model had one layer.
+//
 // The cache is real: the keys, values and queries of a dump (--kv), tiled to
 // the context length. Keys (after RoPE) are rotated on to the position they
 // take, so the cache keeps RoPE's structure, which Block-GTQ relies on.
@@ -34,6 +40,7 @@
 
 #include <hwy/targets.h>
 
+#include "codec/base/cache_size.h"  // header-only
 #include "tools/bench_attention_kernels.h"
 #include "tools/cli.h"
 #include "tools/error.h"
@@ -61,6 +68,7 @@ struct Options {
   std::string kv = KVC_BENCH_SAMPLE_KV;
   std::string target;  // empty: the best supported target
   bool json = false;
+  bool warm = false;  // keep the caches between timed calls
 };
 
 // Real keys, values and queries: every (layer, KV head) of a dump is a
@@ -375,6 +383,25 @@ double Median(std::vector<double> t) {
   return t[t.size() / 2];
 }
 
+// Reads a buffer of twice the last-level cache, which leaves none of the
+// data of the call before in it (the reads keep its lines clean, so the
+// timed call pays no write-backs of them).
+class CacheFlusher {
+ public:
+  explicit CacheFlusher(bool enabled)
+      : lines_(enabled ? 2 * LastLevelCacheBytes() / sizeof(uint64_t) : 0, 1) {}
+
+  void Flush() {
+    uint64_t sum = 0;
+    for (size_t i = 0; i < lines_.size(); i += 8) sum += lines_[i];
+    sink_ += sum;
+  }
+
+ private:
+  std::vector<uint64_t> lines_;
+  volatile uint64_t sink_ = 0;
+};
+
 template <class F>
 double Seconds(const F& f) {
   const auto start = Clock::now();
@@ -391,7 +418,7 @@ struct Result {
 };
 
 Result Measure(const kvc_config* config, const BenchCache& c, const Options& o,
-               uint32_t threads) {
+               uint32_t threads, CacheFlusher* flusher) {
   Result r;
   Encoded e;
   r.error = Encode(config, c, o.block_tokens, &e);
@@ -419,8 +446,10 @@ Result Measure(const kvc_config* config, const BenchCache& c, const Options& o,
   kvc_attention_options trusted = ao;
   trusted.flags = KVC_ATTENTION_TRUSTED_BLOCKS;
   for (uint32_t rep = 0; rep < o.reps; ++rep) {
+    flusher->Flush();
     t_f16_scores.push_back(Seconds([&] { baseline.Scores(c.keys.data(), f16_scores.data()); }));
     // kvc_block_scores has no threads of its own: blocks are shared out.
+    flusher->Flush();
     t_scores.push_back(Seconds([&] {
       ParallelFor(blocks, threads, [&](size_t b, size_t) {
         kvc_diagnostics block_diag;
@@ -436,8 +465,10 @@ Result Measure(const kvc_config* config, const BenchCache& c, const Options& o,
         return r;
       }
     }
+    flusher->Flush();
     t_f16_attention.push_back(Seconds(
         [&] { baseline.DecodeAttention(c.keys.data(), c.values.data(), scale, f16_out.data()); }));
+    flusher->Flush();
     t_attention.push_back(Seconds([&] {
       status = kvc_decode_attention(e.key_buffers.data(), blocks, e.value_buffers.data(), blocks,
                                     c.queries.data(), c.heads * c.group, &ao, out.data(),
@@ -447,6 +478,7 @@ Result Measure(const kvc_config* config, const BenchCache& c, const Options& o,
       r.error = std::string("kvc_decode_attention: ") + diag.message;
       return r;
     }
+    flusher->Flush();
     t_trusted.push_back(Seconds([&] {
       status = kvc_decode_attention(e.key_buffers.data(), blocks, e.value_buffers.data(), blocks,
                                     c.queries.data(), c.heads * c.group, &trusted, out.data(),
@@ -486,7 +518,7 @@ int Usage(const char* problem) {
   std::fprintf(stderr,
                "bench --attention: %s (usage: kvc bench --attention (--preset NAME ... | --all) "
                "[--context N ...] [--threads T] [--dim 128] [--group 4] [--kv-heads 8] "
-               "[--block-tokens 4096] [--reps 5] [--kv FILE] [--target NAME] [--json])\n",
+               "[--block-tokens 4096] [--reps 5] [--kv FILE] [--target NAME] [--warm] [--json])\n",
                problem);
   return 2;
 }
@@ -518,6 +550,8 @@ int RunBenchAttention(int argc, char** argv) {
       for (uint32_t p = 0; p < kvc_preset_count(); ++p) o.presets.push_back(kvc_preset_name(p));
     } else if (a == "--json") {
       o.json = true;
+    } else if (a == "--warm") {
+      o.warm = true;
     } else if ((a == "--kv" || a == "--target") && i + 1 < argc) {
       (a == "--kv" ? o.kv : o.target) = argv[++i];
       kv_given = kv_given || a == "--kv";
@@ -569,6 +603,7 @@ int RunBenchAttention(int argc, char** argv) {
                 "context", "thr", "bits", "f16 sc ms", "scores ms", "x f16", "f16 att ms",
                 "attend ms", "x f16", "att err");
   }
+  CacheFlusher flusher(!o.warm);
   int exit_code = 0;
   for (const uint32_t context : o.contexts) {
     const BenchCache cache = BuildCache(sample, o.kv_heads, context, o.group);
@@ -580,7 +615,7 @@ int RunBenchAttention(int argc, char** argv) {
         exit_code = 1;
         continue;
       }
-      const Result r = Measure(config, cache, o, threads);
+      const Result r = Measure(config, cache, o, threads, &flusher);
       kvc_config_destroy(config);
       if (!r.error.empty()) {
         std::fprintf(stderr, "bench --attention: %s, context %u: %s\n", preset.c_str(), context,
@@ -591,6 +626,7 @@ int RunBenchAttention(int argc, char** argv) {
       if (o.json) {
         std::printf(
             "{\"preset\":\"%s\",\"target\":\"%s\",\"context\":%u,\"threads\":%u,"
+            "\"cache\":\"%s\","
             "\"kv_heads\":%u,\"group\":%u,\"head_dim\":%u,\"block_tokens\":%u,\"reps\":%u,"
             "\"bits_per_element\":%.4f,\"f16_scores_ms\":%.6g,\"scores_ms\":%.6g,"
             "\"scores_speedup_vs_f16\":%.4f,\"f16_decode_attention_ms\":%.6g,"
@@ -598,7 +634,8 @@ int RunBenchAttention(int argc, char** argv) {
             "\"trusted_decode_attention_ms\":%.6g,"
             "\"trusted_decode_attention_speedup_vs_f16\":%.4f,"
             "\"scores_max_rel_error\":%.3g,\"decode_attention_max_rel_error\":%.3g}\n",
-            preset.c_str(), target.c_str(), context, threads, o.kv_heads, o.group, o.dim,
+            preset.c_str(), target.c_str(), context, threads, o.warm ? "warm" : "cold",
+            o.kv_heads, o.group, o.dim,
             o.block_tokens, o.reps, r.bits, 1e3 * r.f16_scores, 1e3 * r.scores,
             r.f16_scores / r.scores, 1e3 * r.f16_attention, 1e3 * r.attention,
             r.f16_attention / r.attention, 1e3 * r.trusted_attention,

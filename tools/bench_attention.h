@@ -21,6 +21,9 @@ namespace kvc::tools {
 //                           and optionally layer{L}.q; default: the bundled
 //                           tests/data fixture)
 //   --target NAME           measure this Highway target (AVX2, SSE4, ...)
+//   --warm                  do not flush the last-level cache before each
+//                           timed call (a one-layer model; default: cold,
+//                           as a decode step finds each layer's cache)
 //   --json                  one JSON object per preset and context
 int RunBenchAttention(int argc, char** argv);
 

@@ -19,7 +19,7 @@ KVC, DATA, WORK, CASE = sys.argv[1:5]
 FIXTURE = os.path.join(DATA, "kvlab-A-2L-64T.safetensors")
 
 KEYS = {
-    "preset": str, "target": str, "context": int, "threads": int, "kv_heads": int,
+    "preset": str, "target": str, "context": int, "threads": int, "cache": str, "kv_heads": int,
     "group": int, "head_dim": int, "block_tokens": int, "reps": int,
     "bits_per_element": float, "f16_scores_ms": float, "scores_ms": float,
     "scores_speedup_vs_f16": float, "f16_decode_attention_ms": float,
@@ -98,7 +98,7 @@ def case_json():
         fail(f"results for {got}, not {want}")
     for r in results:
         check_result(r)
-        expected = {"threads": 2, "kv_heads": 2, "group": 5, "head_dim": 128,
+        expected = {"threads": 2, "cache": "cold", "kv_heads": 2, "group": 5, "head_dim": 128,
                     "block_tokens": 128, "reps": 1}
         for key, value in expected.items():
             if r[key] != value:
@@ -110,11 +110,16 @@ def case_json():
 
 def case_all():
     presets = [p["name"] for p in json.loads(kvc("presets", "--json").stdout)["presets"]]
-    results = bench("--all", "--context", "200", "--block-tokens", "64", "--kv-heads", "1")
+    # --warm: no flush of the last-level cache before each of the 5 timed
+    # calls of every preset (case_json measures cold).
+    results = bench("--all", "--context", "200", "--block-tokens", "64", "--kv-heads", "1",
+                    "--warm")
     if [r["preset"] for r in results] != presets:
         fail(f"presets {[r['preset'] for r in results]}, not {presets}")
     for r in results:
         check_result(r)
+        if r["cache"] != "warm":
+            fail(f"{r['preset']}: cache is {r['cache']}, not warm")
 
 
 def case_table():
