@@ -360,6 +360,24 @@ HWY_INLINE void SplitField(const PqRows& p, uint64_t field, size_t g, uint8_t (*
   }
 }
 
+// out[2i] = a[i], out[2i+1] = b[i]. On AVX2 the pairs are interleaved
+// within 128-bit blocks and stored a half at a time: the two cross-block
+// shuffles of StoreInterleaved2 (on the one shuffle port, which the table
+// lookups also use) become stores.
+HWY_INLINE void StorePairs(V a, V b, float* HWY_RESTRICT out) {
+  const D d;
+#if HWY_TARGET == HWY_AVX2
+  const hn::Half<D> dh;
+  const V low = hn::InterleaveLower(d, a, b), high = hn::InterleaveUpper(d, a, b);
+  hn::StoreU(hn::LowerHalf(dh, low), dh, out);
+  hn::StoreU(hn::LowerHalf(dh, high), dh, out + kLanes / 2);
+  hn::StoreU(hn::UpperHalf(dh, low), dh, out + kLanes);
+  hn::StoreU(hn::UpperHalf(dh, high), dh, out + 3 * kLanes / 2);
+#else
+  hn::StoreInterleaved2(a, b, d, out);
+#endif
+}
+
 // PolarQuant's fold of radii (as FoldPairs): for the pairs (e, o) = (r[2i],
 // r[2i+1]), bins[i] = the count of k < count with o > tan[k] * e, and
 // radii[i] = sqrt(e * e + o * o).
@@ -402,8 +420,8 @@ HWY_INLINE void UnfoldLevel(const float* HWY_RESTRICT r, size_t m,
   for (; i + kLanes <= m; i += kLanes) {
     const VI k = hn::PromoteTo(di, hn::LoadU(d8, codes + i));
     const V radius = hn::LoadU(d, r + i);
-    hn::StoreInterleaved2(hn::Mul(radius, cosines.Lookup(k)), hn::Mul(radius, sines.Lookup(k)),
-                          d, out + 2 * i);
+    StorePairs(hn::Mul(radius, cosines.Lookup(k)), hn::Mul(radius, sines.Lookup(k)),
+               out + 2 * i);
   }
   for (; i < m; ++i) {
     out[2 * i] = r[i] * cosines.Entry(codes[i]);
@@ -541,8 +559,8 @@ void PqDecode(const PqRows& p, const uint8_t* HWY_RESTRICT angles,
       const VI bin = hn::PromoteTo(di, hn::LoadU(d8, c[0] + i));
       const V radius = hn::LoadU(d, r[0] + i);
       if (small_circle) {
-        hn::StoreInterleaved2(hn::Mul(radius, circle_cos.Lookup(bin)),
-                              hn::Mul(radius, circle_sin.Lookup(bin)), d, row + 2 * i);
+        StorePairs(hn::Mul(radius, circle_cos.Lookup(bin)), hn::Mul(radius, circle_sin.Lookup(bin)),
+                   row + 2 * i);
         continue;
       }
       const auto cs_low = hn::BitCast(
