@@ -169,7 +169,6 @@ class BitStringWriter {
   }
 
  private:
-
   uint8_t* out_;
   uint64_t pending_ = 0;
   size_t pending_bits_ = 0;
