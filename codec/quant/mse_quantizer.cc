@@ -167,7 +167,7 @@ bool MseQuantizer::LoadNorms(const uint8_t* norms, size_t norm_stride, const uin
   const size_t bytes = norm_bytes();  // 2 or 4
   bool valid = true;
   if (norm_stride == bytes) {
-    valid = LoadFiniteScalars(norms, count, format_, out);
+    valid = kvc::LoadNorms(norms, count, format_, out);
   } else {
     // Norms that are not adjacent (records of several sections), gathered.
     uint8_t packed[kMaxBatch * 4] = {};
@@ -176,12 +176,9 @@ bool MseQuantizer::LoadNorms(const uint8_t* norms, size_t norm_stride, const uin
       for (size_t n = 0; n < m; ++n) {
         std::memcpy(packed + n * bytes, norms + (n0 + n) * norm_stride, bytes);
       }
-      valid = LoadFiniteScalars(packed, m, format_, out + n0) && valid;
+      valid = kvc::LoadNorms(packed, m, format_, out + n0) && valid;
     }
   }
-  uint32_t signs = 0;  // no norm is negative (-0 included): a vectorisable OR
-  for (size_t n = 0; n < count; ++n) signs |= FloatBits(out[n]);
-  valid = valid && (signs >> 31) == 0;
   const size_t used = size_t{dim_} * bits_;
   for (size_t n = 0; used % 8 != 0 && n < count; ++n) {
     valid = valid && (indices[n * index_bytes() + used / 8] >> (used % 8)) == 0;

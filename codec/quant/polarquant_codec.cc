@@ -7,7 +7,6 @@
 #include <cmath>
 #include <cstring>
 
-#include "base/endian.h"
 #include "base/portable_math.h"
 #include "config/tensor_config.h"
 #include "quant/polar_tables.h"
@@ -306,11 +305,7 @@ class PolarQuantCodec final : public TensorCodec {
     const size_t groups = head_dim() / kGroup;
     const std::vector<size_t> w = ByteWidths(nullptr);
     const size_t used_bits = groups * GroupBits();
-    bool valid = LoadFiniteScalars(sections[0] + n0 * w[0], m * groups, format_, radii);
-    // Sign bits OR-ed (a loop the compiler vectorizes), not tested one by one.
-    uint32_t signs = 0;
-    for (size_t k = 0; k < m * groups; ++k) signs |= FloatBits(radii[k]);
-    valid = valid && (signs >> 31) == 0;
+    bool valid = LoadNorms(sections[0] + n0 * w[0], m * groups, format_, radii);
     for (size_t i = 0; used_bits % 8 != 0 && i < m; ++i) {
       valid = valid && (sections[1][(n0 + i) * w[1] + used_bits / 8] >> (used_bits % 8)) == 0;
     }

@@ -262,8 +262,7 @@ class TurboAngleCodec final : public TensorCodec {
     for (size_t n0 = 0; n0 < count; n0 += kBatch) {
       const size_t m = std::min(kBatch, count - n0);
       // All at once; one by one to name an invalid norm.
-      bool valid = LoadFiniteScalars(sections[0] + n0 * w[0] / 8, m, format_, norms);
-      for (size_t i = 0; i < m; ++i) valid = valid && !std::signbit(norms[i]);
+      bool valid = LoadNorms(sections[0] + n0 * w[0] / 8, m, format_, norms);
       for (size_t i = 0; !valid && i < m; ++i) {
         if (!LoadNorm(sections[0] + (n0 + i) * w[0] / 8, format_, &norms[i])) {
           *bad_vector = n0 + i;
@@ -376,8 +375,7 @@ class TurboAngleCodec final : public TensorCodec {
       status = Status(KVC_ERR_CORRUPT, message);
     };
     const uint8_t* norms = sections[0] + n0 * w[0] / 8;
-    bool valid = LoadFiniteScalars(norms, m, format_, batch->norms);
-    for (size_t i = 0; i < m; ++i) valid = valid && !std::signbit(batch->norms[i]);
+    bool valid = LoadNorms(norms, m, format_, batch->norms);
     for (size_t i = 0; !valid && i < m; ++i) {
       if (!LoadNorm(norms + i * w[0] / 8, format_, &batch->norms[i])) {
         fail(i, "stored norm is negative or not finite");

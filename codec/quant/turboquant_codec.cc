@@ -207,9 +207,7 @@ class TurboQuantCodec final : public TensorCodec {
   size_t LoadResidualNorms(const uint8_t* section, size_t count,
                            std::vector<float>* gammas) const {
     gammas->resize(count);
-    bool valid = LoadFiniteScalars(section, count, format_, gammas->data());
-    for (size_t n = 0; valid && n < count; ++n) valid = !std::signbit((*gammas)[n]);
-    if (valid) return count;
+    if (LoadNorms(section, count, format_, gammas->data())) return count;
     const size_t bytes = mse_.norm_bytes();
     for (size_t n = 0; n < count; ++n) {
       if (!LoadNorm(section + n * bytes, format_, &(*gammas)[n])) return n;
