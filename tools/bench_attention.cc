@@ -383,31 +383,29 @@ double Median(std::vector<double> t) {
   return t[t.size() / 2];
 }
 
-// Reads a buffer of twice the last-level cache, which leaves none of the
-// data of the call before in it (the reads keep its lines clean, so the
-// timed call pays no write-backs of them).
-class CacheFlusher {
+// Times one call. Cold (the default), it first reads a buffer of twice the
+// last-level cache, which leaves none of the data of the call before in it
+// (the reads keep its lines clean, so the timed call pays no write-backs of
+// them).
+class CallTimer {
  public:
-  explicit CacheFlusher(bool enabled)
-      : lines_(enabled ? 2 * LastLevelCacheBytes() / sizeof(uint64_t) : 0, 1) {}
+  explicit CallTimer(bool cold)
+      : lines_(cold ? 2 * LastLevelCacheBytes() / sizeof(uint64_t) : 0, 1) {}
 
-  void Flush() {
+  template <class F>
+  double Seconds(const F& f) {
     uint64_t sum = 0;
     for (size_t i = 0; i < lines_.size(); i += 8) sum += lines_[i];
     sink_ += sum;
+    const auto start = Clock::now();
+    f();
+    return std::chrono::duration<double>(Clock::now() - start).count();
   }
 
  private:
-  std::vector<uint64_t> lines_;
+  std::vector<uint64_t> lines_;  // empty when warm
   volatile uint64_t sink_ = 0;
 };
-
-template <class F>
-double Seconds(const F& f) {
-  const auto start = Clock::now();
-  f();
-  return std::chrono::duration<double>(Clock::now() - start).count();
-}
 
 struct Result {
   std::string error;  // empty: measured
@@ -418,7 +416,7 @@ struct Result {
 };
 
 Result Measure(const kvc_config* config, const BenchCache& c, const Options& o,
-               uint32_t threads, CacheFlusher* flusher) {
+               uint32_t threads, CallTimer* timer) {
   Result r;
   Encoded e;
   r.error = Encode(config, c, o.block_tokens, &e);
@@ -446,11 +444,9 @@ Result Measure(const kvc_config* config, const BenchCache& c, const Options& o,
   kvc_attention_options trusted = ao;
   trusted.flags = KVC_ATTENTION_TRUSTED_BLOCKS;
   for (uint32_t rep = 0; rep < o.reps; ++rep) {
-    flusher->Flush();
-    t_f16_scores.push_back(Seconds([&] { baseline.Scores(c.keys.data(), f16_scores.data()); }));
+    t_f16_scores.push_back(timer->Seconds([&] { baseline.Scores(c.keys.data(), f16_scores.data()); }));
     // kvc_block_scores has no threads of its own: blocks are shared out.
-    flusher->Flush();
-    t_scores.push_back(Seconds([&] {
+    t_scores.push_back(timer->Seconds([&] {
       ParallelFor(blocks, threads, [&](size_t b, size_t) {
         kvc_diagnostics block_diag;
         if (kvc_block_scores(e.keys[b].data(), e.keys[b].size(), c.queries.data(), c.group,
@@ -465,11 +461,9 @@ Result Measure(const kvc_config* config, const BenchCache& c, const Options& o,
         return r;
       }
     }
-    flusher->Flush();
-    t_f16_attention.push_back(Seconds(
+    t_f16_attention.push_back(timer->Seconds(
         [&] { baseline.DecodeAttention(c.keys.data(), c.values.data(), scale, f16_out.data()); }));
-    flusher->Flush();
-    t_attention.push_back(Seconds([&] {
+    t_attention.push_back(timer->Seconds([&] {
       status = kvc_decode_attention(e.key_buffers.data(), blocks, e.value_buffers.data(), blocks,
                                     c.queries.data(), c.heads * c.group, &ao, out.data(),
                                     out.size(), nullptr, &diag);
@@ -478,8 +472,7 @@ Result Measure(const kvc_config* config, const BenchCache& c, const Options& o,
       r.error = std::string("kvc_decode_attention: ") + diag.message;
       return r;
     }
-    flusher->Flush();
-    t_trusted.push_back(Seconds([&] {
+    t_trusted.push_back(timer->Seconds([&] {
       status = kvc_decode_attention(e.key_buffers.data(), blocks, e.value_buffers.data(), blocks,
                                     c.queries.data(), c.heads * c.group, &trusted, out.data(),
                                     out.size(), nullptr, &diag);
@@ -603,7 +596,7 @@ int RunBenchAttention(int argc, char** argv) {
                 "context", "thr", "bits", "f16 sc ms", "scores ms", "x f16", "f16 att ms",
                 "attend ms", "x f16", "att err");
   }
-  CacheFlusher flusher(!o.warm);
+  CallTimer timer(!o.warm);
   int exit_code = 0;
   for (const uint32_t context : o.contexts) {
     const BenchCache cache = BuildCache(sample, o.kv_heads, context, o.group);
@@ -615,7 +608,7 @@ int RunBenchAttention(int argc, char** argv) {
         exit_code = 1;
         continue;
       }
-      const Result r = Measure(config, cache, o, threads, &flusher);
+      const Result r = Measure(config, cache, o, threads, &timer);
       kvc_config_destroy(config);
       if (!r.error.empty()) {
         std::fprintf(stderr, "bench --attention: %s, context %u: %s\n", preset.c_str(), context,
