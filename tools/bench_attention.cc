@@ -444,7 +444,8 @@ Result Measure(const kvc_config* config, const BenchCache& c, const Options& o,
   kvc_attention_options trusted = ao;
   trusted.flags = KVC_ATTENTION_TRUSTED_BLOCKS;
   for (uint32_t rep = 0; rep < o.reps; ++rep) {
-    t_f16_scores.push_back(timer->Seconds([&] { baseline.Scores(c.keys.data(), f16_scores.data()); }));
+    t_f16_scores.push_back(
+        timer->Seconds([&] { baseline.Scores(c.keys.data(), f16_scores.data()); }));
     // kvc_block_scores has no threads of its own: blocks are shared out.
     t_scores.push_back(timer->Seconds([&] {
       ParallelFor(blocks, threads, [&](size_t b, size_t) {
