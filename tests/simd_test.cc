@@ -448,18 +448,23 @@ void CheckQjl() {
     for (size_t i = 0; i < d; ++i) {
       for (size_t j = 0; j < d; ++j) st[j * d + i] = s[i * d + j];
     }
-    std::vector<float> r = kvc_test::GaussianVectors(1, d, 18, false);
-    r[1] = 0.0f;
-    std::vector<uint8_t> signs(d);
-    kvc::simd::QjlSigns(st.data(), r.data(), d, signs.data());
-    for (size_t i = 0; i < d; ++i) {
-      float z = 0.0f;
-      for (size_t j = 0; j < d; ++j) z = z + s[i * d + j] * r[j];
-      REQUIRE(signs[i] == (z < 0.0f ? 1 : 0));
+    // Residuals in blocks of three and one at a time: 1, 3, 4 and 5 rows,
+    // one of them all zero (z = +0, sign 0).
+    for (size_t rows : {1, 3, 4, 5}) {
+      CAPTURE(rows);
+      std::vector<float> r = kvc_test::GaussianVectors(rows, d, 18, false);
+      r[1] = 0.0f;
+      if (rows > 1) std::fill(r.begin() + d, r.begin() + 2 * d, 0.0f);
+      std::vector<uint8_t> signs(rows * d);
+      kvc::simd::QjlSigns(st.data(), r.data(), rows, d, signs.data());
+      for (size_t n = 0; n < rows; ++n) {
+        for (size_t i = 0; i < d; ++i) {
+          float z = 0.0f;
+          for (size_t j = 0; j < d; ++j) z = z + s[i * d + j] * r[n * d + j];
+          REQUIRE(signs[n * d + i] == (z < 0.0f ? 1 : 0));
+        }
+      }
     }
-    std::fill(r.begin(), r.end(), 0.0f);  // all-zero residual: z = +0, sign 0
-    kvc::simd::QjlSigns(st.data(), r.data(), d, signs.data());
-    for (size_t i = 0; i < d; ++i) REQUIRE(signs[i] == 0);
     // The decoder's correction y += (S^T s) * factor, rows in ascending
     // order, for rows of random signs (and all signs clear, all set).
     const size_t count = 4;
@@ -470,7 +475,13 @@ void CheckQjl() {
     std::fill(packed.begin() + d / 8, packed.begin() + 2 * d / 8, 0xFF);
     const std::vector<float> factors = {0.37f, 0.0f, 1e-3f, 2.5f};
     std::vector<float> y = kvc_test::GaussianVectors(count, d, 19, false), got = y;
-    kvc::simd::QjlCorrectRows(s.data(), packed.data(), factors.data(), count, d, got.data());
+    std::vector<float> s_and_negated;  // rows of S and -S interleaved
+    for (size_t i = 0; i < d; ++i) {
+      for (size_t j = 0; j < d; ++j) s_and_negated.push_back(s[i * d + j]);
+      for (size_t j = 0; j < d; ++j) s_and_negated.push_back(-s[i * d + j]);
+    }
+    kvc::simd::QjlCorrectRows(s_and_negated.data(), packed.data(), factors.data(), count, d,
+                              got.data());
     for (size_t n = 0; n < count; ++n) {
       for (size_t j = 0; j < d; ++j) {
         float c = 0.0f;

@@ -4,6 +4,8 @@
 #include <algorithm>
 #include <cmath>
 
+#include <hwy/aligned_allocator.h>
+
 #include "base/prng.h"
 #include "base/portable_math.h"
 #include "config/tensor_config.h"
@@ -30,9 +32,18 @@ class TurboQuantCodec final : public TensorCodec {
         qjl_scale_(static_cast<float>(std::sqrt(kPi / 2) / head_dim)) {
     if (prod_) {
       qjl_ = QjlMatrix(c.seed, head_dim);
-      qjl_t_.resize(qjl_.size());
+      const size_t size = qjl_.size();
+      qjl_t_ = hwy::AllocateAligned<float>(size);
       for (size_t i = 0; i < head_dim; ++i) {
         for (size_t j = 0; j < head_dim; ++j) qjl_t_[j * head_dim + i] = qjl_[i * head_dim + j];
+      }
+      // Rows of S and -S interleaved, for the decoder's correction.
+      qjl_signed_ = hwy::AllocateAligned<float>(2 * size);
+      for (size_t i = 0; i < head_dim; ++i) {
+        for (size_t j = 0; j < head_dim; ++j) {
+          qjl_signed_[2 * i * head_dim + j] = qjl_[i * head_dim + j];
+          qjl_signed_[(2 * i + 1) * head_dim + j] = -qjl_[i * head_dim + j];
+        }
       }
     }
   }
@@ -55,11 +66,11 @@ class TurboQuantCodec final : public TensorCodec {
     const size_t d = head_dim();
     const std::vector<size_t> w = ByteWidths(nullptr);
     // Batches: rotated together, the MSE records, their reconstructions,
-    // then per vector the residual, its norm and its QJL signs. Failures
-    // are collected and the reference's first one (vector by vector: the
-    // norm, then the residual norm) reported.
-    std::vector<float> y(kBatch * d), reconstruction(kBatch * d), residual(d);
-    std::vector<uint8_t> signs(d);
+    // then per vector the residual and its norm, then the QJL signs of the
+    // batch. Failures are collected and the reference's first one (vector
+    // by vector: the norm, then the residual norm) reported.
+    std::vector<float> y(kBatch * d), reconstruction(kBatch * d), residual(kBatch * d);
+    std::vector<uint8_t> signs(kBatch * d);
     float norms[kBatch];
     for (size_t n0 = 0; n0 < count; n0 += kBatch) {
       const size_t m = std::min(kBatch, count - n0);
@@ -82,14 +93,17 @@ class TurboQuantCodec final : public TensorCodec {
         if (i == bad_norm) return norm_status;
         const float* yi = y.data() + i * d;
         const float* ri = reconstruction.data() + i * d;
-        for (size_t j = 0; j < d; ++j) residual[j] = yi[j] - ri[j];
-        const float gamma = std::sqrt(simd::SumOfSquares(residual.data(), d));
+        float* residual_i = residual.data() + i * d;
+        for (size_t j = 0; j < d; ++j) residual_i[j] = yi[j] - ri[j];
+        const float gamma = std::sqrt(simd::SumOfSquares(residual_i, d));
         if (!StoreFiniteScalar(gamma, format_, sections[2] + (n0 + i) * w[2])) {
           return Status(KVC_ERR_INVALID_VALUE, "residual norm out of range");
         }
-        // signs[i] = (sum_j S[i][j] * residual[j] < 0), j ascending per row.
-        simd::QjlSigns(qjl_t_.data(), residual.data(), d, signs.data());
-        simd::PackBits(signs.data(), d, 1, sections[3] + (n0 + i) * w[3]);
+      }
+      // signs[i] = (sum_j S[i][j] * residual[j] < 0), j ascending per row.
+      simd::QjlSigns(qjl_t_.get(), residual.data(), m, d, signs.data());
+      for (size_t i = 0; i < m; ++i) {
+        simd::PackBits(signs.data() + i * d, d, 1, sections[3] + (n0 + i) * w[3]);
       }
     }
     return OkStatus();
@@ -118,7 +132,7 @@ class TurboQuantCodec final : public TensorCodec {
       }
       float* y = out + n0 * d;
       mse_.DecodeRotatedRows(sections[0] + n0 * w[0], sections[1] + n0 * w[1], m, y);
-      simd::QjlCorrectRows(qjl_.data(), sections[3] + n0 * w[3], factors, m, d, y);
+      simd::QjlCorrectRows(qjl_signed_.get(), sections[3] + n0 * w[3], factors, m, d, y);
       mse_.rotation().InverseRows(y, m);
     }
     return OkStatus();
@@ -182,7 +196,7 @@ class TurboQuantCodec final : public TensorCodec {
       // corr[j] = sum over i of S[i][j] * sketch[i]: row j of S^T.
       for (size_t q = 0; q < num_queries; ++q) {
         for (size_t j = 0; j < d; ++j) {
-          out[q * d + j] += simd::DotProduct(qjl_t_.data() + j * d, &sketch[q * d], d);
+          out[q * d + j] += simd::DotProduct(qjl_t_.get() + j * d, &sketch[q * d], d);
         }
       }
     }
@@ -225,7 +239,9 @@ class TurboQuantCodec final : public TensorCodec {
   MseQuantizer mse_;
   float qjl_scale_;         // f32(sqrt(pi/2) / d)
   std::vector<float> qjl_;  // S, d x d row-major (prod only)
-  std::vector<float> qjl_t_;  // S transposed, for the lane-parallel sketch
+  // Kernel operands, aligned so that no vector load straddles cache lines:
+  hwy::AlignedFreeUniquePtr<float[]> qjl_signed_;  // rows of S and -S interleaved
+  hwy::AlignedFreeUniquePtr<float[]> qjl_t_;  // S transposed, for the lane-parallel sketch
 };
 
 }  // namespace
