@@ -192,7 +192,7 @@ class BlockGtqCodec final : public TensorCodec {
     }
     // Every group's decoded rows in one buffer, group after group, and a 0
     // after them for the channels of blocks given no bits. (A chunk is at
-    // most 32 vectors, block.cc, so its indices fit in int32.)
+    // most 64 vectors, block.cc, so its indices fit in int32.)
     std::vector<size_t> offsets(groups.quantizers.size());
     size_t total = 0;
     for (size_t g = 0; g < groups.quantizers.size(); ++g) {

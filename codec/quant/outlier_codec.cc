@@ -107,7 +107,7 @@ class OutlierCodec final : public TensorCodec {
     const Status low_status = low_.DecodeRows(sections[2], sections[3], count, low, &bad_low);
     KVC_RETURN_IF_ERROR(FirstError(high_status, bad_high, low_status, bad_low, bad_vector));
     // Channel j of vector n is entry a of row n of its part (gathered, not
-    // scattered: the stores stay in order; a chunk is at most 32 vectors,
+    // scattered: the stores stay in order; a chunk is at most 64 vectors,
     // block.cc, so the indices fit in int32).
     std::vector<int32_t> columns(d), strides(d);
     for (size_t a = 0; a < outliers_; ++a) {
