@@ -398,51 +398,53 @@ void QuantizeRowsImpl(const float* HWY_RESTRICT thresholds, int bits, size_t n, 
   }
 }
 
+// The whole batch at once, so that short rows (Block-GTQ's groups) do not
+// pay a call and a partial vector each: every row's indices unpacked into
+// one array, their centroids looked up in one pass (times 1, exact), then
+// each row multiplied by its gain (the same single rounding as centroid *
+// gain). With norm correction the gains are norm / length of the rows'
+// centroids, computed kRows at a time in lanes (the same correctly rounded
+// square roots and quotients): no row waits on its own square root and
+// division.
 void DequantizeRowsImpl(const float* HWY_RESTRICT centroids, int bits, const uint8_t* packed,
                         size_t n, size_t count, const float* HWY_RESTRICT norms, float sqrt_dim,
                         bool norm_correction, float* HWY_RESTRICT y) {
   const size_t record = (n * static_cast<size_t>(bits) + 7) / 8;
-  const size_t size = size_t{1} << bits;
-  const CentroidTable table(centroids, size);
-  std::vector<uint8_t> idx(n);
-  if (!norm_correction) {
-    for (size_t r = 0; r < count; ++r) {
-      UnpackBits(packed + r * record, n, bits, idx.data());
-      table.Row(idx.data(), n, norms[r] / sqrt_dim, y + r * n);
-    }
-    return;
+  std::vector<uint8_t> idx(count * n);
+  if (record * 8 == n * static_cast<size_t>(bits)) {  // rows back to back
+    UnpackBits(packed, count * n, bits, idx.data());
+  } else {
+    for (size_t r = 0; r < count; ++r) UnpackBits(packed + r * record, n, bits, &idx[r * n]);
   }
-  // Norm correction, kRows rows at a time: their centroids (times 1, exact)
-  // and squared lengths, then the gains norm / length of all of them in
-  // lanes (the same correctly rounded square roots and quotients), then
-  // centroid * gain; no row waits on its own square root and division.
+  CentroidTable(centroids, size_t{1} << bits).Row(idx.data(), count * n, 1.0f, y);
   const hn::ScalableTag<float> d;
   const size_t N = hn::Lanes(d);
   constexpr size_t kRows = 16;
-  std::vector<float> c(kRows * n);
+  HWY_ALIGN float gains[kRows];
   for (size_t r0 = 0; r0 < count; r0 += kRows) {
     const size_t m = std::min(kRows, count - r0);
-    HWY_ALIGN float sums[kRows] = {}, row_norms[kRows] = {}, gains[kRows];
-    for (size_t i = 0; i < m; ++i) {
-      UnpackBits(packed + (r0 + i) * record, n, bits, idx.data());
-      table.Row(idx.data(), n, 1.0f, &c[i * n]);
-      sums[i] = SumOfSquaresArray(&c[i * n], n);
-      row_norms[i] = norms[r0 + i];
-    }
-    for (size_t i = 0; i < kRows; i += N) {
-      const auto length = hn::Sqrt(hn::Load(d, sums + i));
-      const auto positive = hn::Gt(length, hn::Zero(d));
-      const auto divisor = hn::IfThenElse(positive, length, hn::Set(d, 1.0f));
-      const auto gain = hn::Div(hn::Load(d, row_norms + i), divisor);
-      hn::Store(hn::IfThenElseZero(positive, gain), d, gains + i);
+    if (norm_correction) {
+      HWY_ALIGN float sums[kRows] = {}, row_norms[kRows] = {};
+      for (size_t i = 0; i < m; ++i) {
+        sums[i] = SumOfSquaresArray(y + (r0 + i) * n, n);
+        row_norms[i] = norms[r0 + i];
+      }
+      for (size_t i = 0; i < kRows; i += N) {
+        const auto length = hn::Sqrt(hn::Load(d, sums + i));
+        const auto positive = hn::Gt(length, hn::Zero(d));
+        const auto divisor = hn::IfThenElse(positive, length, hn::Set(d, 1.0f));
+        const auto gain = hn::Div(hn::Load(d, row_norms + i), divisor);
+        hn::Store(hn::IfThenElseZero(positive, gain), d, gains + i);
+      }
+    } else {
+      for (size_t i = 0; i < m; ++i) gains[i] = norms[r0 + i] / sqrt_dim;
     }
     for (size_t i = 0; i < m; ++i) {
       const auto gain = hn::Set(d, gains[i]);
-      const float* from = &c[i * n];
       float* row = y + (r0 + i) * n;
       size_t j = 0;
-      for (; j + N <= n; j += N) hn::StoreU(hn::Mul(hn::LoadU(d, from + j), gain), d, row + j);
-      for (; j < n; ++j) row[j] = from[j] * gains[i];
+      for (; j + N <= n; j += N) hn::StoreU(hn::Mul(hn::LoadU(d, row + j), gain), d, row + j);
+      for (; j < n; ++j) row[j] = row[j] * gains[i];
     }
   }
 }
