@@ -297,6 +297,10 @@ kvc_status kvc_config_format(const kvc_config* config, char* buffer,
   });
 }
 
+int32_t kvc_config_zstd_level(const kvc_config* config) {
+  return config == nullptr ? 0 : config->rules.zstd_level();
+}
+
 kvc_status kvc_config_set_layer(kvc_config* config, uint32_t layer,
                                 kvc_kind kind, const kvc_tensor_config* tensor) {
   return Guard(nullptr, [&] {

@@ -68,7 +68,10 @@ TEST_CASE("malformed config text names the line") {
   for (const char* text : {"", "# only a comment\n", "all\n", "everything kv=tq-mse-b4\n",
                            "first k=tq-mse-b4\n", "layers 4-2 k=tq-mse-b4\n",
                            "all q=tq-mse-b4\n", "all kv=tq-mse-b9\n",
-                           "all kv=tq-mse-b4\nkvcodec-config 1\n", "kvcodec-config 2\n"}) {
+                           "all kv=tq-mse-b4\nkvcodec-config 1\n", "kvcodec-config 2\n",
+                           "all kv=tq-mse-b4\nzstd\n", "all kv=tq-mse-b4\nzstd 0\n",
+                           "all kv=tq-mse-b4\nzstd 20\n", "all kv=tq-mse-b4\nzstd 3 4\n",
+                           "all kv=tq-mse-b4\nzstd 3\nzstd 3\n", "zstd 3\n"}) {
     CAPTURE(text);
     CacheConfig config;
     const kvc::Status s = CacheConfig::Parse(text, &config);
@@ -81,6 +84,22 @@ TEST_CASE("malformed config text names the line") {
   REQUIRE(CacheConfig::Parse("first 2 kv=tq-mse-b4\n", &config).ok());
   kvc_tensor_config c;
   CHECK(config.Resolve(3, 6, KVC_KIND_KEYS, &c).code() == KVC_ERR_INVALID_ARGUMENT);
+}
+
+TEST_CASE("a config names its zstd level on a line of its own") {
+  CacheConfig config;
+  REQUIRE(CacheConfig::Parse("kvcodec-config 1\nzstd 7  # at rest\nall kv=tq-mse-b3\n",
+                             &config).ok());
+  CHECK(config.zstd_level() == 7);
+  CHECK(config.Format() == "kvcodec-config 1\nall kv=tq-mse-b3\nzstd 7\n");
+  CacheConfig again;
+  REQUIRE(CacheConfig::Parse(config.Format(), &again).ok());
+  CHECK(again.zstd_level() == 7);
+  REQUIRE(CacheConfig::Parse("all kv=tq-mse-b3\n", &config).ok());
+  CHECK(config.zstd_level() == 0);
+  CHECK(config.Format().find("zstd") == std::string::npos);
+  REQUIRE(CacheConfig::FromPreset("kv-3.25z", &config).ok());
+  CHECK(config.zstd_level() == 3);
 }
 
 TEST_CASE("every preset parses and resolves") {

@@ -218,6 +218,54 @@ TEST_CASE("a cache written layer by layer decodes as the one-shot stream does") 
   }
 }
 
+TEST_CASE("the writer takes the config's zstd level unless its options choose") {
+  // kv-3.25z names zstd 3; the Zstd_Sections feature (bit 1) shows whether
+  // the writer used a zstd stage. Blocks are kept compressed only where that
+  // saves, so the sizes only bound each other.
+  auto features = [](const std::vector<uint8_t>& bytes) {
+    kvc_cache* cache = nullptr;
+    REQUIRE(kvc_cache_open(ReadAtMemory, const_cast<std::vector<uint8_t>*>(&bytes),
+                           bytes.size(), nullptr, &cache, nullptr) == KVC_OK);
+    kvc_cache_info info;
+    kvc_cache_info_init(&info);
+    REQUIRE(kvc_cache_get_info(cache, &info, nullptr) == KVC_OK);
+    kvc_cache_close(cache);
+    return info.features;
+  };
+  kvc_config* config = nullptr;
+  REQUIRE(kvc_config_from_preset("kv-3.25z", &config, nullptr) == KVC_OK);
+  CHECK(kvc_config_zstd_level(config) == 3);
+  kvc_config_destroy(config);
+  REQUIRE(kvc_config_from_preset("kv-3.25", &config, nullptr) == KVC_OK);
+  CHECK(kvc_config_zstd_level(config) == 0);
+  kvc_config_destroy(config);
+  CHECK(kvc_config_zstd_level(nullptr) == 0);
+  const uint32_t tokens = 64;
+  const Written by_config = WriteCache("kv-3.25z", tokens, Options(0, 0));
+  const Written none = WriteCache("kv-3.25z", tokens, Options(0, -1));
+  const Written chosen = WriteCache("kv-3.25z", tokens, Options(0, 9));
+  CHECK((features(by_config.bytes) & 2) != 0);
+  CHECK((features(none.bytes) & 2) == 0);
+  CHECK((features(chosen.bytes) & 2) != 0);
+  CHECK(by_config.bytes.size() <= none.bytes.size());
+  CHECK(DecodeWhole(by_config.bytes, tokens, 0) == DecodeWhole(none.bytes, tokens, 0));
+  CHECK(DecodeWhole(by_config.bytes, tokens, 1) == DecodeWhole(none.bytes, tokens, 1));
+  // Levels below -1 or above 19 are refused.
+  REQUIRE(kvc_config_from_preset("kv-3.25z", &config, nullptr) == KVC_OK);
+  const kvc_cache_desc d = Desc(tokens);
+  for (int level : {-2, 20}) {
+    CAPTURE(level);
+    const kvc_writer_options o = Options(0, level);
+    Memory m;
+    kvc_writer* w = nullptr;
+    kvc_diagnostics diag;
+    CHECK(kvc_writer_create(config, &d, &o, WriteToMemory, &m, &w, &diag) ==
+          KVC_ERR_INVALID_ARGUMENT);
+    CHECK(w == nullptr);
+  }
+  kvc_config_destroy(config);
+}
+
 TEST_CASE("a writer without append or zstd writes a 1.0 stream") {
   kvc_writer_options o = Options(0, 0);
   o.appendable = 0;

@@ -221,7 +221,11 @@ kvc_writer_options WriterOptions(const Args& args) {
   kvc_writer_options_init(&o);
   o.threads = static_cast<uint32_t>(args.GetUint("--threads", 0, 0, 4096));
   o.block_tokens = static_cast<uint32_t>(args.GetUint("--block-tokens", 4096, 0, UINT32_MAX));
-  o.zstd_level = static_cast<int32_t>(args.GetUint("--zstd", 0, 0, 19));
+  // --zstd 0: none; without --zstd, the config's (kv-3.25z's zstd 3, say).
+  if (args.Has("--zstd")) {
+    const int32_t level = static_cast<int32_t>(args.GetUint("--zstd", 0, 0, 19));
+    o.zstd_level = level == 0 ? -1 : level;
+  }
   return o;
 }
 

@@ -30,12 +30,18 @@ class CacheConfig {
   static Status FromPreset(const std::string& name, CacheConfig* out);
 
   std::string Format() const;
+  // The zstd level (1..19) that caches written with this config store their
+  // blocks with unless the writer's options choose; 0: none. A lossless
+  // stage for caches at rest and on the wire (FORMAT.md §3.7): a single
+  // block (kvc_encode_block) is fixed-rate whatever it says.
+  int zstd_level() const { return zstd_level_; }
   void SetLayer(uint32_t layer, kvc_kind kind, const kvc_tensor_config& config);
   Status Resolve(uint32_t layer, uint32_t num_layers, kvc_kind kind,
                  kvc_tensor_config* out) const;
 
  private:
   std::vector<ConfigRule> rules_;
+  int zstd_level_ = 0;
 };
 
 struct Preset {

@@ -26,16 +26,26 @@ Status ImportLayerTensor(const kvc_tensor* tensor, const kvc_cache_desc& desc,
   return OkStatus();
 }
 
-Status CheckSettings(const WriterSettings& s) {
-  if (s.zstd_level < 0 || s.zstd_level > 19) {
+// Checks the settings and resolves the zstd level: 0 takes `config_level`
+// (the config's; 0 when appending), -1 is none.
+Status CheckSettings(int config_level, WriterSettings* s) {
+  if (s->zstd_level < -1 || s->zstd_level > 19) {
     return Status(KVC_ERR_INVALID_ARGUMENT,
-                  StrFormat("zstd level %d: use 0 (none) or 1..19", s.zstd_level));
+                  StrFormat("zstd level %d: use -1 (none), 0 (the config's) or 1..19",
+                            s->zstd_level));
   }
-  if (s.zstd_level > 0 && !ZstdAvailable()) {
-    return Status(KVC_ERR_INVALID_ARGUMENT, "this kvcodec is built without zstd");
+  const bool from_config = s->zstd_level == 0 && config_level > 0;
+  if (s->zstd_level == 0) s->zstd_level = config_level;
+  if (s->zstd_level < 0) s->zstd_level = 0;
+  if (s->zstd_level > 0 && !ZstdAvailable()) {
+    return Status(KVC_ERR_INVALID_ARGUMENT,
+                  from_config ? StrFormat("this kvcodec is built without zstd, which the config "
+                                          "asks for (zstd %d): zstd_level -1 stores without it",
+                                          config_level)
+                              : std::string("this kvcodec is built without zstd"));
   }
-  if (s.model_name.size() > kMaxModelName ||
-      s.model_name.find('\0') != std::string::npos) {
+  if (s->model_name.size() > kMaxModelName ||
+      s->model_name.find('\0') != std::string::npos) {
     return Status(KVC_ERR_INVALID_ARGUMENT, "model name: at most 255 bytes, no NUL");
   }
   return OkStatus();
@@ -48,15 +58,16 @@ Status CacheWriter::Create(const CacheConfig& config, const kvc_cache_desc& desc
                            std::unique_ptr<CacheWriter>* out) {
   if (sink.write == nullptr) return Status(KVC_ERR_INVALID_ARGUMENT, "write callback is NULL");
   KVC_RETURN_IF_ERROR(CheckCacheDesc(desc));
-  KVC_RETURN_IF_ERROR(CheckSettings(settings));
+  WriterSettings resolved = settings;
+  KVC_RETURN_IF_ERROR(CheckSettings(config.zstd_level(), &resolved));
   std::unique_ptr<CacheWriter> w(new CacheWriter());
   KVC_RETURN_IF_ERROR(ResolveConfigs(config, desc, &w->configs_));
   w->desc_ = desc;
-  w->settings_ = settings;
+  w->settings_ = resolved;
   w->sink_ = sink;
   w->codecs_ = std::make_unique<CodecCache>(desc.head_dim);
-  const uint32_t features = (settings.zstd_level > 0 ? kFeatureZstdSections : 0) |
-                            (settings.appendable ? kFeatureSegments : 0);
+  const uint32_t features = (resolved.zstd_level > 0 ? kFeatureZstdSections : 0) |
+                            (resolved.appendable ? kFeatureSegments : 0);
   uint8_t header[kStreamHeaderSize];
   WriteStreamHeader(desc, features, w->configs_, header);
   KVC_RETURN_IF_ERROR(w->Emit(header, sizeof(header)));
@@ -79,12 +90,13 @@ Status CacheWriter::Append(const AppendBase& base, uint32_t new_tokens,
                            const WriterSettings& settings, const Sink& sink,
                            std::unique_ptr<CacheWriter>* out) {
   if (sink.write == nullptr) return Status(KVC_ERR_INVALID_ARGUMENT, "write callback is NULL");
-  KVC_RETURN_IF_ERROR(CheckSettings(settings));
+  WriterSettings resolved = settings;
+  KVC_RETURN_IF_ERROR(CheckSettings(0, &resolved));
   if ((base.header.features & kFeatureSegments) == 0) {
     return Status(KVC_ERR_INVALID_ARGUMENT,
                   "the cache was not written appendable (writer option appendable = 0)");
   }
-  if (settings.zstd_level > 0 && (base.header.features & kFeatureZstdSections) == 0) {
+  if (resolved.zstd_level > 0 && (base.header.features & kFeatureZstdSections) == 0) {
     return Status(KVC_ERR_INVALID_ARGUMENT,
                   "the cache was written without zstd: append with zstd_level 0");
   }
@@ -97,7 +109,7 @@ Status CacheWriter::Append(const AppendBase& base, uint32_t new_tokens,
   w->desc_.num_tokens = new_tokens;
   w->segment_start_ = base.num_tokens;
   w->configs_ = base.configs;
-  w->settings_ = settings;
+  w->settings_ = resolved;
   w->sink_ = sink;
   w->offset_ = base.end_offset;
   w->blocks_ = base.blocks;

@@ -30,7 +30,7 @@ struct Sink {
 struct WriterSettings {
   uint32_t threads = 0;
   uint32_t block_tokens = 4096;  // 0: one block per layer and kind
-  int zstd_level = 0;            // 0: no lossless stage
+  int zstd_level = 0;            // 0: the config's (none when appending); -1: none
   bool appendable = true;
   std::string model_name;
   uint64_t model_hash = 0;

@@ -229,6 +229,11 @@ KVC_API kvc_status kvc_config_parse(const char* text, size_t length,
  * the length without the NUL, also when the capacity is too small. */
 KVC_API kvc_status kvc_config_format(const kvc_config* config, char* buffer,
                                      size_t capacity, size_t* length);
+/* The zstd level (1..19) a cache written with this config stores its blocks
+ * with unless kvc_writer_options.zstd_level chooses (config text "zstd L",
+ * e.g. the kv-3.25z preset); 0: none. Blocks (kvc_encode_block) and whole
+ * streams (kvc_encode_stream) are fixed-rate whatever it says. */
+KVC_API int32_t kvc_config_zstd_level(const kvc_config* config);
 /* Overrides layer `layer` (K or V) with `tensor`. */
 KVC_API kvc_status kvc_config_set_layer(kvc_config* config, uint32_t layer,
                                         kvc_kind kind,
@@ -481,10 +486,11 @@ typedef struct kvc_writer_options {
   uint32_t struct_size;  /* sizeof(kvc_writer_options) */
   uint32_t threads;      /* 0: one per core */
   uint32_t block_tokens; /* tokens per block (default 4096); 0: one block */
-  int32_t zstd_level;    /* 0: none (default); 1..19: zstd per block, kept
-                            only where it saves 1/64 or more */
+  int32_t zstd_level;    /* 0 (default): the config's (kvc_config_zstd_level;
+                            none when appending); -1: none; 1..19: zstd per
+                            block, kept only where it saves 1/64 or more */
   uint32_t appendable;   /* 1 (default): later segments may be appended
-                            (kvc_cache_append). 0 with zstd_level 0 gives a
+                            (kvc_cache_append). 0 without zstd gives a
                             stream every 1.0 decoder reads */
   uint32_t reserved;
   const char* model_name;     /* optional (NULL): up to 255 bytes of UTF-8 */
