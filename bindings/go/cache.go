@@ -219,8 +219,10 @@ type CacheDesc struct {
 type WriterOptions struct {
 	Threads     uint32 // 0: one per core
 	BlockTokens uint32 // tokens per block (default 4096); 0: one block
-	ZstdLevel   int32  // 0: none; 1..19: zstd per block where it saves 1/64 or more
-	// Later segments may be appended (default). false with ZstdLevel 0 gives
+	// 0: the config's (Config.ZstdLevel; none when appending); -1: none;
+	// 1..19: zstd per block where it saves 1/64 or more.
+	ZstdLevel int32
+	// Later segments may be appended (default). false without zstd gives
 	// a stream every format-1.0 decoder reads.
 	Appendable      bool
 	ModelName       string // "": none; up to 255 bytes

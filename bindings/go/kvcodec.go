@@ -540,6 +540,19 @@ func (c *Config) Text() (string, error) {
 	return string(buffer[:int(length)]), nil
 }
 
+// ZstdLevel is the zstd level (1..19) caches written with this config store
+// their blocks with unless the writer's options choose (config text "zstd
+// L"); 0: none. Single blocks are fixed-rate whatever it says.
+func (c *Config) ZstdLevel() (int32, error) {
+	p, err := c.handle()
+	if err != nil {
+		return 0, err
+	}
+	level := int32(C.kvc_config_zstd_level(p))
+	runtime.KeepAlive(c)
+	return level, nil
+}
+
 // SetLayer gives K or V of layer the method t, overriding the rules.
 func (c *Config) SetLayer(layer uint32, kind Kind, t TensorConfig) error {
 	p, err := c.handle()

@@ -295,6 +295,14 @@ func TestErrorsCarryStatusAndDiagnostic(t *testing.T) {
 	if err := DecodeBlockInto(block, NewTensor(make([]float32, 2*17*64), 2, 17, 64)); !errors.Is(err, ShapeMismatch) {
 		t.Fatal(err)
 	}
+	for text, want := range map[string]int32{"all kv=tq-mse-b3\nzstd 9\n": 9, "all kv=tq-mse-b3\n": 0} {
+		if level, err := must(ParseConfig(text)).ZstdLevel(); err != nil || level != want {
+			t.Fatal(text, level, err)
+		}
+	}
+	if level, err := must(PresetConfig("kv-3.25z")).ZstdLevel(); err != nil || level != 3 {
+		t.Fatal(level, err)
+	}
 	if _, err := PresetConfig("tq-mse-b9000"); !errors.As(err, &e) || e.Status != InvalidArgument ||
 		!strings.Contains(e.Message, "tq-mse-b4") {
 		t.Fatal(err)

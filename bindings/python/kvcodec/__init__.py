@@ -375,6 +375,13 @@ class Config:
                _lib.kvc_config_format(self._ptr, buffer, length.value + 1, None))
         return buffer.value.decode()
 
+    @property
+    def zstd_level(self):
+        """The zstd level (1..19) caches written with this config store their
+        blocks with unless the writer chooses (config text "zstd L"); 0:
+        none. Single blocks (encode_block) are fixed-rate whatever it says."""
+        return int(_lib.kvc_config_zstd_level(self._ptr))
+
     def set_layer(self, layer, kind, method):
         """Gives layer `layer`'s K or V (kind "k" or "v") the method (a
         method string or TensorConfig), overriding the rules."""

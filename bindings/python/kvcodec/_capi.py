@@ -161,6 +161,7 @@ PROTOTYPES = {
     "kvc_config_from_preset": (status, [charp, P(voidp), P(Diagnostics)]),
     "kvc_config_parse": (status, [charp, size_t, P(voidp), P(Diagnostics)]),
     "kvc_config_format": (status, [voidp, charp, size_t, P(size_t)]),
+    "kvc_config_zstd_level": (ctypes.c_int32, [voidp]),
     "kvc_config_set_layer": (status, [voidp, u32, ctypes.c_int, P(TensorConfigStruct)]),
     "kvc_config_layer": (status, [voidp, u32, u32, ctypes.c_int, P(TensorConfigStruct)]),
     "kvc_config_destroy": (None, [voidp]),

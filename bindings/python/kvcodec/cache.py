@@ -120,7 +120,8 @@ def _writer_options(threads, block_tokens, zstd_level, appendable, model_name, m
     _lib.kvc_writer_options_init(ctypes.byref(o))
     o.threads = _u32("threads", threads)
     o.block_tokens = _u32("block_tokens", block_tokens)
-    o.zstd_level = int(zstd_level)
+    # None: the config's level (kvc_config_zstd_level); 0: none (-1 in C).
+    o.zstd_level = 0 if zstd_level is None else (int(zstd_level) or -1)
     o.appendable = 1 if appendable else 0
     if model_name is not None:
         o.model_name = model_name.encode()
@@ -186,13 +187,16 @@ class CacheWriter:
     Each layer's keys and values are [heads, tokens, head_dim] (float32,
     float16, bfloat16 bits with dtype="bf16", or torch tensors). The file
     ends with a block index for random access, and is appendable unless
-    appendable=False (which, with zstd_level=0, writes a stream every 1.0
-    decoder reads). model_name / model_config record the model's identity
-    (model_config: its config.json path, bytes or str)."""
+    appendable=False (which, without zstd, writes a stream every 1.0
+    decoder reads). zstd_level: the lossless stage per block, 1..19, or 0
+    for none; None (default) takes the config's (Config.zstd_level, as the
+    kv-3.25z and kv-2.6z presets name one). model_name / model_config record
+    the model's identity (model_config: its config.json path, bytes or
+    str)."""
 
     def __init__(self, file, *, layers, heads, tokens, head_dim, preset=None, config=None,
                  dtype="f16", rope_layout="split-half", rope_base=0.0, position_offset=0,
-                 zstd_level=0, block_tokens=4096, appendable=True, model_name=None,
+                 zstd_level=None, block_tokens=4096, appendable=True, model_name=None,
                  model_config=None, threads=0, _append_to=None, _new_tokens=0):
         self._path = None
         if isinstance(file, (str, os.PathLike)):
@@ -371,6 +375,22 @@ class CacheFile:
         _check("kvc_cache_read", _lib.kvc_cache_read(
             self._handle, _u32("layer", layer), _KIND[kind], h0, h1 - h0, t0, t1 - t0,
             ctypes.byref(t), ctypes.byref(diag)), diag)
+        return out
+
+    def blocks(self):
+        """Every block's place in stream order: dicts of layer, kind ("k" or
+        "v"), token_start, token_count, and offset and size (bytes) of its
+        section as stored (after the zstd stage, if any)."""
+        out = []
+        for index in range(self.info["blocks"]):
+            e = BlockEntry()
+            _lib.kvc_block_entry_init(ctypes.byref(e))
+            diag = _diag()
+            _check("kvc_cache_block", _lib.kvc_cache_block(self._handle, index, ctypes.byref(e),
+                                                           ctypes.byref(diag)), diag)
+            out.append({"layer": e.layer, "kind": "k" if e.kind == _KIND["k"] else "v",
+                        "token_start": e.token_start, "token_count": e.token_count,
+                        "offset": e.offset, "size": e.size})
         return out
 
     def layer(self, layer, dtype=np.float32):

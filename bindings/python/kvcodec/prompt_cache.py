@@ -82,12 +82,13 @@ def _numpy(x):
 
 
 def save_cache(cache, path, model_config=None, *, preset="turboangle", config=None,
-               zstd_level=0, block_tokens=4096, position_offset=0, rope_layout="split-half",
+               zstd_level=None, block_tokens=4096, position_offset=0, rope_layout="split-half",
                threads=0):
     """Writes a KV cache to `path` (atomically); returns the file's size.
     model_config (a transformers config, dict or config.json path) gives the
     RoPE base and the identity a later load checks. Hugging Face's Llama-family
-    models rotate split halves (rope_layout "split-half")."""
+    models rotate split halves (rope_layout "split-half"). zstd_level: as
+    CacheWriter's (None: the config's)."""
     layers = [(_numpy(k), _numpy(v)) for k, v in _layers(cache)]
     if not layers:
         raise ValueError("the cache has no layers")

@@ -55,6 +55,32 @@ def test_write_read_append(tmp_path):
         np.testing.assert_array_equal(k_all[2][:, 20:], c.read(2, "k", tokens=slice(20, 25)))
 
 
+def test_zstd_level_from_the_config_and_block_sizes():
+    keys, values = layers(2, tokens=64)
+    config = kvcodec.Config.preset("kv-3.25z")
+    assert config.zstd_level == 3
+    assert kvcodec.Config.preset("kv-3.25").zstd_level == 0
+    assert kvcodec.Config.from_text("all kv=tq-mse-b3\nzstd 9\n").zstd_level == 9
+    sizes, decoded = {}, {}
+    for level in (None, 0, 5):  # the config's (3), none, chosen
+        out = io.BytesIO()
+        write(out, keys, values, preset="kv-3.25z", block_tokens=32, zstd_level=level)
+        with kvcodec.CacheFile(out.getvalue()) as c:
+            blocks = c.blocks()
+            assert [(b["layer"], b["kind"], b["token_start"]) for b in blocks] == \
+                [(layer, kind, t) for layer in (0, 1) for kind in "kv" for t in (0, 32)]
+            assert all(b["token_count"] == 32 for b in blocks)
+            # Sections follow each other; zstd stage or not shows in the header.
+            assert all(a["offset"] + a["size"] <= b["offset"] for a, b in zip(blocks, blocks[1:]))
+            assert bool(c.info["features"] & 2) == (level != 0)
+            sizes[level] = sum(b["size"] for b in blocks)
+            decoded[level] = c.layer(1)
+    assert sizes[None] <= sizes[0] and sizes[5] <= sizes[0]
+    for level in (None, 5):  # a lossless stage
+        np.testing.assert_array_equal(decoded[level][0], decoded[0][0])
+        np.testing.assert_array_equal(decoded[level][1], decoded[0][1])
+
+
 def test_interrupted_append_and_model_check(tmp_path):
     path = tmp_path / "c.kvc"
     keys, values = layers(2)

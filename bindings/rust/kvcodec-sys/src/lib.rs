@@ -314,6 +314,7 @@ extern "C" {
         capacity: usize,
         length: *mut usize,
     ) -> kvc_status;
+    pub fn kvc_config_zstd_level(config: *const kvc_config) -> i32;
     pub fn kvc_config_set_layer(
         config: *mut kvc_config,
         layer: u32,

@@ -105,10 +105,12 @@ pub struct WriterOptions {
     pub threads: u32,
     /// Tokens per block (default 4096); 0: one block per layer and kind.
     pub block_tokens: u32,
-    /// 0: none; 1..19: zstd per block, kept only where it saves 1/64 or more.
+    /// 0: the config's ([`Config::zstd_level`](crate::Config::zstd_level);
+    /// none when appending); -1: none; 1..19: zstd per block, kept only
+    /// where it saves 1/64 or more.
     pub zstd_level: i32,
-    /// Later segments may be appended (default). false with zstd_level 0
-    /// gives a stream every format-1.0 decoder reads.
+    /// Later segments may be appended (default). false without zstd gives
+    /// a stream every format-1.0 decoder reads.
     pub appendable: bool,
     /// The model the cache belongs to (up to 255 bytes).
     pub model_name: Option<String>,

@@ -613,6 +613,13 @@ impl Config {
         String::from_utf8_lossy(&buffer).into_owned()
     }
 
+    /// The zstd level (1..19) caches written with this config store their
+    /// blocks with unless the writer's options choose (config text `zstd
+    /// L`); 0: none. Single blocks are fixed-rate whatever it says.
+    pub fn zstd_level(&self) -> i32 {
+        unsafe { sys::kvc_config_zstd_level(self.raw.as_ptr()) }
+    }
+
     /// Gives layer `layer`'s K or V the method `tensor`, overriding the rules.
     pub fn set_layer(&mut self, layer: u32, kind: Kind, tensor: &TensorConfig) -> Result<()> {
         check(

@@ -227,6 +227,10 @@ fn errors_carry_status_and_diagnostic() {
         .unwrap_err();
     assert_eq!(e.status(), Status::ShapeMismatch);
 
+    assert_eq!(Config::preset("kv-3.25z").unwrap().zstd_level(), 3);
+    assert_eq!(Config::preset("kv-3.25").unwrap().zstd_level(), 0);
+    assert_eq!(Config::parse("all kv=tq-mse-b3\nzstd 9\n").unwrap().zstd_level(), 9);
+
     let e = Config::preset("tq-mse-b9000").unwrap_err();
     assert_eq!(e.status(), Status::InvalidArgument);
     assert!(e.message().contains("tq-mse-b4"), "{}", e);
