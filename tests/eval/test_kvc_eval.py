@@ -56,6 +56,30 @@ def test_fewer_bits_cost_quality(tiny_model):
     assert r2["base_bpb"] == r4["base_bpb"] and r2["bpb"] == r2["base_bpb"] + r2["delta_bpb"]
 
 
+def test_zstd_stage_counts_stored_bytes(tiny_model):
+    """kv-3.25z is its methods through zstd: the same quality, bits counted as
+    a cache file stores them (no more than the fixed-rate blocks)."""
+    z = run(tiny_model, "kv-3.25z")
+    fixed = ev.evaluate(*_baseline_and_codec(tiny_model, "all k=gtq-b4:nc,center "
+                                                         "v=tq-mse-b3:nc\n"))
+    assert "zstd_level" not in fixed and z["zstd_level"] == 3
+    assert z["delta_bpb"] == fixed["delta_bpb"] and z["output_kl_bpb"] == fixed["output_kl_bpb"]
+    assert z["fixed_rate_bits_per_element"] == fixed["bits_per_element"]
+    # Stored: each section's own header and checksum (12 bytes) beside the
+    # payload, and zstd where it saves 1/64 or more.
+    assert z["bits_per_element"] <= fixed["bits_per_element"] + 1e-3
+    for a, b in zip(z["layers"], fixed["layers"]):
+        assert a["k_rel_err"] == b["k_rel_err"] and a["v_rel_err"] == b["v_rel_err"]
+
+
+def _baseline_and_codec(model_dir, text, tokens=64, num_windows=2):
+    import kvcodec
+    model = Model(model_dir)
+    ids, lengths = tokenize(model, TEXT)
+    baseline = ev.Baseline(model, ev.windows_of(ids, lengths, tokens, num_windows))
+    return model, baseline, CacheCodec(kvcodec.Config.from_text(text), model.config.num_layers)
+
+
 def test_gqa_equals_repeated_kv_heads(tmp_path):
     """Query head h reads KV head h // (heads / kv_heads): the same model with
     every KV head's weights repeated for each of its query heads gives the

@@ -59,6 +59,7 @@ class CacheCodec:
         rotations."""
         self.kvcodec = import_kvcodec()
         self.num_layers = num_layers
+        self.zstd_level = config.zstd_level
         try:
             self._methods = [{kind: config.layer(layer, kind, num_layers)
                               for kind in ("k", "v")} for layer in range(num_layers)]
@@ -72,6 +73,34 @@ class CacheCodec:
 
     def methods(self, layer):
         return self._methods[layer]["k"].text, self._methods[layer]["v"].text
+
+    def stored(self, layers):
+        """With a zstd stage: {(layer, kind): (decoded float32, stored bytes)}
+        of one window's cache, layers [(k, v)] of float32 holding fp16
+        values, written as a cache file holds them (one block per layer and
+        kind, each through zstd where that saves 1/64 or more)."""
+        import io
+        import numpy as np
+        kvcodec = self.kvcodec
+        lines = ["kvcodec-config 1"]
+        lines += [f"layer {layer} k={m['k'].text} v={m['v'].text}"
+                  for layer, m in enumerate(self._methods)]
+        lines.append(f"zstd {self.zstd_level}")
+        heads, tokens, head_dim = layers[0][0].shape
+        out = io.BytesIO()
+        try:
+            config = kvcodec.Config.from_text("\n".join(lines) + "\n")
+            with kvcodec.CacheWriter(out, layers=len(layers), heads=heads, tokens=tokens,
+                                     head_dim=head_dim, config=config, dtype="f16",
+                                     block_tokens=0) as writer:
+                for k, v in layers:
+                    writer.add_layer(k.astype(np.float16), v.astype(np.float16))
+            config.close()
+            with kvcodec.CacheFile(out.getvalue()) as cache:
+                return {(b["layer"], b["kind"]): (cache.read(b["layer"], b["kind"]), b["size"])
+                        for b in cache.blocks()}
+        except kvcodec.KvcodecError as e:
+            raise EvalError(f"stored cache: {e}") from e
 
     def roundtrip(self, layer, kind, x):
         """(decoded float32, encoded bytes) of x [heads, tokens, head_dim]."""

@@ -13,6 +13,7 @@ import time
 
 import numpy as np
 
+from .errors import EvalError
 from .model import attention
 from .text import windows
 
@@ -36,7 +37,8 @@ class LayerStats:
         self.out_err = self.out_ref = 0.0
         self.kl_sum = 0.0
         self.kl_count = 0
-        self.k_bytes = self.v_bytes = 0
+        self.k_bytes = self.v_bytes = 0  # as stored (after zstd, if any)
+        self.fixed_bytes = 0  # of the K and V blocks, before any zstd
         self.elements = 0  # Of K (= of V).
 
     def add(self, q, k, v, k_hat, v_hat, mask):
@@ -122,6 +124,7 @@ def codec_run(model, baseline, codec):
     the bpb difference on one text.
     """
     stats = [LayerStats() for _ in range(model.config.num_layers)]
+    window = []  # (k, v, k_hat, v_hat) of every layer of the window
 
     def hook(layer, q, k, v, mask):
         k, v = f16(k), f16(v)
@@ -129,14 +132,28 @@ def codec_run(model, baseline, codec):
         v_hat, v_bytes = codec.roundtrip(layer, "v", v)
         s = stats[layer]
         s.add(q, k, v, k_hat, v_hat, mask)
-        s.k_bytes += k_bytes
-        s.v_bytes += v_bytes
+        s.fixed_bytes += k_bytes + v_bytes
         s.elements += k.size
+        if codec.zstd_level:  # sizes once the window's cache is stored
+            window.append((k, v, k_hat, v_hat))
+        else:
+            s.k_bytes += k_bytes
+            s.v_bytes += v_bytes
         return k_hat, v_hat
 
     bits = kl = 0.0
     for (inputs, targets, _), base_hidden in zip(baseline.data, baseline.hidden):
+        window.clear()
         hidden = model.forward(inputs, hook)
+        if codec.zstd_level:  # the bytes a cache file stores, in place of the blocks'
+            stored = codec.stored([(k, v) for k, v, _, _ in window])
+            for layer, (_, _, k_hat, v_hat) in enumerate(window):
+                for kind, x_hat in (("k", k_hat), ("v", v_hat)):
+                    if not np.array_equal(stored[(layer, kind)][0], x_hat):
+                        raise EvalError(f"layer {layer} {kind.upper()}: the stored cache "
+                                        "decodes otherwise than the block")
+                stats[layer].k_bytes += stored[(layer, "k")][1]
+                stats[layer].v_bytes += stored[(layer, "v")][1]
         log2p, window_kl = model.target_log2_probs(hidden, targets, reference=base_hidden)
         bits -= float(log2p.sum())
         kl += window_kl
@@ -150,7 +167,7 @@ def evaluate(model, baseline, codec):
     layers = [s.report(layer, codec.methods(layer)) for layer, s in enumerate(stats)]
     total_bytes = sum(s.k_bytes + s.v_bytes for s in stats)
     elements = 2 * sum(s.elements for s in stats)
-    return {
+    result = {
         "base_bpb": baseline.bpb,
         "bpb": bpb,
         "delta_bpb": bpb - baseline.bpb,
@@ -161,3 +178,7 @@ def evaluate(model, baseline, codec):
         "layers": layers,
         "seconds": time.time() - start,
     }
+    if codec.zstd_level:  # bits_per_element as stored; in memory, block by block:
+        result["zstd_level"] = codec.zstd_level
+        result["fixed_rate_bits_per_element"] = 8 * sum(s.fixed_bytes for s in stats) / elements
+    return result
