@@ -9,7 +9,10 @@ KL divergence of the next-token distributions from the fp16 run's, and per
 layer the K and V relative errors, attention-logit error, attention KL and
 attention-output error. --seeds N repeats the codec run with the rotation
 seeds 1 .. N-1 in place of the config's own, and reports the spread: how much
-of delta_bpb is the luck of one draw.
+of delta_bpb is the luck of one draw. A config with a zstd stage (config text
+"zstd L", the kv-3.25z and kv-2.6z presets) counts the bytes a cache file
+stores (bits_per_element), with the blocks' fixed rate beside
+(fixed_rate_bits_per_element).
 """
 import argparse
 import json
@@ -77,9 +80,12 @@ def run(args):
 
 
 def print_table(r):
-    print(f"{r.get('preset') or r.get('config')}: {r['bits_per_element']:.4f} bits/element, "
-          f"bpb {r['bpb']:.5f} (fp16 KV {r['base_bpb']:.5f}, delta {r['delta_bpb']:+.5f}), "
-          f"output KL {r['output_kl_bpb']:.5f} bits/byte")
+    stored = (f" stored with zstd {r['zstd_level']} "
+              f"({r['fixed_rate_bits_per_element']:.4f} block by block)"
+              if "zstd_level" in r else "")
+    print(f"{r.get('preset') or r.get('config')}: {r['bits_per_element']:.4f} bits/element"
+          f"{stored}, bpb {r['bpb']:.5f} (fp16 KV {r['base_bpb']:.5f}, "
+          f"delta {r['delta_bpb']:+.5f}), output KL {r['output_kl_bpb']:.5f} bits/byte")
     if "seeds" in r:
         s = r["seeds"]
         print(f"over {len(s['delta_bpb'])} seeds: delta {s['delta_bpb_mean']:+.5f} "
