@@ -17,9 +17,10 @@ namespace simd {
 namespace HWY_NAMESPACE {
 namespace hn = hwy::HWY_NAMESPACE;
 
-// kRows rows of r share each load of S^T: their accumulators for four
-// vectors of outputs i.. (at most 16 registers, so AVX2 keeps its loads and
-// broadcasts in the other 16 or fewer).
+// kRows (1 or 3) residuals share each load of S^T, with four vectors of
+// outputs i.. each: twelve accumulators at most, which leaves AVX2's
+// sixteen registers the broadcasts and a load (the compiler folds the
+// other loads into the multiplications).
 template <size_t kRows, class D>
 HWY_INLINE void SignsBlock(D df, const float* HWY_RESTRICT st, const float* HWY_RESTRICT r,
                            size_t d, size_t i, uint8_t* HWY_RESTRICT signs) {
