@@ -107,7 +107,7 @@ const std::map<std::string, double> kMaxError = {
     {"tq-3.5", 0.025},      {"polarquant", 0.040},  {"turboangle", 0.010},
     {"turboangle-e4", 0.010}, {"blockgtq-k3v3", 0.045}, {"blockgtq-k2v2", 0.15},
     {"kv-6.5", 0.0035}, {"kv-5", 0.0085}, {"kv-4.25", 0.011}, {"kv-3.25", 0.040},
-    {"kv-2.6", 0.30}, {"kv-3.25z", 0.040}, {"kv-2.6z", 0.040}, {"default", 0.0085}};
+    {"kv-2.6", 0.30}, {"kv-4.25z", 0.011}, {"kv-3.25z", 0.040}, {"kv-2.6z", 0.040}, {"default", 0.0085}};
 
 }  // namespace
 

@@ -336,7 +336,7 @@ const Command kCommands[] = {
      "  index for random access; appendable unless --sealed (which, without\n"
      "  zstd, gives a stream every 1.0 decoder reads). --zstd: the level of the\n"
      "  lossless stage per block, 0 for none (default: the config's, as the\n"
-     "  kv-3.25z and kv-2.6z presets name one). The model identity is\n"
+     "  kv-*z presets name one). The model identity is\n"
      "  checked by readers that expect one.\n",
      PackCommand},
     {"unpack",

@@ -247,6 +247,9 @@ const std::vector<Preset>& Presets() {
       // uniform: about b - 0.2 bits of entropy for Gaussian coordinates)
       // and what repeats across tokens. In memory, block by block, they
       // are the fixed-rate configs they name.
+      {"kv-4.25z", "Stored with zstd 3: centered Block-GTQ 5-bit keys, TurboQuant-MSE "
+       "4-bit values, norm correction (4.6 bits in memory, about 4.0 stored)",
+       "all k=gtq-b5:nc,center v=tq-mse-b4:nc\nzstd 3"},
       {"kv-3.25z", "Stored with zstd 3: centered Block-GTQ 4-bit keys, TurboQuant-MSE "
        "3-bit values, norm correction (3.6 bits in memory, about 3.1 stored)",
        "all k=gtq-b4:nc,center v=tq-mse-b3:nc\nzstd 3"},

@@ -10,7 +10,7 @@ layer the K and V relative errors, attention-logit error, attention KL and
 attention-output error. --seeds N repeats the codec run with the rotation
 seeds 1 .. N-1 in place of the config's own, and reports the spread: how much
 of delta_bpb is the luck of one draw. A config with a zstd stage (config text
-"zstd L", the kv-3.25z and kv-2.6z presets) counts the bytes a cache file
+"zstd L", the kv-*z presets) counts the bytes a cache file
 stores (bits_per_element), with the blocks' fixed rate beside
 (fixed_rate_bits_per_element).
 """

@@ -190,7 +190,7 @@ class CacheWriter:
     appendable=False (which, without zstd, writes a stream every 1.0
     decoder reads). zstd_level: the lossless stage per block, 1..19, or 0
     for none; None (default) takes the config's (Config.zstd_level, as the
-    kv-3.25z and kv-2.6z presets name one). model_name / model_config record
+    kv-*z presets name one). model_name / model_config record
     the model's identity (model_config: its config.json path, bytes or
     str)."""
 
