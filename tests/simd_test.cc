@@ -610,6 +610,38 @@ void CheckGathersAndEnergies() {
       REQUIRE(Bits(out[n * columns.size() + k]) == Bits(x[columns[k] + n * strides[k]]));
     }
   }
+  // Rows split by a channel mask, as the outlier codec splits them: random
+  // masks, none and all set, at widths from one vector of 8 lanes up.
+  kvc::SplitMix64 rng(44);
+  for (size_t width : {8, 16, 24, 48, 64, 96}) {
+    for (int kind = 0; kind < 4; ++kind) {
+      CAPTURE(width);
+      CAPTURE(kind);
+      std::vector<uint8_t> mask(width / 8);
+      for (uint8_t& b : mask) {
+        b = kind == 0 ? 0 : kind == 1 ? 0xFF : static_cast<uint8_t>(rng.Next());
+      }
+      std::vector<int32_t> high_columns, low_columns;
+      for (int32_t j = 0; j < static_cast<int32_t>(width); ++j) {
+        ((mask[j / 8] >> (j % 8)) & 1 ? high_columns : low_columns).push_back(j);
+      }
+      // Guards past each output catch a store beyond its lanes.
+      const size_t highs = high_columns.size(), lows = low_columns.size();
+      std::vector<float> high(count * highs + 16, -7.0f), low(count * lows + 16, -7.0f);
+      kvc::simd::SplitColumns(x.data(), width, count, mask.data(), high_columns.data(), highs,
+                              low_columns.data(), high.data(), low.data());
+      for (size_t n = 0; n < count; ++n) {
+        for (size_t k = 0; k < highs; ++k) {
+          REQUIRE(Bits(high[n * highs + k]) == Bits(x[n * width + high_columns[k]]));
+        }
+        for (size_t k = 0; k < lows; ++k) {
+          REQUIRE(Bits(low[n * lows + k]) == Bits(x[n * width + low_columns[k]]));
+        }
+      }
+      for (size_t k = count * highs; k < high.size(); ++k) REQUIRE(high[k] == -7.0f);
+      for (size_t k = count * lows; k < low.size(); ++k) REQUIRE(low[k] == -7.0f);
+    }
+  }
   std::vector<double> energy(d, 0.5), ref(d, 0.5);
   kvc::simd::AccumulateSquares(x.data(), d, count, energy.data());
   for (size_t n = 0; n < count; ++n) {

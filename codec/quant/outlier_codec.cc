@@ -83,8 +83,8 @@ class OutlierCodec final : public TensorCodec {
     std::vector<int32_t> high_dims, low_dims;
     Channels(mask, &high_dims, &low_dims);
     std::vector<float> high(count * outliers_), low(count * lows);
-    simd::GatherColumns(x, d, count, high_dims.data(), outliers_, high.data());
-    simd::GatherColumns(x, d, count, low_dims.data(), lows, low.data());
+    simd::SplitColumns(x, d, count, mask, high_dims.data(), outliers_, low_dims.data(),
+                       high.data(), low.data());
     size_t bad_high = 0, bad_low = 0;
     const Status high_status = high_.EncodeRows(high.data(), count, sections[0], sections[1],
                                                 &bad_high);

@@ -39,6 +39,14 @@ bool F32ToBF16Finite(const float* in, size_t n, Writes writes, uint16_t* out);
 void GatherColumns(const float* in, size_t stride, size_t count, const int32_t* columns, size_t m,
                    float* out);
 
+// Rows of d channels split in two: bit j of mask (LSB first, d / 8 bytes)
+// set sends channel j to `high`, m_high of them per row in ascending order,
+// clear to `low`; the same as GatherColumns of high_columns and low_columns
+// (those channels in ascending order), which it falls back to.
+void SplitColumns(const float* in, size_t d, size_t count, const uint8_t* mask,
+                  const int32_t* high_columns, size_t m_high, const int32_t* low_columns,
+                  float* high, float* low);
+
 // Columns with a stride each: out[n * m + k] = in[columns[k] + n *
 // strides[k]] for n < count, k < m (every index below 2^31).
 void GatherStridedColumns(const float* in, size_t count, const int32_t* columns,
