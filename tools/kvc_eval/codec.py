@@ -1,12 +1,16 @@
 """The KV codec as the evaluation sees it: a kvcodec config resolved per
-layer, and a round trip of one layer's K or V through an encoded block.
+layer, a round trip of one layer's K or V through an encoded block, and for
+configs with a zstd stage, a window's cache as a cache file stores it.
 
 kvcodec's Python binding (bindings/python) is imported from an installed
 package, or else from this source tree; the shared library it loads is found
 as the binding documents (KVCODEC_LIBRARY, KVC_BUILD_DIR/capi, build/capi).
 """
+import io
 import os
 import sys
+
+import numpy as np
 
 from .errors import EvalError
 
@@ -79,8 +83,6 @@ class CacheCodec:
         of one window's cache, layers [(k, v)] of float32 holding fp16
         values, written as a cache file holds them (one block per layer and
         kind, each through zstd where that saves 1/64 or more)."""
-        import io
-        import numpy as np
         kvcodec = self.kvcodec
         lines = ["kvcodec-config 1"]
         lines += [f"layer {layer} k={m['k'].text} v={m['v'].text}"
