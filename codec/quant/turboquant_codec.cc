@@ -31,18 +31,17 @@ class TurboQuantCodec final : public TensorCodec {
              c.seed, (c.flags & KVC_CONFIG_NORM_CORRECTION) != 0, c.scalar_format),
         qjl_scale_(static_cast<float>(std::sqrt(kPi / 2) / head_dim)) {
     if (prod_) {
-      qjl_ = QjlMatrix(c.seed, head_dim);
-      const size_t size = qjl_.size();
-      qjl_t_ = hwy::AllocateAligned<float>(size);
+      const std::vector<float> s = QjlMatrix(c.seed, head_dim);
+      qjl_t_ = hwy::AllocateAligned<float>(s.size());
       for (size_t i = 0; i < head_dim; ++i) {
-        for (size_t j = 0; j < head_dim; ++j) qjl_t_[j * head_dim + i] = qjl_[i * head_dim + j];
+        for (size_t j = 0; j < head_dim; ++j) qjl_t_[j * head_dim + i] = s[i * head_dim + j];
       }
       // Rows of S and -S interleaved, for the decoder's correction.
-      qjl_signed_ = hwy::AllocateAligned<float>(2 * size);
+      qjl_signed_ = hwy::AllocateAligned<float>(2 * s.size());
       for (size_t i = 0; i < head_dim; ++i) {
         for (size_t j = 0; j < head_dim; ++j) {
-          qjl_signed_[2 * i * head_dim + j] = qjl_[i * head_dim + j];
-          qjl_signed_[(2 * i + 1) * head_dim + j] = -qjl_[i * head_dim + j];
+          qjl_signed_[2 * i * head_dim + j] = s[i * head_dim + j];
+          qjl_signed_[(2 * i + 1) * head_dim + j] = -s[i * head_dim + j];
         }
       }
     }
@@ -158,7 +157,7 @@ class TurboQuantCodec final : public TensorCodec {
     std::vector<float> sketched(num_queries * d);
     for (size_t q = 0; q < num_queries; ++q) {
       for (size_t i = 0; i < d; ++i) {
-        sketched[q * d + i] = simd::DotProduct(qjl_.data() + i * d, &rotated[q * d], d);
+        sketched[q * d + i] = simd::DotProduct(SRow(i), &rotated[q * d], d);
       }
     }
     std::vector<float> sign_dots(num_queries * count);
@@ -234,12 +233,15 @@ class TurboQuantCodec final : public TensorCodec {
     return Status(KVC_ERR_CORRUPT, "stored residual norm is negative or not finite");
   }
 
+  // Row i of S (prod only), held in qjl_signed_.
+  const float* SRow(size_t i) const { return qjl_signed_.get() + 2 * i * head_dim(); }
+
   uint32_t format_;
   bool prod_;
   MseQuantizer mse_;
   float qjl_scale_;         // f32(sqrt(pi/2) / d)
-  std::vector<float> qjl_;  // S, d x d row-major (prod only)
-  // Kernel operands, aligned so that no vector load straddles cache lines:
+  // S twice over (prod only), as kernel operands, aligned so that no vector
+  // load straddles cache lines:
   hwy::AlignedFreeUniquePtr<float[]> qjl_signed_;  // rows of S and -S interleaved
   hwy::AlignedFreeUniquePtr<float[]> qjl_t_;  // S transposed, for the lane-parallel sketch
 };
