@@ -17,6 +17,15 @@ namespace simd {
 namespace HWY_NAMESPACE {
 namespace hn = hwy::HWY_NAMESPACE;
 
+// out[lane] = 1 where z < 0, else 0.
+template <class D>
+HWY_INLINE void StoreSigns(D df, hn::Vec<D> z, uint8_t* HWY_RESTRICT out) {
+  const hn::RebindToSigned<D> di;
+  const auto negative = hn::RebindMask(di, hn::Lt(z, hn::Zero(df)));
+  hn::StoreU(hn::DemoteTo(hn::Rebind<uint8_t, D>(), hn::IfThenElseZero(negative, hn::Set(di, 1))),
+             hn::Rebind<uint8_t, D>(), out);
+}
+
 // kRows (1 or 3) residuals share each load of S^T, with four vectors of
 // outputs i.. each: twelve accumulators at most, which leaves AVX2's
 // sixteen registers the broadcasts and a load (the compiler folds the
@@ -24,13 +33,9 @@ namespace hn = hwy::HWY_NAMESPACE;
 template <size_t kRows, class D>
 HWY_INLINE void SignsBlock(D df, const float* HWY_RESTRICT st, const float* HWY_RESTRICT r,
                            size_t d, size_t i, uint8_t* HWY_RESTRICT signs) {
-  const hn::RebindToSigned<D> di;
-  const hn::Rebind<uint8_t, D> d8;
   const size_t N = hn::Lanes(df);
   auto store = [&](hn::Vec<D> z, size_t row, size_t at) HWY_ATTR {
-    const auto neg = hn::RebindMask(di, hn::Lt(z, hn::Zero(df)));
-    hn::StoreU(hn::DemoteTo(d8, hn::IfThenElseZero(neg, hn::Set(di, 1))), d8,
-               signs + row * d + at);
+    StoreSigns(df, z, signs + row * d + at);
   };
   // Named accumulators: sizeless (SVE) vectors cannot be array elements.
   auto a0 = hn::Zero(df), a1 = a0, a2 = a0, a3 = a0;  // row 0
@@ -72,8 +77,6 @@ HWY_INLINE void SignsBlock(D df, const float* HWY_RESTRICT st, const float* HWY_
 void QjlSignsImpl(const float* HWY_RESTRICT st, const float* HWY_RESTRICT r, size_t count,
                   size_t d, uint8_t* HWY_RESTRICT signs) {
   const hn::ScalableTag<float> df;
-  const hn::RebindToSigned<decltype(df)> di;
-  const hn::Rebind<uint8_t, decltype(df)> d8;
   const size_t N = hn::Lanes(df);
   // Rows a block of kRowBlock at a time, the last ones one at a time.
   constexpr size_t kRowBlock = HWY_TARGET == HWY_SCALAR ? 1 : 3;
@@ -97,8 +100,7 @@ void QjlSignsImpl(const float* HWY_RESTRICT st, const float* HWY_RESTRICT r, siz
         for (size_t j = 0; j < d; ++j) {
           z = hn::Add(z, hn::Mul(hn::LoadU(df, st + j * d + i1), hn::Set(df, rk[j])));
         }
-        const auto neg = hn::RebindMask(di, hn::Lt(z, hn::Zero(df)));
-        hn::StoreU(hn::DemoteTo(d8, hn::IfThenElseZero(neg, hn::Set(di, 1))), d8, ok + i1);
+        StoreSigns(df, z, ok + i1);
       }
       for (size_t i1 = d - d % N; i1 < d; ++i1) {
         float z = 0.0f;
