@@ -28,7 +28,7 @@ Status ImportLayerTensor(const kvc_tensor* tensor, const kvc_cache_desc& desc,
 
 // Checks the settings and resolves the zstd level: 0 takes `config_level`
 // (the config's; 0 when appending), -1 is none.
-Status CheckSettings(int config_level, WriterSettings* s) {
+Status ResolveSettings(int config_level, WriterSettings* s) {
   if (s->zstd_level < -1 || s->zstd_level > 19) {
     return Status(KVC_ERR_INVALID_ARGUMENT,
                   StrFormat("zstd level %d: use -1 (none), 0 (the config's) or 1..19",
@@ -59,7 +59,7 @@ Status CacheWriter::Create(const CacheConfig& config, const kvc_cache_desc& desc
   if (sink.write == nullptr) return Status(KVC_ERR_INVALID_ARGUMENT, "write callback is NULL");
   KVC_RETURN_IF_ERROR(CheckCacheDesc(desc));
   WriterSettings resolved = settings;
-  KVC_RETURN_IF_ERROR(CheckSettings(config.zstd_level(), &resolved));
+  KVC_RETURN_IF_ERROR(ResolveSettings(config.zstd_level(), &resolved));
   std::unique_ptr<CacheWriter> w(new CacheWriter());
   KVC_RETURN_IF_ERROR(ResolveConfigs(config, desc, &w->configs_));
   w->desc_ = desc;
@@ -91,7 +91,7 @@ Status CacheWriter::Append(const AppendBase& base, uint32_t new_tokens,
                            std::unique_ptr<CacheWriter>* out) {
   if (sink.write == nullptr) return Status(KVC_ERR_INVALID_ARGUMENT, "write callback is NULL");
   WriterSettings resolved = settings;
-  KVC_RETURN_IF_ERROR(CheckSettings(0, &resolved));
+  KVC_RETURN_IF_ERROR(ResolveSettings(0, &resolved));
   if ((base.header.features & kFeatureSegments) == 0) {
     return Status(KVC_ERR_INVALID_ARGUMENT,
                   "the cache was not written appendable (writer option appendable = 0)");
