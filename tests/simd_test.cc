@@ -648,6 +648,24 @@ void CheckGathersAndEnergies() {
     for (size_t j = 0; j < d; ++j) ref[j] += static_cast<double>(x[n * d + j]) * x[n * d + j];
   }
   REQUIRE(std::memcmp(energy.data(), ref.data(), d * sizeof(double)) == 0);
+  std::vector<double> sums(d, 0.5), ref_sums(d, 0.5);
+  kvc::simd::AccumulateColumns(x.data(), d, count, sums.data());
+  for (size_t n = 0; n < count; ++n) {
+    for (size_t j = 0; j < d; ++j) ref_sums[j] += static_cast<double>(x[n * d + j]);
+  }
+  REQUIRE(std::memcmp(sums.data(), ref_sums.data(), d * sizeof(double)) == 0);
+  // Rows plus a vector, in place and not; guards past the output.
+  std::vector<float> v(d), added(count * d + 16, -7.0f), in_place(x);
+  for (size_t j = 0; j < d; ++j) v[j] = x[(j * 7) % x.size()] * -0.5f;
+  kvc::simd::AddToRows(x.data(), d, count, v.data(), added.data());
+  kvc::simd::AddToRows(in_place.data(), d, count, v.data(), in_place.data());
+  for (size_t n = 0; n < count; ++n) {
+    for (size_t j = 0; j < d; ++j) {
+      REQUIRE(Bits(added[n * d + j]) == Bits(x[n * d + j] + v[j]));
+      REQUIRE(Bits(in_place[n * d + j]) == Bits(x[n * d + j] + v[j]));
+    }
+  }
+  for (size_t k = count * d; k < added.size(); ++k) REQUIRE(added[k] == -7.0f);
   for (bool interleaved : {false, true}) {
     std::vector<double> blocks(d / 2, 0.25), ref_blocks(d / 2, 0.25);
     kvc::simd::AccumulatePairEnergies(x.data(), d, count, interleaved, blocks.data());

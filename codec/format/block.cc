@@ -291,9 +291,7 @@ Status ComputeMean(const BlockHeader& h, const TensorView& input, uint32_t head,
     bool finite;
     const float* x = LoadChunk(input, head, t0, count, d, rows, &finite);
     if (!finite) KVC_RETURN_IF_ERROR(CheckFiniteInput(h, head, t0, x, count));
-    for (uint32_t n = 0; n < count; ++n) {
-      for (size_t i = 0; i < d; ++i) sums[i] += x[n * d + i];
-    }
+    simd::AccumulateColumns(x, d, count, sums.data());
   }
   const uint32_t format = h.config.scalar_format;
   for (size_t i = 0; i < d; ++i) {
@@ -309,14 +307,12 @@ Status ComputeMean(const BlockHeader& h, const TensorView& input, uint32_t head,
   return OkStatus();
 }
 
-// out = x - mean, row by row (out may be x); a difference that overflows is
-// INVALID_VALUE.
+// out = x - mean, row by row (out may be x), given minus_mean = -mean; a
+// difference that overflows is INVALID_VALUE.
 Status SubtractMean(const BlockHeader& h, uint32_t head, uint32_t t0, const float* x,
-                    uint32_t count, const float* mean, float* out) {
+                    uint32_t count, const float* minus_mean, float* out) {
   const size_t d = h.head_dim;
-  for (uint32_t n = 0; n < count; ++n) {
-    for (size_t i = 0; i < d; ++i) out[n * d + i] = x[n * d + i] - mean[i];
-  }
+  simd::AddToRows(x, d, count, minus_mean, out);
   const size_t bad = FirstNonFinite(out, size_t{count} * d);
   if (bad == size_t{count} * d) return OkStatus();
   return Status(KVC_ERR_INVALID_VALUE, Where(h, head, t0 + bad / d) +
@@ -349,11 +345,7 @@ Status DecodeChunks(const TensorCodec& codec, const BlockHeader& h, const uint8_
       Status status = codec.Decode(HeadRecord(layout, head),
                                    SectionPointers(layout, p, head, t0).data(), count, rows,
                                    &bad);
-      if (status.ok() && Centered(h)) {
-        for (uint32_t n = 0; n < count; ++n) {
-          for (size_t i = 0; i < d; ++i) rows[n * d + i] += mean[i];
-        }
-      }
+      if (status.ok() && Centered(h)) simd::AddToRows(rows, d, count, mean.data(), rows);
       // The usual case: consecutive rows, every value finite and within the
       // output's range, checked while they are stored.
       if (status.ok() && consecutive &&
@@ -392,14 +384,15 @@ Status PlanBlockPayload(const TensorCodec& codec, const BlockHeader& h,
   const size_t method_record_size = codec.head_record_size();
   records->assign(size_t{h.head_count} * record_size, 0);
   if (record_size > 0) {
-    std::vector<float> rows(kChunkVectors * d), mean(Centered(h) ? d : 0);
+    std::vector<float> rows(kChunkVectors * d), minus_mean(Centered(h) ? d : 0);
     std::vector<double> stats(codec.head_stats_size());
     for (uint32_t head = 0; head < h.head_count; ++head) {
       uint8_t* record = &(*records)[head * record_size];
       // The mean first: the method's record describes the centered vectors.
       if (Centered(h)) {
         KVC_RETURN_IF_ERROR(ComputeMean(h, input, head, rows.data(),
-                                        record + method_record_size, mean.data()));
+                                        record + method_record_size, minus_mean.data()));
+        for (float& m : minus_mean) m = -m;
       }
       if (method_record_size == 0) continue;
       std::fill(stats.begin(), stats.end(), 0.0);
@@ -409,7 +402,8 @@ Status PlanBlockPayload(const TensorCodec& codec, const BlockHeader& h,
         const float* x = LoadChunk(input, head, t0, count, d, rows.data(), &finite);
         if (!finite) KVC_RETURN_IF_ERROR(CheckFiniteInput(h, head, t0, x, count));
         if (Centered(h)) {
-          KVC_RETURN_IF_ERROR(SubtractMean(h, head, t0, x, count, mean.data(), rows.data()));
+          KVC_RETURN_IF_ERROR(
+              SubtractMean(h, head, t0, x, count, minus_mean.data(), rows.data()));
           x = rows.data();
         }
         codec.ObserveHead(x, count, stats.data());
@@ -452,10 +446,11 @@ Status WriteBlockPayload(const TensorCodec& codec, const BlockHeader& h,
   layout.records = p + h.header_size();
 
   const size_t d = h.head_dim;
-  std::vector<float> rows(kChunkVectors * d), mean(Centered(h) ? d : 0);
+  std::vector<float> rows(kChunkVectors * d), minus_mean(Centered(h) ? d : 0);
   for (uint32_t head = 0; head < h.head_count; ++head) {
     if (Centered(h)) {
-      LoadMean(h, layout, head, mean.data());
+      LoadMean(h, layout, head, minus_mean.data());
+      for (float& m : minus_mean) m = -m;
     }
     for (uint32_t t0 = 0; t0 < h.token_count; t0 += kChunkVectors) {
       const uint32_t count = std::min(kChunkVectors, h.token_count - t0);
@@ -463,7 +458,7 @@ Status WriteBlockPayload(const TensorCodec& codec, const BlockHeader& h,
       const float* x = LoadChunk(input, head, t0, count, d, rows.data(), &finite);
       if (!finite) KVC_RETURN_IF_ERROR(CheckFiniteInput(h, head, t0, x, count));
       if (Centered(h)) {
-        KVC_RETURN_IF_ERROR(SubtractMean(h, head, t0, x, count, mean.data(), rows.data()));
+        KVC_RETURN_IF_ERROR(SubtractMean(h, head, t0, x, count, minus_mean.data(), rows.data()));
         x = rows.data();
       }
       size_t bad = 0;

@@ -234,6 +234,21 @@ void GatherColumnsImpl(const float* HWY_RESTRICT in, size_t stride, size_t count
   }
 }
 
+void AddToRowsImpl(const float* x, size_t d, size_t count, const float* HWY_RESTRICT v,
+                   float* out) {
+  const hn::ScalableTag<float> df;
+  const size_t N = hn::Lanes(df);
+  for (size_t n = 0; n < count; ++n) {
+    const float* row = x + n * d;
+    float* to = out + n * d;
+    size_t j = 0;
+    for (; j + N <= d; j += N) {
+      hn::StoreU(hn::Add(hn::LoadU(df, row + j), hn::LoadU(df, v + j)), df, to + j);
+    }
+    for (; j < d; ++j) to[j] = row[j] + v[j];
+  }
+}
+
 // Rows of d channels split by a channel mask: a vector of channels and its
 // byte(s) of the mask at a time (vectors of 8 lanes or more, so that they
 // start on a byte of the mask), each side compressed and stored. Whole
@@ -313,6 +328,7 @@ HWY_EXPORT(F32ToBF16Impl);
 HWY_EXPORT(GatherColumnsImpl);
 HWY_EXPORT(SplitColumnsImpl);
 HWY_EXPORT(GatherStridedColumnsImpl);
+HWY_EXPORT(AddToRowsImpl);
 
 void F16ToF32(const uint16_t* in, size_t n, float* out) {
   HWY_DYNAMIC_DISPATCH(F16ToF32Impl)(in, n, out);
@@ -354,6 +370,10 @@ void SplitColumns(const float* in, size_t d, size_t count, const uint8_t* mask,
 void GatherStridedColumns(const float* in, size_t count, const int32_t* columns,
                           const int32_t* strides, size_t m, float* out) {
   HWY_DYNAMIC_DISPATCH(GatherStridedColumnsImpl)(in, count, columns, strides, m, out);
+}
+
+void AddToRows(const float* x, size_t d, size_t count, const float* v, float* out) {
+  HWY_DYNAMIC_DISPATCH(AddToRowsImpl)(x, d, count, v, out);
 }
 
 }  // namespace simd

@@ -52,6 +52,11 @@ void SplitColumns(const float* in, size_t d, size_t count, const uint8_t* mask,
 void GatherStridedColumns(const float* in, size_t count, const int32_t* columns,
                           const int32_t* strides, size_t m, float* out);
 
+// Rows plus one vector: out[n * d + j] = x[n * d + j] + v[j] for n < count,
+// j < d, one rounded f32 addition each (out may be x). Subtracting is adding
+// the negated vector: the same result in IEEE arithmetic.
+void AddToRows(const float* x, size_t d, size_t count, const float* v, float* out);
+
 }  // namespace simd
 }  // namespace kvc
 

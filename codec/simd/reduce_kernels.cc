@@ -71,6 +71,24 @@ void AccumulateSquaresImpl(const float* HWY_RESTRICT x, size_t d, size_t count,
   }
 }
 
+void AccumulateColumnsImpl(const float* HWY_RESTRICT x, size_t d, size_t count,
+                           double* HWY_RESTRICT sums) {
+  size_t j0 = 0;
+#if HWY_TARGET != HWY_SCALAR
+  const hn::ScalableTag<double> dd;
+  const hn::Rebind<float, decltype(dd)> df;
+  const size_t N = hn::Lanes(dd);
+  for (; j0 + N <= d; j0 += N) {
+    auto s = hn::LoadU(dd, sums + j0);
+    for (size_t n = 0; n < count; ++n) s = hn::Add(s, hn::PromoteTo(dd, hn::LoadU(df, x + n * d + j0)));
+    hn::StoreU(s, dd, sums + j0);
+  }
+#endif
+  for (size_t n = 0; n < count; ++n) {
+    for (size_t j = j0; j < d; ++j) sums[j] += static_cast<double>(x[n * d + j]);
+  }
+}
+
 void AccumulatePairEnergiesImpl(const float* HWY_RESTRICT x, size_t d, size_t count,
                                 bool interleaved, double* HWY_RESTRICT energy) {
   const size_t blocks = d / 2;
@@ -120,6 +138,7 @@ HWY_EXPORT(DotProductImpl);
 HWY_EXPORT(SumOfSquaresImpl);
 HWY_EXPORT(AllFiniteImpl);
 HWY_EXPORT(AccumulateSquaresImpl);
+HWY_EXPORT(AccumulateColumnsImpl);
 HWY_EXPORT(AccumulatePairEnergiesImpl);
 
 float DotProduct(const float* a, const float* b, size_t n) {
@@ -134,6 +153,9 @@ bool AllFinite(const float* a, size_t n) {
 
 void AccumulateSquares(const float* x, size_t d, size_t count, double* energy) {
   HWY_DYNAMIC_DISPATCH(AccumulateSquaresImpl)(x, d, count, energy);
+}
+void AccumulateColumns(const float* x, size_t d, size_t count, double* sums) {
+  HWY_DYNAMIC_DISPATCH(AccumulateColumnsImpl)(x, d, count, sums);
 }
 void AccumulatePairEnergies(const float* x, size_t d, size_t count, bool interleaved,
                             double* energy) {

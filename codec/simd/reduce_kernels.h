@@ -18,6 +18,9 @@ bool AllFinite(const float* a, size_t n);
 // energy[j] += double(x[j]) * double(x[j]) (each product rounded to double,
 // then added).
 void AccumulateSquares(const float* x, size_t d, size_t count, double* energy);
+// Channel sums of `count` rows of d floats, rows in order:
+// sums[j] += double(x[j]) (the channel means of centered blocks).
+void AccumulateColumns(const float* x, size_t d, size_t count, double* sums);
 // RoPE block energies: for block i < d / 2 with channels (a, b) = (i, i + d/2)
 // or, interleaved, (2i, 2i + 1): energy[i] += (double(a)^2 + double(b)^2).
 void AccumulatePairEnergies(const float* x, size_t d, size_t count, bool interleaved,
