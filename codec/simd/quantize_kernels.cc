@@ -381,6 +381,31 @@ void QuantizeRowsImpl(const float* HWY_RESTRICT thresholds, int bits, size_t n, 
                       uint8_t* HWY_RESTRICT packed) {
   const size_t record = (n * static_cast<size_t>(bits) + 7) / 8;
   std::vector<uint8_t> idx(n);
+  const size_t N = hn::Lanes(hn::ScalableTag<float>());
+  if (n % N != 0 && count > 1) {
+    // Rows that do not fill whole vectors (Block-GTQ's groups): the whole
+    // batch scaled into one array (the same products) and searched in one
+    // pass at scale 1 (exact), so that the rows' tails do not each take the
+    // scalar loop.
+    const hn::ScalableTag<float> d;
+    std::vector<float> t(count * n);
+    for (size_t r = 0; r < count; ++r) {
+      const auto vs = hn::Set(d, scales[r]);
+      size_t j = 0;
+      for (; j + N <= n; j += N) {
+        hn::StoreU(hn::Mul(hn::LoadU(d, y + r * n + j), vs), d, &t[r * n + j]);
+      }
+      for (; j < n; ++j) t[r * n + j] = y[r * n + j] * scales[r];
+    }
+    idx.resize(count * n);
+    if (bits > 4) {
+      WideSearch(thresholds, bits).Row(t.data(), count * n, 1.0f, idx.data());
+    } else {
+      CountBelowImpl(thresholds, (size_t{1} << bits) - 1, t.data(), count * n, 1.0f, idx.data());
+    }
+    for (size_t r = 0; r < count; ++r) PackBits(&idx[r * n], n, bits, packed + r * record);
+    return;
+  }
   if (bits > 4) {
     const WideSearch search(thresholds, bits);
     for (size_t r = 0; r < count; ++r) {
