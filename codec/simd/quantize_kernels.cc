@@ -334,26 +334,82 @@ class CentroidTable {
   }
 
   void Row(const uint8_t* HWY_RESTRICT idx, size_t n, float gain, float* HWY_RESTRICT y) const {
+#if !HWY_HAVE_SCALABLE && HWY_TARGET != HWY_SCALAR
+    // Tables of 1, 2 or 4 registers (every codebook of 2^b entries up to
+    // kMaxTableRegs registers) loaded once for the row.
+    const auto in_registers = [&](auto regs) HWY_ATTR {
+      const Registers<decltype(regs)::value> table(table_);
+      Values(idx, n, gain, y, [&](auto k) HWY_ATTR { return table.Lookup(k); });
+    };
+    if (regs_ == 1) return in_registers(std::integral_constant<size_t, 1>());
+    if (regs_ == 2) return in_registers(std::integral_constant<size_t, 2>());
+    if (regs_ == 4) return in_registers(std::integral_constant<size_t, 4>());
+#endif
+    Values(idx, n, gain, y, [&](auto k) HWY_ATTR { return Lookup(k); });
+  }
+
+ private:
+  using D = hn::ScalableTag<float>;
+  using DI = hn::RebindToSigned<D>;
+
+  // y[j] = lookup(idx[j]) * gain, whole vectors, then a padded last one.
+  template <class LookupFn>
+  HWY_INLINE static void Values(const uint8_t* HWY_RESTRICT idx, size_t n, float gain,
+                                float* HWY_RESTRICT y, const LookupFn& lookup) {
     const D d;
-    const hn::RebindToSigned<D> di;
+    const DI di;
     const hn::Rebind<uint8_t, D> d8;
     const size_t N = hn::Lanes(d);
     const auto vg = hn::Set(d, gain);
     size_t j = 0;
     for (; j + N <= n; j += N) {
-      hn::StoreU(hn::Mul(Lookup(hn::PromoteTo(di, hn::LoadU(d8, idx + j))), vg), d, y + j);
+      hn::StoreU(hn::Mul(lookup(hn::PromoteTo(di, hn::LoadU(d8, idx + j))), vg), d, y + j);
     }
     if (j < n) {
       HWY_ALIGN uint8_t k[hn::MaxLanes(D())] = {};
       HWY_ALIGN float v[hn::MaxLanes(D())];
       std::copy(idx + j, idx + n, k);
-      hn::Store(hn::Mul(Lookup(hn::PromoteTo(di, hn::Load(d8, k))), vg), d, v);
+      hn::Store(hn::Mul(lookup(hn::PromoteTo(di, hn::Load(d8, k))), vg), d, v);
       std::copy(v, v + (n - j), y + j);
     }
   }
 
- private:
-  using D = hn::ScalableTag<float>;
+#if !HWY_HAVE_SCALABLE && HWY_TARGET != HWY_SCALAR
+  // kRegs registers of entries held for a row: entry k is lane k mod N of
+  // register k / N, picked by the index's bits above the lane's (a select
+  // per bit instead of a compare per register).
+  template <size_t kRegs>
+  class Registers {
+   public:
+    explicit Registers(const float* HWY_RESTRICT table) {
+      for (size_t r = 0; r < kRegs; ++r) regs_[r] = hn::Load(D(), table + r * kN);
+    }
+    hn::Vec<D> Lookup(hn::Vec<DI> k) const {
+      const D d;
+      const DI di;
+      const auto ind = hn::IndicesFromVec(d, hn::And(k, hn::Set(di, int32_t{kN - 1})));
+      const auto low = hn::TableLookupLanes(regs_[0], ind);
+      if constexpr (kRegs == 1) {
+        return low;
+      } else {
+        const auto second = hn::RebindMask(d, hn::TestBit(k, hn::Set(di, int32_t{kN})));
+        const auto pair01 = hn::IfThenElse(second, hn::TableLookupLanes(regs_[1], ind), low);
+        if constexpr (kRegs == 2) {
+          return pair01;
+        } else {
+          const auto pair23 = hn::IfThenElse(second, hn::TableLookupLanes(regs_[3], ind),
+                                             hn::TableLookupLanes(regs_[2], ind));
+          const auto upper = hn::RebindMask(d, hn::TestBit(k, hn::Set(di, int32_t{2 * kN})));
+          return hn::IfThenElse(upper, pair23, pair01);
+        }
+      }
+    }
+
+   private:
+    static constexpr size_t kN = hn::MaxLanes(D());
+    hn::Vec<D> regs_[kRegs];
+  };
+#endif
 
   hn::Vec<D> Lookup(hn::Vec<hn::RebindToSigned<D>> k) const {
 #if HWY_TARGET != HWY_SCALAR
