@@ -46,33 +46,11 @@ bool AllFiniteImpl(const float* HWY_RESTRICT a, size_t n) {
   return true;
 }
 
-// Energies in f64 lanes (half as many as f32 lanes): the same products and
-// sums as the scalar loops, lane by lane.
-void AccumulateSquaresImpl(const float* HWY_RESTRICT x, size_t d, size_t count,
-                           double* HWY_RESTRICT energy) {
-  size_t j0 = 0;
-#if HWY_TARGET != HWY_SCALAR
-  const hn::ScalableTag<double> dd;
-  const hn::Rebind<float, decltype(dd)> df;
-  const size_t N = hn::Lanes(dd);
-  for (; j0 + N <= d; j0 += N) {
-    auto e = hn::LoadU(dd, energy + j0);
-    for (size_t n = 0; n < count; ++n) {
-      const auto v = hn::PromoteTo(dd, hn::LoadU(df, x + n * d + j0));
-      e = hn::Add(e, hn::Mul(v, v));
-    }
-    hn::StoreU(e, dd, energy + j0);
-  }
-#endif
-  for (size_t n = 0; n < count; ++n) {
-    for (size_t j = j0; j < d; ++j) {
-      energy[j] += static_cast<double>(x[n * d + j]) * x[n * d + j];
-    }
-  }
-}
-
-void AccumulateColumnsImpl(const float* HWY_RESTRICT x, size_t d, size_t count,
-                           double* HWY_RESTRICT sums) {
+// Channel sums (kSquares: of squares) in f64 lanes (half as many as f32
+// lanes): the same products and sums as the scalar loops, lane by lane.
+template <bool kSquares>
+HWY_INLINE void AccumulateChannels(const float* HWY_RESTRICT x, size_t d, size_t count,
+                                   double* HWY_RESTRICT sums) {
   size_t j0 = 0;
 #if HWY_TARGET != HWY_SCALAR
   const hn::ScalableTag<double> dd;
@@ -80,13 +58,28 @@ void AccumulateColumnsImpl(const float* HWY_RESTRICT x, size_t d, size_t count,
   const size_t N = hn::Lanes(dd);
   for (; j0 + N <= d; j0 += N) {
     auto s = hn::LoadU(dd, sums + j0);
-    for (size_t n = 0; n < count; ++n) s = hn::Add(s, hn::PromoteTo(dd, hn::LoadU(df, x + n * d + j0)));
+    for (size_t n = 0; n < count; ++n) {
+      const auto v = hn::PromoteTo(dd, hn::LoadU(df, x + n * d + j0));
+      s = hn::Add(s, kSquares ? hn::Mul(v, v) : v);
+    }
     hn::StoreU(s, dd, sums + j0);
   }
 #endif
   for (size_t n = 0; n < count; ++n) {
-    for (size_t j = j0; j < d; ++j) sums[j] += static_cast<double>(x[n * d + j]);
+    for (size_t j = j0; j < d; ++j) {
+      const double v = x[n * d + j];
+      sums[j] += kSquares ? v * v : v;
+    }
   }
+}
+
+void AccumulateSquaresImpl(const float* HWY_RESTRICT x, size_t d, size_t count,
+                           double* HWY_RESTRICT energy) {
+  AccumulateChannels<true>(x, d, count, energy);
+}
+void AccumulateColumnsImpl(const float* HWY_RESTRICT x, size_t d, size_t count,
+                           double* HWY_RESTRICT sums) {
+  AccumulateChannels<false>(x, d, count, sums);
 }
 
 void AccumulatePairEnergiesImpl(const float* HWY_RESTRICT x, size_t d, size_t count,
