@@ -137,13 +137,56 @@ class HadamardPass {
 #endif
   }
 
-  void Run(float* HWY_RESTRICT x, const float* HWY_RESTRICT signs, float scale) const {
+  // The pass on `count` rows, row n at y + n * stride: the choice of kernel
+  // made once, so that short rows (Block-GTQ's groups) do not pay it each.
+  void Rows(float* HWY_RESTRICT y, size_t count, size_t stride, const float* HWY_RESTRICT signs,
+            float scale) const {
+#if !HWY_HAVE_SCALABLE && HWY_TARGET != HWY_SCALAR
     const D d;
     const size_t N = hn::Lanes(d);
-#if !HWY_HAVE_SCALABLE && HWY_TARGET != HWY_SCALAR
-    if (stages8_) return InRegisters<1, kInverse>(D8(), *stages8_, x, signs, scale);
-    if (stages4_) return InRegisters<1, kInverse>(D4(), *stages4_, x, signs, scale);
+    const auto each_row = [&](auto&& run) HWY_ATTR {
+      for (size_t n = 0; n < count; ++n) run(y + n * stride);
+    };
+    if (stages8_) {
+      return each_row([&](float* x) HWY_ATTR {
+        InRegisters<1, kInverse>(D8(), *stages8_, x, signs, scale);
+      });
+    }
+    if (stages4_) {
+      return each_row([&](float* x) HWY_ATTR {
+        InRegisters<1, kInverse>(D4(), *stages4_, x, signs, scale);
+      });
+    }
+    if (p_ >= N) {
+      switch (p_ / N) {
+#define KVC_IN_REGISTERS(K)                                   \
+  case K:                                                     \
+    return each_row([&](float* x) HWY_ATTR {                  \
+      InRegisters<K, kInverse>(d, *stages_, x, signs, scale); \
+    });
+        KVC_IN_REGISTERS(1)
+        KVC_IN_REGISTERS(2)
+        KVC_IN_REGISTERS(4)
+        KVC_IN_REGISTERS(8)
+        KVC_IN_REGISTERS(16)
+#undef KVC_IN_REGISTERS
+        default: break;
+      }
+    }
 #endif
+    for (size_t n = 0; n < count; ++n) ThroughMemory(y + n * stride, signs, scale);
+  }
+
+  void Run(float* HWY_RESTRICT x, const float* HWY_RESTRICT signs, float scale) const {
+    Rows(x, 1, p_, signs, scale);
+  }
+
+ private:
+  // Passes narrower than a register (scalar butterflies), wider than 16
+  // registers, or on scalable targets (cross-register stages through memory).
+  void ThroughMemory(float* HWY_RESTRICT x, const float* HWY_RESTRICT signs, float scale) const {
+    const D d;
+    const size_t N = hn::Lanes(d);
     if (p_ < N || N == 1) {
       if (!kInverse) {
         for (size_t j = 0; j < p_; ++j) x[j] = x[j] * signs[j];
@@ -156,20 +199,6 @@ class HadamardPass {
       return;
     }
 #if HWY_TARGET != HWY_SCALAR
-#if !HWY_HAVE_SCALABLE
-    switch (p_ / N) {
-#define KVC_IN_REGISTERS(K) \
-  case K:                   \
-    return InRegisters<K, kInverse>(d, *stages_, x, signs, scale);
-      KVC_IN_REGISTERS(1)
-      KVC_IN_REGISTERS(2)
-      KVC_IN_REGISTERS(4)
-      KVC_IN_REGISTERS(8)
-      KVC_IN_REGISTERS(16)
-#undef KVC_IN_REGISTERS
-      default: break;
-    }
-#endif
     CrossStages(d, x, kInverse ? nullptr : signs, p_);
     const auto vs = hn::Set(d, scale);
     for (size_t j = 0; j < p_; j += N) {
@@ -183,7 +212,6 @@ class HadamardPass {
 #endif
   }
 
- private:
   using D = hn::ScalableTag<float>;
   size_t p_;
 #if HWY_TARGET != HWY_SCALAR
@@ -261,9 +289,7 @@ void RotatePassRowsImpl(const float* const* HWY_RESTRICT signs,
   // Pass after pass over all rows, not row after row: a row's passes
   // overlap, and a pass loading what the previous one just stored at another
   // alignment would stall on store forwarding.
-  for (size_t k = 0; k < passes; ++k) {
-    for (size_t n = 0; n < count; ++n) pass.Run(y + n * dim + offsets[k], signs[k], scale);
-  }
+  for (size_t k = 0; k < passes; ++k) pass.Rows(y + offsets[k], count, dim, signs[k], scale);
   for (size_t n = 0; sum_squares != nullptr && n < count; ++n) {
     sum_squares[n] = SumOfSquaresArray(y + n * dim, dim);
   }
@@ -274,9 +300,7 @@ void InversePassRowsImpl(const float* const* HWY_RESTRICT signs,
                          float scale, size_t dim, float* HWY_RESTRICT y, size_t count) {
   const HadamardPass<true> pass(p);
   // Pass after pass over all rows (RotatePassRowsImpl says why).
-  for (size_t k = passes; k-- > 0;) {
-    for (size_t n = 0; n < count; ++n) pass.Run(y + n * dim + offsets[k], signs[k], scale);
-  }
+  for (size_t k = passes; k-- > 0;) pass.Rows(y + offsets[k], count, dim, signs[k], scale);
 }
 
 // NOLINTNEXTLINE(google-readability-namespace-comments)
