@@ -156,25 +156,28 @@ HWY_INLINE void QuantizePack4(const float* HWY_RESTRICT thresholds, const float*
 }
 #endif
 
-// Up to four registers of table entries (N lanes each): entry k is lane
-// k mod N of register k / N. One in-register lookup per register and a
-// select by k / N: the value a gather would load, without the gather.
+// Up to four registers of table entries (N lanes each; a third one is
+// looked up as four, the entries past the table's end zero): entry k is
+// lane k mod N of register k / N, picked by k's bits above the lane's, a
+// select per bit. The value a gather would load, without the gather.
 constexpr size_t kMaxTableRegs = 4;
 
 template <class D, class VI>
-HWY_INLINE hn::Vec<D> LookupRegs(D d, const float* HWY_RESTRICT table, size_t regs, int lane_bits,
-                                 VI k) {
+HWY_INLINE hn::Vec<D> LookupRegs(D d, const float* HWY_RESTRICT table, size_t regs, VI k) {
   const hn::RebindToSigned<D> di;
   const size_t N = hn::Lanes(d);
   const auto ind = hn::IndicesFromVec(d, hn::And(k, hn::Set(di, static_cast<int32_t>(N - 1))));
-  auto v = hn::TableLookupLanes(hn::Load(d, table), ind);
-  if (regs == 1) return v;
-  const auto reg = hn::ShiftRightSame(k, lane_bits);
-  for (size_t r = 1; r < regs; ++r) {
-    const auto in_r = hn::RebindMask(d, hn::Eq(reg, hn::Set(di, static_cast<int32_t>(r))));
-    v = hn::IfThenElse(in_r, hn::TableLookupLanes(hn::Load(d, table + r * N), ind), v);
-  }
-  return v;
+  const auto entry = [&](size_t r) HWY_ATTR {
+    return hn::TableLookupLanes(hn::Load(d, table + r * N), ind);
+  };
+  const auto low = entry(0);
+  if (regs == 1) return low;
+  const auto second = hn::RebindMask(d, hn::TestBit(k, hn::Set(di, static_cast<int32_t>(N))));
+  const auto pair01 = hn::IfThenElse(second, entry(1), low);
+  if (regs == 2) return pair01;
+  const auto pair23 = hn::IfThenElse(second, entry(3), entry(2));
+  const auto upper = hn::RebindMask(d, hn::TestBit(k, hn::Set(di, static_cast<int32_t>(2 * N))));
+  return hn::IfThenElse(upper, pair23, pair01);
 }
 
 // Codebooks of 5 to 8 bits: the binary search from the index's top bit down
@@ -189,7 +192,6 @@ class WideSearch {
       : thresholds_(thresholds), bits_(bits) {
 #if HWY_TARGET != HWY_SCALAR
     const size_t N = hn::Lanes(D());
-    while ((size_t{2} << lane_bits_) <= N) ++lane_bits_;
     while (table_levels_ < bits && (size_t{1} << table_levels_) <= kMaxTableRegs * N) {
       ++table_levels_;
     }
@@ -250,7 +252,7 @@ class WideSearch {
         hn::RebindMask(di, hn::Lt(hn::Set(d, thresholds_[(1 << (bits_ - 1)) - 1]), t)), one);
     for (int l = 1; l < table_levels_; ++l) {
       const size_t regs = ((size_t{1} << l) + hn::Lanes(d) - 1) / hn::Lanes(d);
-      const auto threshold = LookupRegs(d, table_[l], regs, lane_bits_, k);
+      const auto threshold = LookupRegs(d, table_[l], regs, k);
       k = hn::Add(hn::Add(k, k), hn::IfThenElseZero(hn::RebindMask(di, hn::Lt(threshold, t)), one));
     }
     for (int l = table_levels_; l < bits_; ++l) {
@@ -262,7 +264,6 @@ class WideSearch {
     return k;
   }
 
-  int lane_bits_ = 0;
   // Levels 1 .. table_levels_ - 1 hold at most kMaxTableRegs * N entries.
   int table_levels_ = 1;
   HWY_ALIGN float table_[kMaxLevels][kMaxTableRegs * hn::MaxLanes(D())] = {};
@@ -325,7 +326,6 @@ class CentroidTable {
     const size_t N = hn::Lanes(D());
     if (size <= kMaxTableRegs * N) {
       regs_ = (size + N - 1) / N;
-      while ((size_t{2} << lane_bits_) <= N) ++lane_bits_;
       std::copy(centroids, centroids + size, table_);
     }
 #else
@@ -334,86 +334,30 @@ class CentroidTable {
   }
 
   void Row(const uint8_t* HWY_RESTRICT idx, size_t n, float gain, float* HWY_RESTRICT y) const {
-#if !HWY_HAVE_SCALABLE && HWY_TARGET != HWY_SCALAR
-    // Tables of 1, 2 or 4 registers (every codebook of 2^b entries up to
-    // kMaxTableRegs registers) loaded once for the row.
-    const auto in_registers = [&](auto regs) HWY_ATTR {
-      const Registers<decltype(regs)::value> table(table_);
-      Values(idx, n, gain, y, [&](auto k) HWY_ATTR { return table.Lookup(k); });
-    };
-    if (regs_ == 1) return in_registers(std::integral_constant<size_t, 1>());
-    if (regs_ == 2) return in_registers(std::integral_constant<size_t, 2>());
-    if (regs_ == 4) return in_registers(std::integral_constant<size_t, 4>());
-#endif
-    Values(idx, n, gain, y, [&](auto k) HWY_ATTR { return Lookup(k); });
-  }
-
- private:
-  using D = hn::ScalableTag<float>;
-  using DI = hn::RebindToSigned<D>;
-
-  // y[j] = lookup(idx[j]) * gain, whole vectors, then a padded last one.
-  template <class LookupFn>
-  HWY_INLINE static void Values(const uint8_t* HWY_RESTRICT idx, size_t n, float gain,
-                                float* HWY_RESTRICT y, const LookupFn& lookup) {
     const D d;
-    const DI di;
+    const hn::RebindToSigned<D> di;
     const hn::Rebind<uint8_t, D> d8;
     const size_t N = hn::Lanes(d);
     const auto vg = hn::Set(d, gain);
     size_t j = 0;
     for (; j + N <= n; j += N) {
-      hn::StoreU(hn::Mul(lookup(hn::PromoteTo(di, hn::LoadU(d8, idx + j))), vg), d, y + j);
+      hn::StoreU(hn::Mul(Lookup(hn::PromoteTo(di, hn::LoadU(d8, idx + j))), vg), d, y + j);
     }
     if (j < n) {
       HWY_ALIGN uint8_t k[hn::MaxLanes(D())] = {};
       HWY_ALIGN float v[hn::MaxLanes(D())];
       std::copy(idx + j, idx + n, k);
-      hn::Store(hn::Mul(lookup(hn::PromoteTo(di, hn::Load(d8, k))), vg), d, v);
+      hn::Store(hn::Mul(Lookup(hn::PromoteTo(di, hn::Load(d8, k))), vg), d, v);
       std::copy(v, v + (n - j), y + j);
     }
   }
 
-#if !HWY_HAVE_SCALABLE && HWY_TARGET != HWY_SCALAR
-  // kRegs registers of entries held for a row: entry k is lane k mod N of
-  // register k / N, picked by the index's bits above the lane's (a select
-  // per bit instead of a compare per register).
-  template <size_t kRegs>
-  class Registers {
-   public:
-    explicit Registers(const float* HWY_RESTRICT table) {
-      for (size_t r = 0; r < kRegs; ++r) regs_[r] = hn::Load(D(), table + r * kN);
-    }
-    hn::Vec<D> Lookup(hn::Vec<DI> k) const {
-      const D d;
-      const DI di;
-      const auto ind = hn::IndicesFromVec(d, hn::And(k, hn::Set(di, int32_t{kN - 1})));
-      const auto low = hn::TableLookupLanes(regs_[0], ind);
-      if constexpr (kRegs == 1) {
-        return low;
-      } else {
-        const auto second = hn::RebindMask(d, hn::TestBit(k, hn::Set(di, int32_t{kN})));
-        const auto pair01 = hn::IfThenElse(second, hn::TableLookupLanes(regs_[1], ind), low);
-        if constexpr (kRegs == 2) {
-          return pair01;
-        } else {
-          const auto pair23 = hn::IfThenElse(second, hn::TableLookupLanes(regs_[3], ind),
-                                             hn::TableLookupLanes(regs_[2], ind));
-          const auto upper = hn::RebindMask(d, hn::TestBit(k, hn::Set(di, int32_t{2 * kN})));
-          return hn::IfThenElse(upper, pair23, pair01);
-        }
-      }
-    }
-
-   private:
-    static constexpr size_t kN = hn::MaxLanes(D());
-    hn::Vec<D> regs_[kRegs];
-  };
-#endif
+ private:
+  using D = hn::ScalableTag<float>;
 
   hn::Vec<D> Lookup(hn::Vec<hn::RebindToSigned<D>> k) const {
 #if HWY_TARGET != HWY_SCALAR
-    if (regs_ != 0) return LookupRegs(D(), table_, regs_, lane_bits_, k);
+    if (regs_ != 0) return LookupRegs(D(), table_, regs_, k);
 #endif
     return hn::GatherIndex(D(), centroids_, k);
   }
@@ -421,7 +365,6 @@ class CentroidTable {
   const float* centroids_;
 #if HWY_TARGET != HWY_SCALAR
   size_t regs_ = 0;  // 0: gathered
-  int lane_bits_ = 0;
   HWY_ALIGN float table_[kMaxTableRegs * hn::MaxLanes(D())] = {};
 #endif
 };
