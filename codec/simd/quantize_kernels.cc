@@ -314,6 +314,16 @@ void CountBelowImpl(const float* HWY_RESTRICT thresholds, size_t count,
   }
 }
 
+// out[j] = in[j] * scale, one rounded product each (out may be in).
+HWY_INLINE void ScaleRow(const float* in, size_t n, float scale, float* out) {
+  const hn::ScalableTag<float> d;
+  const size_t N = hn::Lanes(d);
+  const auto vs = hn::Set(d, scale);
+  size_t j = 0;
+  for (; j + N <= n; j += N) hn::StoreU(hn::Mul(hn::LoadU(d, in + j), vs), d, out + j);
+  for (; j < n; ++j) out[j] = in[j] * scale;
+}
+
 // Dequantization y = centroids[k] * gain (one rounded product), the
 // centroids held in registers when they fit in kMaxTableRegs of them,
 // gathered otherwise. Built once for every row of a call; a row's last
@@ -386,16 +396,8 @@ void QuantizeRowsImpl(const float* HWY_RESTRICT thresholds, int bits, size_t n, 
     // batch scaled into one array (the same products) and searched in one
     // pass at scale 1 (exact), so that the rows' tails do not each take the
     // scalar loop.
-    const hn::ScalableTag<float> d;
     std::vector<float> t(count * n);
-    for (size_t r = 0; r < count; ++r) {
-      const auto vs = hn::Set(d, scales[r]);
-      size_t j = 0;
-      for (; j + N <= n; j += N) {
-        hn::StoreU(hn::Mul(hn::LoadU(d, y + r * n + j), vs), d, &t[r * n + j]);
-      }
-      for (; j < n; ++j) t[r * n + j] = y[r * n + j] * scales[r];
-    }
+    for (size_t r = 0; r < count; ++r) ScaleRow(y + r * n, n, scales[r], &t[r * n]);
     idx.resize(count * n);
     if (bits > 4) {
       WideSearch(thresholds, bits).Row(t.data(), count * n, 1.0f, idx.data());
@@ -463,13 +465,7 @@ void DequantizeRowsImpl(const float* HWY_RESTRICT centroids, int bits, const uin
     } else {
       for (size_t i = 0; i < m; ++i) gains[i] = norms[r0 + i] / sqrt_dim;
     }
-    for (size_t i = 0; i < m; ++i) {
-      const auto gain = hn::Set(d, gains[i]);
-      float* row = y + (r0 + i) * n;
-      size_t j = 0;
-      for (; j + N <= n; j += N) hn::StoreU(hn::Mul(hn::LoadU(d, row + j), gain), d, row + j);
-      for (; j < n; ++j) row[j] = row[j] * gains[i];
-    }
+    for (size_t i = 0; i < m; ++i) ScaleRow(y + (r0 + i) * n, n, gains[i], y + (r0 + i) * n);
   }
 }
 
