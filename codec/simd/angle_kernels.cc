@@ -101,6 +101,22 @@ constexpr size_t kMaxPairs = 1024;  // head_dim 2048
 // spills of 16 registers included.
 constexpr size_t kGroup = 8;
 
+// Calls group(i, std::integral_constant<size_t, M>()) over a row's whole
+// vectors of pairs, M vectors from pair i on: M = kGroup while they last,
+// then kGroup / 2, then 1. Returns the pairs taken.
+template <class Group>
+HWY_INLINE size_t ForEachGroup(size_t pairs, const Group& group) {
+  size_t i = 0;
+  for (; i + kGroup * kLanes <= pairs; i += kGroup * kLanes) {
+    group(i, std::integral_constant<size_t, kGroup>());
+  }
+  for (; i + kGroup / 2 * kLanes <= pairs; i += kGroup / 2 * kLanes) {
+    group(i, std::integral_constant<size_t, kGroup / 2>());
+  }
+  for (; i + kLanes <= pairs; i += kLanes) group(i, std::integral_constant<size_t, 1>());
+  return i;
+}
+
 // Whether the kernels take these rows on this target.
 bool Applies(const TaRows& p) {
   return p.pairs % kLanes == 0 && p.pairs <= kMaxPairs && p.digit_bits >= 1 &&
@@ -156,14 +172,7 @@ void EncodeRows(const TaRows& p, const float* HWY_RESTRICT y, size_t count,
         }
       }
     };
-    size_t i = 0;
-    for (; i + kGroup * kLanes <= p.pairs; i += kGroup * kLanes) {
-      group(i, std::integral_constant<size_t, kGroup>());
-    }
-    for (; i + kGroup / 2 * kLanes <= p.pairs; i += kGroup / 2 * kLanes) {
-      group(i, std::integral_constant<size_t, kGroup / 2>());
-    }
-    for (; i < p.pairs; i += kLanes) group(i, std::integral_constant<size_t, 1>());
+    ForEachGroup(p.pairs, group);  // every pair: Applies() asks for whole vectors
     PackBits(digits, p.pairs, p.digit_bits, angles + n * angle_bytes);
     if (kLog4) PackBits(levels, p.pairs, 4, radius_record);
   }
@@ -467,15 +476,7 @@ void PqEncode(const PqRows& p, const float* HWY_RESTRICT y, size_t count,
                    r[0] + i + m * kLanes);
       }
     };
-    size_t i = 0;
-    for (; i + kGroup * kLanes <= pairs; i += kGroup * kLanes) {
-      group(i, std::integral_constant<size_t, kGroup>());
-    }
-    for (; i + kGroup / 2 * kLanes <= pairs; i += kGroup / 2 * kLanes) {
-      group(i, std::integral_constant<size_t, kGroup / 2>());
-    }
-    for (; i + kLanes <= pairs; i += kLanes) group(i, std::integral_constant<size_t, 1>());
-    for (; i < pairs; ++i) {
+    for (size_t i = ForEachGroup(pairs, group); i < pairs; ++i) {
       const float x0 = row[2 * i], x1 = row[2 * i + 1];
       c[0][i] = static_cast<uint8_t>(AngleBin(x0, x1, bins));
       r[0][i] = std::sqrt(x0 * x0 + x1 * x1);
