@@ -130,6 +130,65 @@ void CheckIndexRows(size_t count, size_t dim, int bits, size_t num_queries, size
   }
 }
 
+// Field rows: records of `dim` random indices `record_bits` apart from bit
+// `first_bit` of a stream with exactly the 8 bytes of room past them that
+// FieldRowDots may read, the other bits of the stream random.
+void CheckFieldRows(size_t count, size_t dim, int bits, size_t num_queries, size_t first_bit,
+                    size_t record_bits, std::mt19937* rng) {
+  CAPTURE(count);
+  CAPTURE(dim);
+  CAPTURE(bits);
+  CAPTURE(num_queries);
+  CAPTURE(first_bit);
+  CAPTURE(record_bits);
+  const size_t end_bit = first_bit + (count - 1) * record_bits + dim * bits;
+  const size_t size = (end_bit + 7) / 8 + 8;
+  std::unique_ptr<uint8_t[]> stream(new uint8_t[size]);
+  for (size_t i = 0; i < size; ++i) stream[i] = static_cast<uint8_t>((*rng)());
+  std::vector<uint8_t> indices(count * dim);
+  std::uniform_int_distribution<int> pick(0, (1 << bits) - 1);
+  for (size_t n = 0; n < count; ++n) {
+    for (size_t j = 0; j < dim; ++j) {
+      const uint8_t index = static_cast<uint8_t>(pick(*rng));
+      indices[n * dim + j] = index;
+      for (int b = 0; b < bits; ++b) {
+        const size_t bit = first_bit + n * record_bits + j * bits + b;
+        stream[bit / 8] = static_cast<uint8_t>((stream[bit / 8] & ~(1u << (bit % 8))) |
+                                               ((index >> b) & 1u) << (bit % 8));
+      }
+    }
+  }
+  const std::vector<float> table = Uniform(size_t{1} << bits, rng, 2.0f);
+  const std::vector<float> queries = Uniform(num_queries * dim, rng);
+  const kvc::simd::FieldRows view{stream.get(), first_bit, record_bits, count, dim, bits,
+                                  table.data()};
+  const size_t dot_stride = count + 3;
+  std::vector<float> dots(num_queries * dot_stride, -7.0f), len2(count, -7.0f);
+  kvc::simd::FieldRowDots(view, queries.data(), num_queries, dots.data(), dot_stride,
+                          len2.data());
+  for (size_t n = 0; n < count; ++n) {
+    double length2 = 0;
+    for (size_t j = 0; j < dim; ++j) {
+      const double e = table[indices[n * dim + j]];
+      length2 += e * e;
+    }
+    REQUIRE(std::fabs(len2[n] - length2) <= kTolerance * length2 + 1e-30);
+    for (size_t q = 0; q < num_queries; ++q) {
+      double ref = 0;
+      for (size_t j = 0; j < dim; ++j) ref += double(table[indices[n * dim + j]]) * queries[q * dim + j];
+      const double bound = kTolerance * Norm(&queries[q * dim], dim) * std::sqrt(length2);
+      REQUIRE(std::fabs(dots[q * dot_stride + n] - ref) <= bound + 1e-30);
+    }
+  }
+  // Nothing written past the rows, and without len2 the same dots.
+  for (size_t q = 0; q < num_queries; ++q) {
+    for (size_t n = count; n < dot_stride; ++n) REQUIRE(dots[q * dot_stride + n] == -7.0f);
+  }
+  std::vector<float> again(num_queries * dot_stride, -7.0f);
+  kvc::simd::FieldRowDots(view, queries.data(), num_queries, again.data(), dot_stride, nullptr);
+  REQUIRE(again == dots);
+}
+
 void CheckValueRows(uint32_t format, size_t count, size_t dim, size_t num_queries,
                     std::mt19937* rng) {
   CAPTURE(format);
@@ -188,6 +247,18 @@ void CheckKernels() {
       for (size_t num_queries : {0, 1, 3, 4, 5, 8}) {
         for (size_t count : {1, 2, 37}) {
           CheckIndexRows(count, dim, bits, num_queries, count == 2 ? 3 : 0, &rng);
+        }
+      }
+    }
+  }
+  for (int bits = 1; bits <= 8; ++bits) {
+    for (size_t dim : {2, 6, 20, 64, 128}) {
+      for (size_t num_queries : {0, 1, 4, 5}) {
+        for (size_t count : {1, 8, 37}) {
+          // Records of their own length and longer ones (a group among
+          // others), from every bit of a byte.
+          const size_t record_bits = dim * bits + (count % 2 == 0 ? 0 : 3 * count + 1);
+          CheckFieldRows(count, dim, bits, num_queries, count % 8, record_bits, &rng);
         }
       }
     }

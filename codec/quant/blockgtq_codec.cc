@@ -233,8 +233,8 @@ class BlockGtqCodec final : public TensorCodec {
 
   // Each group in its own rotated domain: the queries' channels of every
   // group gathered and rotated once, then tile by tile each group's indices
-  // split out of the bit stream and dotted with them; a token's score is
-  // the sum over its groups.
+  // dotted with them where they lie in the bit stream (a token per lane);
+  // a token's score is the sum over its groups.
   Status Scores(const uint8_t* record, const uint8_t* const* sections, size_t count,
                 const float* queries, size_t num_queries, float* scores,
                 size_t* bad_vector) const override {
@@ -245,10 +245,12 @@ class BlockGtqCodec final : public TensorCodec {
     std::vector<float> dots(num_queries * kTile);
     return ForEachTile(groups, record, sections, count, bad_vector,
                        [&](size_t g, const MseQuantizer& q, const uint8_t* norms,
-                           size_t norm_stride, const uint8_t* indices, size_t n0, size_t m,
+                           size_t norm_stride, const TileFields& fields, size_t n0, size_t m,
                            size_t* bad) {
-      KVC_RETURN_IF_ERROR(q.RotatedDots(norms, norm_stride, indices, m, parts[g].data(),
-                                        num_queries, dots.data(), kTile, bad));
+      KVC_RETURN_IF_ERROR(q.RotatedFieldDots(norms, norm_stride, fields.stream,
+                                             fields.first_bit, fields.record_bits, m,
+                                             parts[g].data(), num_queries, dots.data(), kTile,
+                                             bad));
       for (size_t k = 0; k < num_queries; ++k) {
         for (size_t i = 0; i < m; ++i) scores[k * count + n0 + i] += dots[k * kTile + i];
       }
@@ -268,13 +270,21 @@ class BlockGtqCodec final : public TensorCodec {
     std::vector<std::vector<float>> sums(groups.quantizers.size());
     for (size_t g = 0; g < sums.size(); ++g) sums[g].assign(num_queries * groups.dims[g].size(), 0);
     std::vector<float> part;
+    std::vector<uint8_t> indices;
     KVC_RETURN_IF_ERROR(ForEachTile(
         groups, record, sections, count, bad_vector,
         [&](size_t g, const MseQuantizer& q, const uint8_t* norms, size_t norm_stride,
-            const uint8_t* indices, size_t n0, size_t m, size_t* bad) {
+            const TileFields& fields, size_t n0, size_t m, size_t* bad) {
+          // The group's indices split out of the bit stream into whole bytes.
+          const size_t bits = groups.dims[g].size() * static_cast<size_t>(groups.bits[g]);
+          indices.resize(m * q.index_bytes());
+          for (size_t i = 0; i < m; ++i) {
+            simd::ExtractBits(fields.stream, fields.first_bit + i * fields.record_bits, bits,
+                              indices.data() + i * q.index_bytes());
+          }
           part.resize(sums[g].size());
-          KVC_RETURN_IF_ERROR(q.RotatedSums(norms, norm_stride, indices, m, weights + n0, count,
-                                            num_queries, part.data(), bad));
+          KVC_RETURN_IF_ERROR(q.RotatedSums(norms, norm_stride, indices.data(), m, weights + n0,
+                                            count, num_queries, part.data(), bad));
           for (size_t i = 0; i < part.size(); ++i) sums[g][i] += part[i];
           return OkStatus();
         }));
@@ -404,45 +414,41 @@ class BlockGtqCodec final : public TensorCodec {
     return parts;
   }
 
-  // Tiles of tokens: each group's records of the tile (its indices split out
-  // of the bit stream into whole bytes) handed to run(g, quantizer, norms,
-  // norm stride, indices, first token, tokens, &bad). The error reported is
-  // the reference's: the first vector, and at one vector the first group.
+  // A group's records in a tile's bit stream: token i's indices start at
+  // bit first_bit + i * record_bits of stream (readable 8 bytes past them).
+  struct TileFields {
+    const uint8_t* stream;
+    size_t first_bit, record_bits;
+  };
+
+  // Tiles of tokens: each group's records of the tile handed to run(g,
+  // quantizer, norms, norm stride, fields, first token, tokens, &bad). The
+  // error reported is the reference's: the first vector, and at one vector
+  // the first group.
   template <class Run>
   Status ForEachTile(const Groups& groups, const uint8_t* record,
                      const uint8_t* const* sections, size_t count, size_t* bad_vector,
                      Run&& run) const {
     const std::vector<size_t> widths = SectionWidths(record);
     const size_t norm_bytes = widths[0] / 8, vector_bits = widths[1];
-    std::vector<std::vector<uint8_t>> indices(groups.quantizers.size());
-    for (size_t g = 0; g < indices.size(); ++g) {
-      indices[g].resize(kTile * groups.quantizers[g]->index_bytes());
-    }
     std::vector<uint8_t> stream;
     for (size_t n0 = 0; n0 < count; n0 += kTile) {
       const size_t m = std::min(kTile, count - n0);
-      // The tile's bit stream with 8 bytes of room for ExtractBits' reads.
+      // The tile's bit stream with 8 bytes of room for the readers.
       const size_t first_bit = n0 * vector_bits, end_bit = (n0 + m) * vector_bits;
       const size_t first_byte = first_bit / 8, bytes = (end_bit + 7) / 8 - first_byte;
       stream.assign(bytes + 8, 0);
       std::copy(sections[1] + first_byte, sections[1] + first_byte + bytes, stream.begin());
-      size_t bit = first_bit % 8;
-      for (size_t i = 0; i < m; ++i) {
-        for (size_t g = 0; g < groups.quantizers.size(); ++g) {
-          const size_t bits = groups.dims[g].size() * static_cast<size_t>(groups.bits[g]);
-          const size_t record_bytes = groups.quantizers[g]->index_bytes();
-          simd::ExtractBits(stream.data(), bit, bits, indices[g].data() + i * record_bytes);
-          bit += bits;
-        }
-      }
       Status first = OkStatus();
       size_t first_bad = m;
+      size_t group_bit = first_bit % 8;
       for (size_t g = 0, norm_offset = 0; g < groups.quantizers.size(); ++g) {
         const MseQuantizer& q = *groups.quantizers[g];
         size_t bad = 0;
         const Status status = run(g, q, sections[0] + n0 * norm_bytes + norm_offset, norm_bytes,
-                                  indices[g].data(), n0, m, &bad);
+                                  TileFields{stream.data(), group_bit, vector_bits}, n0, m, &bad);
         norm_offset += q.norm_bytes();
+        group_bit += groups.dims[g].size() * static_cast<size_t>(groups.bits[g]);
         if (!status.ok() && bad < first_bad) {
           first = status;
           first_bad = bad;

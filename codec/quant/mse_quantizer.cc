@@ -180,7 +180,7 @@ bool MseQuantizer::LoadNorms(const uint8_t* norms, size_t norm_stride, const uin
     }
   }
   const size_t used = size_t{dim_} * bits_;
-  for (size_t n = 0; used % 8 != 0 && n < count; ++n) {
+  for (size_t n = 0; indices != nullptr && used % 8 != 0 && n < count; ++n) {
     valid = valid && (indices[n * index_bytes() + used / 8] >> (used % 8)) == 0;
   }
   return valid;
@@ -192,7 +192,7 @@ Status MseQuantizer::CheckRecord(const uint8_t* norm_record, const uint8_t* indi
     return Status(KVC_ERR_CORRUPT, "stored norm is negative or not finite");
   }
   const size_t used = size_t{dim_} * bits_;
-  if (used % 8 != 0 && (indices[used / 8] >> (used % 8)) != 0) {
+  if (indices != nullptr && used % 8 != 0 && (indices[used / 8] >> (used % 8)) != 0) {
     return Status(KVC_ERR_CORRUPT, "padding bits set");
   }
   return OkStatus();
@@ -229,7 +229,8 @@ Status MseQuantizer::LoadTileNorms(const uint8_t* norms, size_t norm_stride,
   // One by one, to name the first invalid record.
   for (size_t n = 0; n < count; ++n) {
     *bad_vector = n;
-    KVC_RETURN_IF_ERROR(CheckRecord(norms + n * norm_stride, indices + n * index_bytes()));
+    KVC_RETURN_IF_ERROR(CheckRecord(norms + n * norm_stride,
+                                    indices == nullptr ? nullptr : indices + n * index_bytes()));
   }
   return OkStatus();
 }
@@ -245,25 +246,24 @@ void MseQuantizer::NormsToGains(const float* len2, size_t count, float* gains) c
   }
 }
 
-Status MseQuantizer::RotatedDots(const uint8_t* norms, size_t norm_stride,
-                                 const uint8_t* indices, size_t count,
-                                 const float* rotated_queries, size_t num_queries, float* dots,
-                                 size_t dot_stride, size_t* bad_vector) const {
+template <class Dots>
+Status MseQuantizer::GainedDots(const uint8_t* norms, size_t norm_stride,
+                                const uint8_t* indices, size_t count, size_t num_queries,
+                                float* dots, size_t dot_stride, size_t* bad_vector,
+                                const Dots& tile_dots) const {
   float len2[kAttentionTile], gains[kAttentionTile];
   for (size_t n0 = 0; n0 < count; n0 += kAttentionTile) {
     const size_t m = std::min(kAttentionTile, count - n0);
-    const uint8_t* tile = indices + n0 * index_bytes();
     size_t bad = 0;
-    const Status status = LoadTileNorms(norms + n0 * norm_stride, norm_stride, tile, m, gains,
-                                        &bad);
+    const Status status =
+        LoadTileNorms(norms + n0 * norm_stride, norm_stride,
+                      indices == nullptr ? nullptr : indices + n0 * index_bytes(), m, gains, &bad);
     if (!status.ok()) {
       *bad_vector = n0 + bad;
       return status;
     }
     // The centroids' lengths (norm correction) come with the dots.
-    const simd::IndexRows rows{tile, index_bytes(), m, dim_, bits_, book_.centroids};
-    simd::IndexRowDots(rows, rotated_queries, num_queries, dots + n0, dot_stride,
-                       norm_correction_ ? len2 : nullptr);
+    tile_dots(n0, m, dots + n0, norm_correction_ ? len2 : nullptr);
     NormsToGains(len2, m, gains);
     for (size_t q = 0; q < num_queries; ++q) {
       float* row = dots + q * dot_stride + n0;
@@ -271,6 +271,32 @@ Status MseQuantizer::RotatedDots(const uint8_t* norms, size_t norm_stride,
     }
   }
   return OkStatus();
+}
+
+Status MseQuantizer::RotatedDots(const uint8_t* norms, size_t norm_stride,
+                                 const uint8_t* indices, size_t count,
+                                 const float* rotated_queries, size_t num_queries, float* dots,
+                                 size_t dot_stride, size_t* bad_vector) const {
+  return GainedDots(norms, norm_stride, indices, count, num_queries, dots, dot_stride,
+                    bad_vector, [&](size_t n0, size_t m, float* out, float* len2) {
+    const simd::IndexRows rows{indices + n0 * index_bytes(), index_bytes(), m, dim_, bits_,
+                               book_.centroids};
+    simd::IndexRowDots(rows, rotated_queries, num_queries, out, dot_stride, len2);
+  });
+}
+
+Status MseQuantizer::RotatedFieldDots(const uint8_t* norms, size_t norm_stride,
+                                      const uint8_t* stream, size_t first_bit,
+                                      size_t record_bits, size_t count,
+                                      const float* rotated_queries, size_t num_queries,
+                                      float* dots, size_t dot_stride,
+                                      size_t* bad_vector) const {
+  return GainedDots(norms, norm_stride, nullptr, count, num_queries, dots, dot_stride,
+                    bad_vector, [&](size_t n0, size_t m, float* out, float* len2) {
+    const simd::FieldRows rows{stream, first_bit + n0 * record_bits, record_bits, m, dim_,
+                               bits_, book_.centroids};
+    simd::FieldRowDots(rows, rotated_queries, num_queries, out, dot_stride, len2);
+  });
 }
 
 Status MseQuantizer::RotatedSums(const uint8_t* norms, size_t norm_stride,

@@ -62,7 +62,8 @@ class MseQuantizer {
   void QuantizeRotatedRows(const float* y, const float* norms, size_t count,
                            uint8_t* indices) const;
   // DecodeRotated's checks alone, for callers that check every record
-  // before decoding a batch of them.
+  // before decoding a batch of them (indices null: a record without padding
+  // of its own, only its norm to check).
   Status CheckRecord(const uint8_t* norm, const uint8_t* indices) const;
   // DecodeRotated for `count` checked records (norms + n * norm_bytes(),
   // indices + n * index_bytes()) into y (count x dim).
@@ -82,6 +83,14 @@ class MseQuantizer {
   Status RotatedDots(const uint8_t* norms, size_t norm_stride, const uint8_t* indices,
                      size_t count, const float* rotated_queries, size_t num_queries,
                      float* dots, size_t dot_stride, size_t* bad_vector) const;
+  // RotatedDots on records whose indices lie back to back in a bit stream
+  // (Block-GTQ's groups): record n's indices are the dim * bits bits from bit
+  // first_bit + n * record_bits of `stream` (simd::FieldRows: readable 8
+  // bytes past them). Such records have no padding of their own to check.
+  Status RotatedFieldDots(const uint8_t* norms, size_t norm_stride, const uint8_t* stream,
+                          size_t first_bit, size_t record_bits, size_t count,
+                          const float* rotated_queries, size_t num_queries, float* dots,
+                          size_t dot_stride, size_t* bad_vector) const;
   // out[q * dim + j] = sum over n of weights[q * weight_stride + n] *
   // reconstruction n [j], in the rotated domain (the caller rotates back
   // once); out is overwritten.
@@ -93,17 +102,25 @@ class MseQuantizer {
   static constexpr size_t kMaxBatch = 16;  // rows of the batched paths
   // The norms of `count` records at once: true if every norm
   // is valid and every record's padding zero (else nothing is reported:
-  // CheckRecord names the culprit).
+  // CheckRecord names the culprit). indices null: norms alone.
   bool LoadNorms(const uint8_t* norms, size_t norm_stride, const uint8_t* indices, size_t count,
                  float* out) const;
   // Rows per tile of RotatedDots / RotatedSums (their stack buffers).
   static constexpr size_t kAttentionTile = 512;
-  // The norms of `count` records, checked as DecodeRows checks them.
+  // The norms of `count` records, checked as DecodeRows checks them
+  // (indices null: records without padding of their own).
   Status LoadTileNorms(const uint8_t* norms, size_t norm_stride, const uint8_t* indices,
                        size_t count, float* out, size_t* bad_vector) const;
   // Norms to gains in place; len2: the centroids' squared lengths (read
   // only with norm correction).
   void NormsToGains(const float* len2, size_t count, float* gains) const;
+  // RotatedDots' tiles, with dots(n0, m, out, len2) writing the dots of
+  // records n0 .. n0 + m - 1 at out (and their centroids' squared lengths
+  // if len2 is not null); indices as in LoadTileNorms.
+  template <class Dots>
+  Status GainedDots(const uint8_t* norms, size_t norm_stride, const uint8_t* indices,
+                    size_t count, size_t num_queries, float* dots, size_t dot_stride,
+                    size_t* bad_vector, const Dots& tile_dots) const;
   // The fused kernels' view of this quantizer (signs null: none apply).
   simd::TqRows Fused() const {
     return {dim_, rotation_.single_pass_signs(), rotation_.scale(), &book_, sqrt_dim_,

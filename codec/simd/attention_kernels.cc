@@ -81,6 +81,23 @@ inline void ValueRowSumsScalar(const ValueRows& r, const float* weights, size_t 
   }
 }
 
+// Field rows on big-endian hosts (the kernels gather little-endian words).
+inline void FieldRowDotsScalar(const FieldRows& r, const float* queries, size_t num_queries,
+                               float* dots, size_t dot_stride, float* len2) {
+  for (size_t n = 0; n < r.count; ++n) {
+    float length2 = 0.0f;
+    for (size_t q = 0; q < num_queries; ++q) dots[q * dot_stride + n] = 0.0f;
+    for (size_t j = 0; j < r.dim; ++j) {
+      const size_t bit = r.first_bit + n * r.record_bits + j * static_cast<size_t>(r.bits);
+      const uint32_t bytes = r.stream[bit / 8] | uint32_t{r.stream[bit / 8 + 1]} << 8;
+      const float c = r.table[(bytes >> (bit % 8)) & ((1u << r.bits) - 1)];
+      length2 += c * c;
+      for (size_t q = 0; q < num_queries; ++q) dots[q * dot_stride + n] += c * queries[q * r.dim + j];
+    }
+    if (len2 != nullptr) len2[n] = length2;
+  }
+}
+
 }  // namespace attention_internal
 }  // namespace simd
 }  // namespace kvc
@@ -673,6 +690,124 @@ void IndexRowSumsImpl(const IndexRows& r, const float* HWY_RESTRICT weights,
 }
 
 // ---------------------------------------------------------------------------
+// Field rows: one record per lane. A 32-bit gather at the byte of each
+// lane's next index, shifted right by the index's offset in that byte (at
+// most 7 bits), holds the lane's next 25 / bits indices; each of them is then
+// a constant shift and a mask, one lookup and a multiply-add per query. No
+// record is summed across lanes, however few indices it has.
+
+// Lookups of 2^kBits entries: 1 or 2 registers, or 0 (gathers).
+template <int kBits>
+constexpr int FieldTables() {
+#if HWY_HAVE_SCALABLE || HWY_TARGET == HWY_SCALAR
+  return 0;
+#else
+  constexpr size_t kEntries = size_t{1} << kBits, kMaxLanes = hn::MaxLanes(D());
+  return kEntries <= kMaxLanes ? 1 : kEntries <= 2 * kMaxLanes ? 2 : 0;
+#endif
+}
+
+// Dots of kQ queries (and squared lengths) for the records n0 .. n0 + lanes
+// - 1, lanes <= Lanes(d). Lanes past them repeat the last record and are
+// not stored.
+template <int kBits, size_t kQ>
+HWY_INLINE void FieldLaneDots(const FieldRows& r, size_t n0, size_t lanes, V lo, V hi,
+                              const float* HWY_RESTRICT q, float* HWY_RESTRICT dots,
+                              size_t dot_stride, float* HWY_RESTRICT len2) {
+  const D d;
+  const DU du;
+  const DI di;
+  constexpr size_t kMax = hn::MaxLanes(D());
+  constexpr size_t kPerWord = 25 / kBits;
+  const size_t first = r.first_bit + n0 * r.record_bits;
+  const int32_t* HWY_RESTRICT at = reinterpret_cast<const int32_t*>(r.stream + first / 8);
+  HWY_ALIGN uint32_t start[kMax];
+  for (size_t l = 0; l < hn::Lanes(d); ++l) {
+    start[l] = static_cast<uint32_t>(first % 8 + std::min(l, lanes - 1) * r.record_bits);
+  }
+  auto pos = hn::Load(du, start);  // each lane's next index, in bits from `at`
+  const auto mask = hn::Set(du, (1u << kBits) - 1);
+  V a0 = hn::Zero(d), a1 = hn::Zero(d), a2 = hn::Zero(d), a3 = hn::Zero(d), sq = hn::Zero(d);
+  const auto step = [&](auto word, size_t j, int shift) HWY_ATTR {
+    const auto index = hn::BitCast(di, hn::And(hn::ShiftRightSame(word, shift), mask));
+    const V c = Lookup<FieldTables<kBits>()>(index, lo, hi, r.table);
+    if (kQ > 0) a0 = hn::MulAdd(c, hn::Set(d, q[j]), a0);
+    if (kQ > 1) a1 = hn::MulAdd(c, hn::Set(d, q[r.dim + j]), a1);
+    if (kQ > 2) a2 = hn::MulAdd(c, hn::Set(d, q[2 * r.dim + j]), a2);
+    if (kQ > 3) a3 = hn::MulAdd(c, hn::Set(d, q[3 * r.dim + j]), a3);
+    sq = hn::MulAdd(c, c, sq);
+  };
+  for (size_t j = 0; j < r.dim; j += kPerWord) {
+    const auto bytes = hn::BitCast(di, hn::ShiftRight<3>(pos));
+    const auto word = hn::Shr(hn::BitCast(du, hn::GatherOffset(di, at, bytes)),
+                              hn::And(pos, hn::Set(du, 7)));
+    pos = hn::Add(pos, hn::Set(du, static_cast<uint32_t>(kPerWord * kBits)));
+    if (j + kPerWord <= r.dim) {
+      ForEachIndex<kPerWord>([&](auto k) HWY_ATTR {
+        step(word, j + decltype(k)::value, static_cast<int>(decltype(k)::value) * kBits);
+      });
+    } else {
+      for (size_t k = 0; j + k < r.dim; ++k) step(word, j + k, static_cast<int>(k) * kBits);
+    }
+  }
+  HWY_ALIGN float out[kMax];
+  const auto put = [&](V v, float* HWY_RESTRICT to) HWY_ATTR {
+    hn::Store(v, d, out);
+    std::copy(out, out + lanes, to);
+  };
+  if (kQ > 0) put(a0, dots + n0);
+  if (kQ > 1) put(a1, dots + dot_stride + n0);
+  if (kQ > 2) put(a2, dots + 2 * dot_stride + n0);
+  if (kQ > 3) put(a3, dots + 3 * dot_stride + n0);
+  if (len2 != nullptr) put(sq, len2 + n0);
+}
+
+template <int kBits>
+void FieldDots(const FieldRows& r, const float* HWY_RESTRICT queries, size_t num_queries,
+               float* HWY_RESTRICT dots, size_t dot_stride, float* HWY_RESTRICT len2) {
+  const size_t N = hn::Lanes(D());
+  const V lo = TablePart(r.table, kBits, 0), hi = TablePart(r.table, kBits, 1);
+  for (size_t n0 = 0; n0 < r.count; n0 += N) {
+    const size_t lanes = std::min(N, r.count - n0);
+    if (num_queries == 0 && len2 != nullptr) {
+      FieldLaneDots<kBits, 0>(r, n0, lanes, lo, hi, nullptr, nullptr, 0, len2);
+    }
+    for (size_t q0 = 0; q0 < num_queries; q0 += kGroup) {
+      // The squared lengths come with the first group.
+      DispatchGroup(num_queries - q0, [&](auto queries_in_group) HWY_ATTR {
+        FieldLaneDots<kBits, decltype(queries_in_group)::value>(
+            r, n0, lanes, lo, hi, queries + q0 * r.dim, dots + q0 * dot_stride, dot_stride,
+            q0 == 0 ? len2 : nullptr);
+      });
+    }
+  }
+}
+
+void FieldRowDotsImpl(const FieldRows& r, const float* HWY_RESTRICT queries, size_t num_queries,
+                      float* HWY_RESTRICT dots, size_t dot_stride, float* HWY_RESTRICT len2) {
+  if (r.count == 0 || r.dim == 0) {
+    // Empty records: every dot and length is 0.
+    for (size_t q = 0; q < num_queries; ++q) std::fill_n(dots + q * dot_stride, r.count, 0.0f);
+    if (len2 != nullptr) std::fill_n(len2, r.count, 0.0f);
+    return;
+  }
+  if (!kHostIsLittleEndian) {
+    return attention_internal::FieldRowDotsScalar(r, queries, num_queries, dots, dot_stride,
+                                                  len2);
+  }
+  switch (r.bits) {
+    case 1: return FieldDots<1>(r, queries, num_queries, dots, dot_stride, len2);
+    case 2: return FieldDots<2>(r, queries, num_queries, dots, dot_stride, len2);
+    case 3: return FieldDots<3>(r, queries, num_queries, dots, dot_stride, len2);
+    case 4: return FieldDots<4>(r, queries, num_queries, dots, dot_stride, len2);
+    case 5: return FieldDots<5>(r, queries, num_queries, dots, dot_stride, len2);
+    case 6: return FieldDots<6>(r, queries, num_queries, dots, dot_stride, len2);
+    case 7: return FieldDots<7>(r, queries, num_queries, dots, dot_stride, len2);
+    default: return FieldDots<8>(r, queries, num_queries, dots, dot_stride, len2);
+  }
+}
+
+// ---------------------------------------------------------------------------
 // Value rows.
 
 #if HWY_TARGET != HWY_SCALAR
@@ -877,6 +1012,7 @@ namespace simd {
 
 HWY_EXPORT(IndexRowDotsImpl);
 HWY_EXPORT(IndexRowSumsImpl);
+HWY_EXPORT(FieldRowDotsImpl);
 HWY_EXPORT(ValueRowDotsImpl);
 HWY_EXPORT(ValueRowSumsImpl);
 
@@ -888,6 +1024,11 @@ void IndexRowDots(const IndexRows& rows, const float* queries, size_t num_querie
 void IndexRowSums(const IndexRows& rows, const float* weights, size_t weight_stride,
                   size_t num_queries, float* out) {
   HWY_DYNAMIC_DISPATCH(IndexRowSumsImpl)(rows, weights, weight_stride, num_queries, out);
+}
+
+void FieldRowDots(const FieldRows& rows, const float* queries, size_t num_queries, float* dots,
+                  size_t dot_stride, float* len2) {
+  HWY_DYNAMIC_DISPATCH(FieldRowDotsImpl)(rows, queries, num_queries, dots, dot_stride, len2);
 }
 
 void ValueRowDots(const ValueRows& rows, const float* queries, size_t num_queries, float* dots,

@@ -44,6 +44,29 @@ void IndexRowDots(const IndexRows& rows, const float* queries, size_t num_querie
 void IndexRowSums(const IndexRows& rows, const float* weights, size_t weight_stride,
                   size_t num_queries, float* out);
 
+// `count` records of `dim` indices of `bits` bits (1..8) back to back in one
+// LSB-first bit stream, records not aligned to bytes (Block-GTQ's groups
+// within a vector's record): index j of record n is the `bits` bits from bit
+// first_bit + n * record_bits + j * bits. Index k stands for table[k]; the
+// table has 2^bits entries. The stream is read up to 8 bytes past the byte
+// that holds the last record's last bit.
+struct FieldRows {
+  const uint8_t* stream;
+  size_t first_bit;
+  size_t record_bits;
+  size_t count;
+  size_t dim;
+  int bits;
+  const float* table;
+};
+
+// IndexRowDots on field rows: the same dots and, if len2 is not null, the
+// same squared lengths. Records run across lanes (one record per lane, the
+// indices of a lane gathered from the stream), so that no record pays a
+// reduction across lanes, whatever its length.
+void FieldRowDots(const FieldRows& rows, const float* queries, size_t num_queries, float* dots,
+                  size_t dot_stride, float* len2);
+
 // `count` rows of `dim` values stored little-endian in `format` (kvc_dtype
 // F32, F16 or BF16), row n at values + n * dim * bytes.
 struct ValueRows {
