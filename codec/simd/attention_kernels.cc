@@ -10,8 +10,14 @@
 // permute the queries (and un-permute the sums) once per call to match, so
 // that every row costs one load, then per register a shift, a mask and one
 // or two in-register table lookups (TableLookupLanes), shared by up to four
-// queries' multiply-adds. Other shapes unpack each row to bytes and look up
-// (registers, or gathers for wide tables), in natural order.
+// queries' multiply-adds. Other shapes take a row per lane (field rows,
+// below) for dots, and unpack each row to bytes for sums.
+//
+// Field rows (records back to back in a bit stream, as Block-GTQ's groups
+// lie in a vector's record, or index rows of any shape) put one record in
+// each lane: a gather fetches each lane's next indices, and every lane's
+// sums are its own record's, so that no record, however short, pays a
+// reduction across lanes.
 //
 // Value rows: f32 loaded as is, bf16 widened by a shift, f16 by F16C where
 // x86 has it and by exact integer operations elsewhere (infinities and NaNs
@@ -98,6 +104,18 @@ inline void FieldRowDotsScalar(const FieldRows& r, const float* queries, size_t 
   }
 }
 
+inline void FieldRowSumsScalar(const FieldRows& r, const float* weights, size_t weight_stride,
+                               size_t num_queries, float* out) {
+  for (size_t n = 0; n < r.count; ++n) {
+    for (size_t j = 0; j < r.dim; ++j) {
+      const size_t bit = r.first_bit + n * r.record_bits + j * static_cast<size_t>(r.bits);
+      const uint32_t bytes = r.stream[bit / 8] | uint32_t{r.stream[bit / 8 + 1]} << 8;
+      const float c = r.table[(bytes >> (bit % 8)) & ((1u << r.bits) - 1)];
+      for (size_t q = 0; q < num_queries; ++q) out[q * r.dim + j] += weights[q * weight_stride + n] * c;
+    }
+  }
+}
+
 }  // namespace attention_internal
 }  // namespace simd
 }  // namespace kvc
@@ -165,18 +183,17 @@ HWY_INLINE void DispatchDotGroup(size_t queries, bool with_len, Run&& run) {
 }
 
 // ---------------------------------------------------------------------------
-// Index rows, generic path: a row's indices unpacked to bytes.
+// Table lookups.
 
-// How a target looks up 2^bits table entries: 1 or 2 registers of entries,
-// or 0 (gathers: wide tables, single-lane and scalable targets).
-HWY_INLINE int TableRegisters(int bits) {
+// How a target looks up 2^kBits table entries: 1 or 2 registers of
+// entries, or 0 (gathers: wide tables, single-lane and scalable targets).
+template <int kBits>
+constexpr int TableRegisters() {
 #if HWY_HAVE_SCALABLE || HWY_TARGET == HWY_SCALAR
-  (void)bits;
   return 0;
 #else
-  const size_t entries = size_t{1} << bits;
-  constexpr size_t kLanes = hn::MaxLanes(D());
-  return entries <= kLanes ? 1 : entries <= 2 * kLanes ? 2 : 0;
+  constexpr size_t kEntries = size_t{1} << kBits, kMaxLanes = hn::MaxLanes(D());
+  return kEntries <= kMaxLanes ? 1 : kEntries <= 2 * kMaxLanes ? 2 : 0;
 #endif
 }
 
@@ -263,119 +280,284 @@ HWY_INLINE void StoreRowDots(V a0, V a1, V a2, V a3, float* HWY_RESTRICT dots) {
   if (kQ > 3) dots[3] = hn::GetLane(hn::SumOfLanes(d, a3));
 }
 
-// Dots of one unpacked row with kQ queries (rows of `stride` floats, zero
-// past dim) and, if kLen, its sum of squares. idx holds zeros (a valid
-// index) from dim up to stride, a whole number of registers: lanes past dim
-// meet zero query lanes, and are masked out of the length.
-template <int kTables, size_t kQ, bool kLen>
-HWY_INLINE void UnpackedRowDots(const uint8_t* HWY_RESTRICT idx, size_t dim, size_t stride,
-                                const float* HWY_RESTRICT table, V lo, V hi,
-                                const float* HWY_RESTRICT q, float* HWY_RESTRICT dots,
-                                float* HWY_RESTRICT len2) {
+// ---------------------------------------------------------------------------
+// Field rows: one record per lane. A 32-bit gather at the byte of each
+// lane's next index, shifted right by the index's offset in that byte (at
+// most 7 bits), holds the lane's next 25 / bits indices; each of them is then
+// a constant shift and a mask, one lookup and a multiply-add per query. No
+// record is summed across lanes, however few indices it has.
+
+// Dots of kQ queries (and squared lengths) for the records n0 .. n0 + lanes
+// - 1, lanes <= Lanes(d). Lanes past them repeat the last record and are
+// not stored.
+template <int kBits, size_t kQ>
+HWY_INLINE void FieldLaneDots(const FieldRows& r, size_t n0, size_t lanes, V lo, V hi,
+                              const float* HWY_RESTRICT q, float* HWY_RESTRICT dots,
+                              size_t dot_stride, float* HWY_RESTRICT len2) {
   const D d;
+  const DU du;
   const DI di;
-  const hn::Rebind<uint8_t, DI> d8;
-  const size_t N = hn::Lanes(d);
-  V a0 = hn::Zero(d), a1 = hn::Zero(d), a2 = hn::Zero(d), a3 = hn::Zero(d);
-  V sq = hn::Zero(d);
-  const auto step = [&](size_t j, V c) HWY_ATTR {
-    if (kQ > 0) a0 = hn::MulAdd(c, hn::LoadU(d, q + j), a0);
-    if (kQ > 1) a1 = hn::MulAdd(c, hn::LoadU(d, q + stride + j), a1);
-    if (kQ > 2) a2 = hn::MulAdd(c, hn::LoadU(d, q + 2 * stride + j), a2);
-    if (kQ > 3) a3 = hn::MulAdd(c, hn::LoadU(d, q + 3 * stride + j), a3);
-    if (kLen) sq = hn::MulAdd(c, c, sq);
+  constexpr size_t kMax = hn::MaxLanes(D());
+  constexpr size_t kPerWord = 25 / kBits;
+  const size_t first = r.first_bit + n0 * r.record_bits;
+  const int32_t* HWY_RESTRICT at = reinterpret_cast<const int32_t*>(r.stream + first / 8);
+  HWY_ALIGN uint32_t start[kMax];
+  for (size_t l = 0; l < hn::Lanes(d); ++l) {
+    start[l] = static_cast<uint32_t>(first % 8 + std::min(l, lanes - 1) * r.record_bits);
+  }
+  auto pos = hn::Load(du, start);  // each lane's next index, in bits from `at`
+  const auto mask = hn::Set(du, (1u << kBits) - 1);
+  V a0 = hn::Zero(d), a1 = hn::Zero(d), a2 = hn::Zero(d), a3 = hn::Zero(d), sq = hn::Zero(d);
+  const auto step = [&](auto word, size_t j, int shift) HWY_ATTR {
+    const auto index = hn::BitCast(di, hn::And(hn::ShiftRightSame(word, shift), mask));
+    const V c = Lookup<TableRegisters<kBits>()>(index, lo, hi, r.table);
+    if (kQ > 0) a0 = hn::MulAdd(c, hn::Set(d, q[j]), a0);
+    if (kQ > 1) a1 = hn::MulAdd(c, hn::Set(d, q[r.dim + j]), a1);
+    if (kQ > 2) a2 = hn::MulAdd(c, hn::Set(d, q[2 * r.dim + j]), a2);
+    if (kQ > 3) a3 = hn::MulAdd(c, hn::Set(d, q[3 * r.dim + j]), a3);
+    sq = hn::MulAdd(c, c, sq);
   };
-  size_t j = 0;
-  for (; j + N <= dim; j += N) {
-    step(j, Lookup<kTables>(hn::PromoteTo(di, hn::LoadU(d8, idx + j)), lo, hi, table));
+  for (size_t j = 0; j < r.dim; j += kPerWord) {
+    const auto bytes = hn::BitCast(di, hn::ShiftRight<3>(pos));
+    const auto word = hn::Shr(hn::BitCast(du, hn::GatherOffset(di, at, bytes)),
+                              hn::And(pos, hn::Set(du, 7)));
+    pos = hn::Add(pos, hn::Set(du, static_cast<uint32_t>(kPerWord * kBits)));
+    if (j + kPerWord <= r.dim) {
+      ForEachIndex<kPerWord>([&](auto k) HWY_ATTR {
+        step(word, j + decltype(k)::value, static_cast<int>(decltype(k)::value) * kBits);
+      });
+    } else {
+      for (size_t k = 0; j + k < r.dim; ++k) step(word, j + k, static_cast<int>(k) * kBits);
+    }
   }
-  if (j < dim) {
-    const V c = Lookup<kTables>(hn::PromoteTo(di, hn::LoadU(d8, idx + j)), lo, hi, table);
-    step(j, hn::IfThenElseZero(hn::FirstN(d, dim - j), c));
-  }
-  StoreRowDots<kQ>(a0, a1, a2, a3, dots);
-  if (kLen) *len2 = hn::GetLane(hn::SumOfLanes(d, sq));
+  HWY_ALIGN float out[kMax];
+  const auto put = [&](V v, float* HWY_RESTRICT to) HWY_ATTR {
+    hn::Store(v, d, out);
+    std::copy(out, out + lanes, to);
+  };
+  if (kQ > 0) put(a0, dots + n0);
+  if (kQ > 1) put(a1, dots + dot_stride + n0);
+  if (kQ > 2) put(a2, dots + 2 * dot_stride + n0);
+  if (kQ > 3) put(a3, dots + 3 * dot_stride + n0);
+  if (len2 != nullptr) put(sq, len2 + n0);
 }
 
-// The rows' indices unpacked to bytes one row at a time, zero-padded to
-// `stride`, a whole number of registers: index 0 is valid in every table.
-// (UnpackBits may write a few bytes past a row: the zeros are restored.)
-class UnpackedRows {
- public:
-  explicit UnpackedRows(const IndexRows& r)
-      : r_(r), stride_((r.dim + hn::Lanes(D()) - 1) / hn::Lanes(D()) * hn::Lanes(D())),
-        idx_(stride_ + 8, 0) {}
-  size_t stride() const { return stride_; }
-  const uint8_t* Row(size_t n) {
-    UnpackBits(r_.packed + n * r_.stride, r_.dim, r_.bits, idx_.data());
-    std::fill(idx_.begin() + r_.dim, idx_.end(), 0);
-    return idx_.data();
-  }
-
- private:
-  const IndexRows& r_;
-  size_t stride_;
-  std::vector<uint8_t> idx_;
-};
-
-template <int kTables>
-void UnpackedDots(const IndexRows& r, const float* HWY_RESTRICT queries, size_t num_queries,
-                  float* HWY_RESTRICT dots, size_t dot_stride, float* HWY_RESTRICT len2) {
-  const V lo = TablePart(r.table, r.bits, 0), hi = TablePart(r.table, r.bits, 1);
-  // Queries padded with zeros as the rows are.
-  UnpackedRows rows(r);
-  const size_t stride = rows.stride();
-  std::vector<float> padded(num_queries * stride, 0.0f);
-  for (size_t q = 0; q < num_queries; ++q) {
-    std::copy(queries + q * r.dim, queries + (q + 1) * r.dim, &padded[q * stride]);
-  }
-  HWY_ALIGN float group[kGroup];
-  for (size_t n = 0; n < r.count; ++n) {
-    const uint8_t* idx = rows.Row(n);
-    if (len2 != nullptr && num_queries == 0) {
-      UnpackedRowDots<kTables, 0, true>(idx, r.dim, stride, r.table, lo, hi, nullptr, group,
-                                        len2 + n);
+template <int kBits>
+void FieldDots(const FieldRows& r, const float* HWY_RESTRICT queries, size_t num_queries,
+               float* HWY_RESTRICT dots, size_t dot_stride, float* HWY_RESTRICT len2) {
+  const size_t N = hn::Lanes(D());
+  const V lo = TablePart(r.table, kBits, 0), hi = TablePart(r.table, kBits, 1);
+  for (size_t n0 = 0; n0 < r.count; n0 += N) {
+    const size_t lanes = std::min(N, r.count - n0);
+    if (num_queries == 0 && len2 != nullptr) {
+      FieldLaneDots<kBits, 0>(r, n0, lanes, lo, hi, nullptr, nullptr, 0, len2);
     }
     for (size_t q0 = 0; q0 < num_queries; q0 += kGroup) {
-      const float* q = padded.data() + q0 * stride;
-      // The sum of squares rides along with the first group.
-      DispatchDotGroup(num_queries - q0, len2 != nullptr && q0 == 0,
-                       [&](auto queries_in_group, auto with_len) HWY_ATTR {
-        constexpr size_t kQ = decltype(queries_in_group)::value;
-        UnpackedRowDots<kTables, kQ, decltype(with_len)::value>(
-            idx, r.dim, stride, r.table, lo, hi, q, group, with_len ? len2 + n : nullptr);
-        for (size_t i = 0; i < kQ; ++i) dots[(q0 + i) * dot_stride + n] = group[i];
+      // The squared lengths come with the first group.
+      DispatchGroup(num_queries - q0, [&](auto queries_in_group) HWY_ATTR {
+        FieldLaneDots<kBits, decltype(queries_in_group)::value>(
+            r, n0, lanes, lo, hi, queries + q0 * r.dim, dots + q0 * dot_stride, dot_stride,
+            q0 == 0 ? len2 : nullptr);
       });
     }
   }
 }
 
-template <int kTables>
-void UnpackedSums(const IndexRows& r, const float* HWY_RESTRICT weights, size_t weight_stride,
-                  size_t num_queries, float* HWY_RESTRICT out) {
+void FieldRowDotsImpl(const FieldRows& r, const float* HWY_RESTRICT queries, size_t num_queries,
+                      float* HWY_RESTRICT dots, size_t dot_stride, float* HWY_RESTRICT len2) {
+  if (r.count == 0 || r.dim == 0) {
+    // Empty records: every dot and length is 0.
+    for (size_t q = 0; q < num_queries; ++q) std::fill_n(dots + q * dot_stride, r.count, 0.0f);
+    if (len2 != nullptr) std::fill_n(len2, r.count, 0.0f);
+    return;
+  }
+  if (!kHostIsLittleEndian) {
+    return attention_internal::FieldRowDotsScalar(r, queries, num_queries, dots, dot_stride,
+                                                  len2);
+  }
+  switch (r.bits) {
+    case 1: return FieldDots<1>(r, queries, num_queries, dots, dot_stride, len2);
+    case 2: return FieldDots<2>(r, queries, num_queries, dots, dot_stride, len2);
+    case 3: return FieldDots<3>(r, queries, num_queries, dots, dot_stride, len2);
+    case 4: return FieldDots<4>(r, queries, num_queries, dots, dot_stride, len2);
+    case 5: return FieldDots<5>(r, queries, num_queries, dots, dot_stride, len2);
+    case 6: return FieldDots<6>(r, queries, num_queries, dots, dot_stride, len2);
+    case 7: return FieldDots<7>(r, queries, num_queries, dots, dot_stride, len2);
+    default: return FieldDots<8>(r, queries, num_queries, dots, dot_stride, len2);
+  }
+}
+
+// The last records (fewer than a vector) of field sums: each lane's record
+// (lanes past them repeat the last one) and weights (zero past them).
+struct FieldTail {
+  size_t first;                   // the first record of the partial vector
+  const uint32_t* offsets;        // lane l: bit of its record from record `first`'s
+  const float* weights;           // [q][lane] for the group's queries
+};
+
+// out[q * dim + j] (and j + 1 if kPair) += the sum over records n of
+// weights[q * weight_stride + n] * table[idx(n, j)], for kQ queries: every
+// lane sums its records in registers, and the lanes are added once.
+template <int kBits, size_t kQ, bool kPair>
+HWY_INLINE void FieldColumnSums(const FieldRows& r, size_t j, const float* HWY_RESTRICT w,
+                                size_t weight_stride, const uint32_t* HWY_RESTRICT offsets,
+                                const FieldTail& tail, V lo, V hi, float* HWY_RESTRICT out) {
   const D d;
+  const DU du;
   const DI di;
-  const hn::Rebind<uint8_t, DI> d8;
-  const V lo = TablePart(r.table, r.bits, 0), hi = TablePart(r.table, r.bits, 1);
-  // Sums padded as the rows are: the padding lanes are summed and dropped.
-  UnpackedRows rows(r);
-  const size_t N = hn::Lanes(d), stride = rows.stride();
-  std::vector<float> sums(num_queries * stride, 0.0f);
-  for (size_t n = 0; n < r.count; ++n) {
-    const uint8_t* idx = rows.Row(n);
-    // Each register of entries is looked up once for every query.
-    for (size_t j = 0; j < stride; j += N) {
-      const V c = Lookup<kTables>(hn::PromoteTo(di, hn::LoadU(d8, idx + j)), lo, hi, r.table);
-      for (size_t q = 0; q < num_queries; ++q) {
-        float* HWY_RESTRICT sum = &sums[q * stride + j];
-        hn::StoreU(hn::MulAdd(c, hn::Set(d, weights[q * weight_stride + n]), hn::LoadU(d, sum)),
-                   d, sum);
+  const auto mask = hn::Set(du, (1u << kBits) - 1);
+  V a0 = hn::Zero(d), a1 = hn::Zero(d), a2 = hn::Zero(d), a3 = hn::Zero(d);
+  V b0 = hn::Zero(d), b1 = hn::Zero(d), b2 = hn::Zero(d), b3 = hn::Zero(d);
+  // The lanes' records from record n0 on, their weights w[q][lane].
+  const auto add = [&](size_t n0, const uint32_t* HWY_RESTRICT lane_bits,
+                       const float* HWY_RESTRICT weights, size_t stride) HWY_ATTR {
+    const size_t first = r.first_bit + n0 * r.record_bits + j * kBits;
+    const int32_t* HWY_RESTRICT at = reinterpret_cast<const int32_t*>(r.stream + first / 8);
+    const auto pos = hn::Add(hn::LoadU(du, lane_bits), hn::Set(du, static_cast<uint32_t>(first % 8)));
+    const auto word = hn::Shr(
+        hn::BitCast(du, hn::GatherOffset(di, at, hn::BitCast(di, hn::ShiftRight<3>(pos)))),
+        hn::And(pos, hn::Set(du, 7)));
+    constexpr int kT = TableRegisters<kBits>();
+    const V c = Lookup<kT>(hn::BitCast(di, hn::And(word, mask)), lo, hi, r.table);
+    const V c1 = kPair ? Lookup<kT>(hn::BitCast(di, hn::And(hn::ShiftRight<kBits>(word), mask)),
+                                    lo, hi, r.table)
+                       : c;
+    const auto step = [&](size_t q, V& a, V& b) HWY_ATTR {
+      const V weight = hn::LoadU(d, weights + q * stride);
+      a = hn::MulAdd(c, weight, a);
+      if (kPair) b = hn::MulAdd(c1, weight, b);
+    };
+    if (kQ > 0) step(0, a0, b0);
+    if (kQ > 1) step(1, a1, b1);
+    if (kQ > 2) step(2, a2, b2);
+    if (kQ > 3) step(3, a3, b3);
+  };
+  const size_t N = hn::Lanes(d);
+  for (size_t n0 = 0; n0 < tail.first; n0 += N) add(n0, offsets, w + n0, weight_stride);
+  if (tail.first < r.count) add(tail.first, tail.offsets, tail.weights, N);
+  const auto put = [&](size_t q, V a, V b) HWY_ATTR {
+    out[q * r.dim + j] += hn::GetLane(hn::SumOfLanes(d, a));
+    if (kPair) out[q * r.dim + j + 1] += hn::GetLane(hn::SumOfLanes(d, b));
+  };
+  if (kQ > 0) put(0, a0, b0);
+  if (kQ > 1) put(1, a1, b1);
+  if (kQ > 2) put(2, a2, b2);
+  if (kQ > 3) put(3, a3, b3);
+}
+
+// out[q * dim + j] += sum over records n of weights[q * weight_stride + n] *
+// table[idx(n, j)]: columns two at a time (a gather serves both), queries
+// four at a time.
+template <int kBits>
+void FieldSums(const FieldRows& r, const float* HWY_RESTRICT weights, size_t weight_stride,
+               size_t num_queries, float* HWY_RESTRICT out) {
+  const D d;
+  const size_t N = hn::Lanes(d);
+  constexpr size_t kMax = hn::MaxLanes(D());
+  const V lo = TablePart(r.table, kBits, 0), hi = TablePart(r.table, kBits, 1);
+  HWY_ALIGN uint32_t offsets[kMax], tail_offsets[kMax];
+  HWY_ALIGN float tail_weights[kGroup * kMax];
+  const size_t first = r.count / N * N;
+  for (size_t l = 0; l < N; ++l) {
+    offsets[l] = static_cast<uint32_t>(l * r.record_bits);
+    tail_offsets[l] = static_cast<uint32_t>(std::min(first + l, r.count - 1) - first) *
+                      static_cast<uint32_t>(r.record_bits);
+  }
+  for (size_t q0 = 0; q0 < num_queries; q0 += kGroup) {
+    const float* w = weights + q0 * weight_stride;
+    for (size_t q = 0; q < kGroup; ++q) {
+      for (size_t l = 0; l < N; ++l) {
+        tail_weights[q * N + l] =
+            q0 + q < num_queries && first + l < r.count ? w[q * weight_stride + first + l] : 0.0f;
       }
     }
+    const FieldTail tail{first, tail_offsets, tail_weights};
+    DispatchGroup(num_queries - q0, [&](auto queries_in_group) HWY_ATTR {
+      constexpr size_t kQ = decltype(queries_in_group)::value;
+      float* o = out + q0 * r.dim;
+      size_t j = 0;
+      for (; j + 2 <= r.dim; j += 2) {
+        FieldColumnSums<kBits, kQ, true>(r, j, w, weight_stride, offsets, tail, lo, hi, o);
+      }
+      if (j < r.dim) {
+        FieldColumnSums<kBits, kQ, false>(r, j, w, weight_stride, offsets, tail, lo, hi, o);
+      }
+    });
   }
-  for (size_t q = 0; q < num_queries; ++q) {
-    std::copy(&sums[q * stride], &sums[q * stride] + r.dim, out + q * r.dim);
+}
+
+void FieldRowSumsImpl(const FieldRows& r, const float* HWY_RESTRICT weights,
+                      size_t weight_stride, size_t num_queries, float* HWY_RESTRICT out) {
+  if (r.count == 0 || r.dim == 0) return;
+  if (!kHostIsLittleEndian) {
+    return attention_internal::FieldRowSumsScalar(r, weights, weight_stride, num_queries, out);
   }
+  switch (r.bits) {
+    case 1: return FieldSums<1>(r, weights, weight_stride, num_queries, out);
+    case 2: return FieldSums<2>(r, weights, weight_stride, num_queries, out);
+    case 3: return FieldSums<3>(r, weights, weight_stride, num_queries, out);
+    case 4: return FieldSums<4>(r, weights, weight_stride, num_queries, out);
+    case 5: return FieldSums<5>(r, weights, weight_stride, num_queries, out);
+    case 6: return FieldSums<6>(r, weights, weight_stride, num_queries, out);
+    case 7: return FieldSums<7>(r, weights, weight_stride, num_queries, out);
+    default: return FieldSums<8>(r, weights, weight_stride, num_queries, out);
+  }
+}
+
+// Bytes the fast path's loads and the field rows' gathers read past a row.
+constexpr size_t kOverread = 16;
+
+// The rows whose loads would run past the caller's rows (those within
+// kOverread bytes of the end: several when rows are short), copied with
+// the same stride into a zero-padded buffer.
+class PaddedTail {
+ public:
+  PaddedTail(const IndexRows& r, size_t row_bytes) : r_(r) {
+    const size_t stride = std::max<size_t>(r.stride, 1);
+    first_ = r.count - std::min(r.count, (kOverread + stride - 1) / stride);
+    if (first_ < r.count) {
+      const size_t bytes = (r.count - 1 - first_) * r.stride + row_bytes;
+      copy_.assign(bytes + kOverread, 0);
+      std::memcpy(copy_.data(), r.packed + first_ * r.stride, bytes);
+    }
+  }
+  size_t first() const { return first_; }
+  const uint8_t* Row(size_t n) const {
+    return n < first_ ? r_.packed + n * r_.stride : copy_.data() + (n - first_) * r_.stride;
+  }
+
+ private:
+  const IndexRows& r_;
+  size_t first_;
+  std::vector<uint8_t> copy_;
+};
+
+// Index rows as field rows (records 8 * stride bits apart); the last rows
+// from a padded copy, since the gathers read past a row.
+void FieldIndexDots(const IndexRows& r, const float* HWY_RESTRICT queries, size_t num_queries,
+                    float* HWY_RESTRICT dots, size_t dot_stride, float* HWY_RESTRICT len2) {
+  const PaddedTail tail(r, (r.dim * static_cast<size_t>(r.bits) + 7) / 8);
+  const size_t first = tail.first();
+  FieldRowDotsImpl({r.packed, 0, 8 * r.stride, first, r.dim, r.bits, r.table}, queries,
+                   num_queries, dots, dot_stride, len2);
+  if (first == r.count) return;
+  FieldRowDotsImpl({tail.Row(first), 0, 8 * r.stride, r.count - first, r.dim, r.bits, r.table},
+                   queries, num_queries, num_queries > 0 ? dots + first : dots, dot_stride,
+                   len2 != nullptr ? len2 + first : nullptr);
+}
+
+// IndexRowSums as FieldIndexDots takes the rows.
+void FieldIndexSums(const IndexRows& r, const float* HWY_RESTRICT weights, size_t weight_stride,
+                    size_t num_queries, float* HWY_RESTRICT out) {
+  std::fill_n(out, num_queries * r.dim, 0.0f);
+  if (num_queries == 0) return;
+  const PaddedTail tail(r, (r.dim * static_cast<size_t>(r.bits) + 7) / 8);
+  const size_t first = tail.first();
+  FieldRowSumsImpl({r.packed, 0, 8 * r.stride, first, r.dim, r.bits, r.table}, weights,
+                   weight_stride, num_queries, out);
+  if (first == r.count) return;
+  FieldRowSumsImpl({tail.Row(first), 0, 8 * r.stride, r.count - first, r.dim, r.bits, r.table},
+                   weights + first, weight_stride, num_queries, out);
 }
 
 // ---------------------------------------------------------------------------
@@ -424,33 +606,6 @@ HWY_INLINE VU LaneWords(const uint8_t* HWY_RESTRICT p, hn::Vec<D8> pattern) {
   if (kBits == 4) return hn::BitCast(DU(), hn::LoadU(d8, p));
   return hn::BitCast(DU(), hn::TableLookupBytesOr0(LoadBlocks(d8, p, 4 * kBits), pattern));
 }
-// Bytes read past a row's last superblock.
-constexpr size_t kOverread = 16;
-
-// The rows whose loads would run past the caller's rows (those within
-// kOverread bytes of the end: several when rows are short), copied with
-// the same stride into a zero-padded buffer.
-class PaddedTail {
- public:
-  PaddedTail(const IndexRows& r, size_t row_bytes) : r_(r) {
-    const size_t stride = std::max<size_t>(r.stride, 1);
-    first_ = r.count - std::min(r.count, (kOverread + stride - 1) / stride);
-    if (first_ < r.count) {
-      const size_t bytes = (r.count - 1 - first_) * r.stride + row_bytes;
-      copy_.assign(bytes + kOverread, 0);
-      std::memcpy(copy_.data(), r.packed + first_ * r.stride, bytes);
-    }
-  }
-  const uint8_t* Row(size_t n) const {
-    return n < first_ ? r_.packed + n * r_.stride : copy_.data() + (n - first_) * r_.stride;
-  }
-
- private:
-  const IndexRows& r_;
-  size_t first_;
-  std::vector<uint8_t> copy_;
-};
-
 // Entries of the indices of register kS (coordinates 8l + kS).
 template <int kBits, size_t kS>
 HWY_INLINE V LookupRegister(VU words, V lo, V hi) {
@@ -666,11 +821,7 @@ void IndexRowDotsImpl(const IndexRows& r, const float* HWY_RESTRICT queries, siz
     });
   }
 #endif
-  switch (TableRegisters(r.bits)) {
-    case 1: return UnpackedDots<1>(r, queries, num_queries, dots, dot_stride, len2);
-    case 2: return UnpackedDots<2>(r, queries, num_queries, dots, dot_stride, len2);
-    default: return UnpackedDots<0>(r, queries, num_queries, dots, dot_stride, len2);
-  }
+  FieldIndexDots(r, queries, num_queries, dots, dot_stride, len2);
 }
 
 void IndexRowSumsImpl(const IndexRows& r, const float* HWY_RESTRICT weights,
@@ -682,129 +833,7 @@ void IndexRowSumsImpl(const IndexRows& r, const float* HWY_RESTRICT weights,
     });
   }
 #endif
-  switch (TableRegisters(r.bits)) {
-    case 1: return UnpackedSums<1>(r, weights, weight_stride, num_queries, out);
-    case 2: return UnpackedSums<2>(r, weights, weight_stride, num_queries, out);
-    default: return UnpackedSums<0>(r, weights, weight_stride, num_queries, out);
-  }
-}
-
-// ---------------------------------------------------------------------------
-// Field rows: one record per lane. A 32-bit gather at the byte of each
-// lane's next index, shifted right by the index's offset in that byte (at
-// most 7 bits), holds the lane's next 25 / bits indices; each of them is then
-// a constant shift and a mask, one lookup and a multiply-add per query. No
-// record is summed across lanes, however few indices it has.
-
-// Lookups of 2^kBits entries: 1 or 2 registers, or 0 (gathers).
-template <int kBits>
-constexpr int FieldTables() {
-#if HWY_HAVE_SCALABLE || HWY_TARGET == HWY_SCALAR
-  return 0;
-#else
-  constexpr size_t kEntries = size_t{1} << kBits, kMaxLanes = hn::MaxLanes(D());
-  return kEntries <= kMaxLanes ? 1 : kEntries <= 2 * kMaxLanes ? 2 : 0;
-#endif
-}
-
-// Dots of kQ queries (and squared lengths) for the records n0 .. n0 + lanes
-// - 1, lanes <= Lanes(d). Lanes past them repeat the last record and are
-// not stored.
-template <int kBits, size_t kQ>
-HWY_INLINE void FieldLaneDots(const FieldRows& r, size_t n0, size_t lanes, V lo, V hi,
-                              const float* HWY_RESTRICT q, float* HWY_RESTRICT dots,
-                              size_t dot_stride, float* HWY_RESTRICT len2) {
-  const D d;
-  const DU du;
-  const DI di;
-  constexpr size_t kMax = hn::MaxLanes(D());
-  constexpr size_t kPerWord = 25 / kBits;
-  const size_t first = r.first_bit + n0 * r.record_bits;
-  const int32_t* HWY_RESTRICT at = reinterpret_cast<const int32_t*>(r.stream + first / 8);
-  HWY_ALIGN uint32_t start[kMax];
-  for (size_t l = 0; l < hn::Lanes(d); ++l) {
-    start[l] = static_cast<uint32_t>(first % 8 + std::min(l, lanes - 1) * r.record_bits);
-  }
-  auto pos = hn::Load(du, start);  // each lane's next index, in bits from `at`
-  const auto mask = hn::Set(du, (1u << kBits) - 1);
-  V a0 = hn::Zero(d), a1 = hn::Zero(d), a2 = hn::Zero(d), a3 = hn::Zero(d), sq = hn::Zero(d);
-  const auto step = [&](auto word, size_t j, int shift) HWY_ATTR {
-    const auto index = hn::BitCast(di, hn::And(hn::ShiftRightSame(word, shift), mask));
-    const V c = Lookup<FieldTables<kBits>()>(index, lo, hi, r.table);
-    if (kQ > 0) a0 = hn::MulAdd(c, hn::Set(d, q[j]), a0);
-    if (kQ > 1) a1 = hn::MulAdd(c, hn::Set(d, q[r.dim + j]), a1);
-    if (kQ > 2) a2 = hn::MulAdd(c, hn::Set(d, q[2 * r.dim + j]), a2);
-    if (kQ > 3) a3 = hn::MulAdd(c, hn::Set(d, q[3 * r.dim + j]), a3);
-    sq = hn::MulAdd(c, c, sq);
-  };
-  for (size_t j = 0; j < r.dim; j += kPerWord) {
-    const auto bytes = hn::BitCast(di, hn::ShiftRight<3>(pos));
-    const auto word = hn::Shr(hn::BitCast(du, hn::GatherOffset(di, at, bytes)),
-                              hn::And(pos, hn::Set(du, 7)));
-    pos = hn::Add(pos, hn::Set(du, static_cast<uint32_t>(kPerWord * kBits)));
-    if (j + kPerWord <= r.dim) {
-      ForEachIndex<kPerWord>([&](auto k) HWY_ATTR {
-        step(word, j + decltype(k)::value, static_cast<int>(decltype(k)::value) * kBits);
-      });
-    } else {
-      for (size_t k = 0; j + k < r.dim; ++k) step(word, j + k, static_cast<int>(k) * kBits);
-    }
-  }
-  HWY_ALIGN float out[kMax];
-  const auto put = [&](V v, float* HWY_RESTRICT to) HWY_ATTR {
-    hn::Store(v, d, out);
-    std::copy(out, out + lanes, to);
-  };
-  if (kQ > 0) put(a0, dots + n0);
-  if (kQ > 1) put(a1, dots + dot_stride + n0);
-  if (kQ > 2) put(a2, dots + 2 * dot_stride + n0);
-  if (kQ > 3) put(a3, dots + 3 * dot_stride + n0);
-  if (len2 != nullptr) put(sq, len2 + n0);
-}
-
-template <int kBits>
-void FieldDots(const FieldRows& r, const float* HWY_RESTRICT queries, size_t num_queries,
-               float* HWY_RESTRICT dots, size_t dot_stride, float* HWY_RESTRICT len2) {
-  const size_t N = hn::Lanes(D());
-  const V lo = TablePart(r.table, kBits, 0), hi = TablePart(r.table, kBits, 1);
-  for (size_t n0 = 0; n0 < r.count; n0 += N) {
-    const size_t lanes = std::min(N, r.count - n0);
-    if (num_queries == 0 && len2 != nullptr) {
-      FieldLaneDots<kBits, 0>(r, n0, lanes, lo, hi, nullptr, nullptr, 0, len2);
-    }
-    for (size_t q0 = 0; q0 < num_queries; q0 += kGroup) {
-      // The squared lengths come with the first group.
-      DispatchGroup(num_queries - q0, [&](auto queries_in_group) HWY_ATTR {
-        FieldLaneDots<kBits, decltype(queries_in_group)::value>(
-            r, n0, lanes, lo, hi, queries + q0 * r.dim, dots + q0 * dot_stride, dot_stride,
-            q0 == 0 ? len2 : nullptr);
-      });
-    }
-  }
-}
-
-void FieldRowDotsImpl(const FieldRows& r, const float* HWY_RESTRICT queries, size_t num_queries,
-                      float* HWY_RESTRICT dots, size_t dot_stride, float* HWY_RESTRICT len2) {
-  if (r.count == 0 || r.dim == 0) {
-    // Empty records: every dot and length is 0.
-    for (size_t q = 0; q < num_queries; ++q) std::fill_n(dots + q * dot_stride, r.count, 0.0f);
-    if (len2 != nullptr) std::fill_n(len2, r.count, 0.0f);
-    return;
-  }
-  if (!kHostIsLittleEndian) {
-    return attention_internal::FieldRowDotsScalar(r, queries, num_queries, dots, dot_stride,
-                                                  len2);
-  }
-  switch (r.bits) {
-    case 1: return FieldDots<1>(r, queries, num_queries, dots, dot_stride, len2);
-    case 2: return FieldDots<2>(r, queries, num_queries, dots, dot_stride, len2);
-    case 3: return FieldDots<3>(r, queries, num_queries, dots, dot_stride, len2);
-    case 4: return FieldDots<4>(r, queries, num_queries, dots, dot_stride, len2);
-    case 5: return FieldDots<5>(r, queries, num_queries, dots, dot_stride, len2);
-    case 6: return FieldDots<6>(r, queries, num_queries, dots, dot_stride, len2);
-    case 7: return FieldDots<7>(r, queries, num_queries, dots, dot_stride, len2);
-    default: return FieldDots<8>(r, queries, num_queries, dots, dot_stride, len2);
-  }
+  FieldIndexSums(r, weights, weight_stride, num_queries, out);
 }
 
 // ---------------------------------------------------------------------------
