@@ -287,6 +287,16 @@ HWY_INLINE void StoreRowDots(V a0, V a1, V a2, V a3, float* HWY_RESTRICT dots) {
 // a constant shift and a mask, one lookup and a multiply-add per query. No
 // record is summed across lanes, however few indices it has.
 
+// Per lane, the 25 bits or more from bit pos[lane] of `at` on, in the low
+// bits.
+HWY_INLINE hn::Vec<DU> FieldBits(const uint8_t* HWY_RESTRICT at, hn::Vec<DU> pos) {
+  const DU du;
+  const DI di;
+  const auto bytes = hn::BitCast(di, hn::ShiftRight<3>(pos));
+  const auto words = hn::GatherOffset(di, reinterpret_cast<const int32_t*>(at), bytes);
+  return hn::Shr(hn::BitCast(du, words), hn::And(pos, hn::Set(du, 7)));
+}
+
 // Dots of kQ queries (and squared lengths) for the records n0 .. n0 + lanes
 // - 1, lanes <= Lanes(d). Lanes past them repeat the last record and are
 // not stored.
@@ -300,7 +310,7 @@ HWY_INLINE void FieldLaneDots(const FieldRows& r, size_t n0, size_t lanes, V lo,
   constexpr size_t kMax = hn::MaxLanes(D());
   constexpr size_t kPerWord = 25 / kBits;
   const size_t first = r.first_bit + n0 * r.record_bits;
-  const int32_t* HWY_RESTRICT at = reinterpret_cast<const int32_t*>(r.stream + first / 8);
+  const uint8_t* HWY_RESTRICT at = r.stream + first / 8;
   HWY_ALIGN uint32_t start[kMax];
   for (size_t l = 0; l < hn::Lanes(d); ++l) {
     start[l] = static_cast<uint32_t>(first % 8 + std::min(l, lanes - 1) * r.record_bits);
@@ -318,9 +328,7 @@ HWY_INLINE void FieldLaneDots(const FieldRows& r, size_t n0, size_t lanes, V lo,
     sq = hn::MulAdd(c, c, sq);
   };
   for (size_t j = 0; j < r.dim; j += kPerWord) {
-    const auto bytes = hn::BitCast(di, hn::ShiftRight<3>(pos));
-    const auto word = hn::Shr(hn::BitCast(du, hn::GatherOffset(di, at, bytes)),
-                              hn::And(pos, hn::Set(du, 7)));
+    const auto word = FieldBits(at, pos);
     pos = hn::Add(pos, hn::Set(du, static_cast<uint32_t>(kPerWord * kBits)));
     if (j + kPerWord <= r.dim) {
       ForEachIndex<kPerWord>([&](auto k) HWY_ATTR {
@@ -412,11 +420,8 @@ HWY_INLINE void FieldColumnSums(const FieldRows& r, size_t j, const float* HWY_R
   const auto add = [&](size_t n0, const uint32_t* HWY_RESTRICT lane_bits,
                        const float* HWY_RESTRICT weights, size_t stride) HWY_ATTR {
     const size_t first = r.first_bit + n0 * r.record_bits + j * kBits;
-    const int32_t* HWY_RESTRICT at = reinterpret_cast<const int32_t*>(r.stream + first / 8);
     const auto pos = hn::Add(hn::LoadU(du, lane_bits), hn::Set(du, static_cast<uint32_t>(first % 8)));
-    const auto word = hn::Shr(
-        hn::BitCast(du, hn::GatherOffset(di, at, hn::BitCast(di, hn::ShiftRight<3>(pos)))),
-        hn::And(pos, hn::Set(du, 7)));
+    const auto word = FieldBits(r.stream + first / 8, pos);
     constexpr int kT = TableRegisters<kBits>();
     const V c = Lookup<kT>(hn::BitCast(di, hn::And(word, mask)), lo, hi, r.table);
     const V c1 = kPair ? Lookup<kT>(hn::BitCast(di, hn::And(hn::ShiftRight<kBits>(word), mask)),
