@@ -187,6 +187,37 @@ void CheckFieldRows(size_t count, size_t dim, int bits, size_t num_queries, size
   std::vector<float> again(num_queries * dot_stride, -7.0f);
   kvc::simd::FieldRowDots(view, queries.data(), num_queries, again.data(), dot_stride, nullptr);
   REQUIRE(again == dots);
+
+  // Gained dots, added in place: gain = norm / |row| with norm correction
+  // (0 for a zero norm), else norm / sqrt(dim).
+  std::vector<float> norms = Uniform(count, rng, 3.0f);
+  for (float& norm : norms) norm = std::fabs(norm);
+  norms[0] = 0.0f;
+  for (bool norm_correction : {true, false}) {
+    CAPTURE(norm_correction);
+    const float sqrt_dim = std::sqrt(static_cast<float>(dim));
+    std::vector<float> added = Uniform(num_queries * dot_stride, rng);
+    const std::vector<float> before = added;
+    kvc::simd::FieldRowGainedDots(view, queries.data(), num_queries,
+                                  {norms.data(), norm_correction, sqrt_dim}, added.data(),
+                                  dot_stride);
+    for (size_t n = 0; n < count; ++n) {
+      const double length = std::sqrt(double(len2[n]));
+      const double gain = norm_correction ? (length > 0 ? norms[n] / length : 0.0)
+                                          : norms[n] / double(sqrt_dim);
+      for (size_t q = 0; q < num_queries; ++q) {
+        const size_t at = q * dot_stride + n;
+        const double bound = kTolerance * std::fabs(gain) * Norm(&queries[q * dim], dim) * length;
+        REQUIRE(std::fabs(added[at] - (before[at] + gain * dots[at])) <=
+                bound + 1e-6 * std::fabs(before[at]) + 1e-30);
+      }
+    }
+    for (size_t q = 0; q < num_queries; ++q) {
+      for (size_t n = count; n < dot_stride; ++n) {
+        REQUIRE(added[q * dot_stride + n] == before[q * dot_stride + n]);
+      }
+    }
+  }
 }
 
 void CheckValueRows(uint32_t format, size_t count, size_t dim, size_t num_queries,

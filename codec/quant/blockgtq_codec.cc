@@ -242,19 +242,13 @@ class BlockGtqCodec final : public TensorCodec {
     const Groups& groups = *cached;
     const std::vector<std::vector<float>> parts = RotatedParts(groups, queries, num_queries);
     std::fill(scores, scores + num_queries * count, 0.0f);
-    std::vector<float> dots(num_queries * kTile);
     return ForEachTile(groups, record, sections, count, bad_vector,
                        [&](size_t g, const MseQuantizer& q, const uint8_t* norms,
                            size_t norm_stride, const TileFields& fields, size_t n0, size_t m,
                            size_t* bad) {
-      KVC_RETURN_IF_ERROR(q.RotatedFieldDots(norms, norm_stride, fields.stream,
-                                             fields.first_bit, fields.record_bits, m,
-                                             parts[g].data(), num_queries, dots.data(), kTile,
-                                             bad));
-      for (size_t k = 0; k < num_queries; ++k) {
-        for (size_t i = 0; i < m; ++i) scores[k * count + n0 + i] += dots[k * kTile + i];
-      }
-      return OkStatus();
+      return q.AddRotatedFieldDots(norms, norm_stride, fields.stream, fields.first_bit,
+                                   fields.record_bits, m, parts[g].data(), num_queries,
+                                   scores + n0, count, bad);
     });
   }
 
@@ -431,14 +425,20 @@ class BlockGtqCodec final : public TensorCodec {
                      Run&& run) const {
     const std::vector<size_t> widths = SectionWidths(record);
     const size_t norm_bytes = widths[0] / 8, vector_bits = widths[1];
-    std::vector<uint8_t> stream;
+    const size_t section_bytes = (count * vector_bits + 7) / 8;
+    std::vector<uint8_t> copy;
     for (size_t n0 = 0; n0 < count; n0 += kTile) {
       const size_t m = std::min(kTile, count - n0);
-      // The tile's bit stream with 8 bytes of room for the readers.
+      // The tile's bit stream with 8 bytes of room for the readers: the
+      // section itself, or near its end a copy.
       const size_t first_bit = n0 * vector_bits, end_bit = (n0 + m) * vector_bits;
       const size_t first_byte = first_bit / 8, bytes = (end_bit + 7) / 8 - first_byte;
-      stream.assign(bytes + 8, 0);
-      std::copy(sections[1] + first_byte, sections[1] + first_byte + bytes, stream.begin());
+      const uint8_t* stream = sections[1] + first_byte;
+      if (first_byte + bytes + 8 > section_bytes) {
+        copy.assign(bytes + 8, 0);
+        std::copy(stream, stream + bytes, copy.begin());
+        stream = copy.data();
+      }
       Status first = OkStatus();
       size_t first_bad = m;
       size_t group_bit = first_bit % 8;
@@ -446,7 +446,7 @@ class BlockGtqCodec final : public TensorCodec {
         const MseQuantizer& q = *groups.quantizers[g];
         size_t bad = 0;
         const Status status = run(g, q, sections[0] + n0 * norm_bytes + norm_offset, norm_bytes,
-                                  TileFields{stream.data(), group_bit, vector_bits}, n0, m, &bad);
+                                  TileFields{stream, group_bit, vector_bits}, n0, m, &bad);
         norm_offset += q.norm_bytes();
         group_bit += groups.dims[g].size() * static_cast<size_t>(groups.bits[g]);
         if (!status.ok() && bad < first_bad) {

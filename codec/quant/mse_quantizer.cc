@@ -246,24 +246,25 @@ void MseQuantizer::NormsToGains(const float* len2, size_t count, float* gains) c
   }
 }
 
-template <class Dots>
-Status MseQuantizer::GainedDots(const uint8_t* norms, size_t norm_stride,
-                                const uint8_t* indices, size_t count, size_t num_queries,
-                                float* dots, size_t dot_stride, size_t* bad_vector,
-                                const Dots& tile_dots) const {
+Status MseQuantizer::RotatedDots(const uint8_t* norms, size_t norm_stride,
+                                 const uint8_t* indices, size_t count,
+                                 const float* rotated_queries, size_t num_queries, float* dots,
+                                 size_t dot_stride, size_t* bad_vector) const {
   float len2[kAttentionTile], gains[kAttentionTile];
   for (size_t n0 = 0; n0 < count; n0 += kAttentionTile) {
     const size_t m = std::min(kAttentionTile, count - n0);
+    const uint8_t* tile = indices + n0 * index_bytes();
     size_t bad = 0;
-    const Status status =
-        LoadTileNorms(norms + n0 * norm_stride, norm_stride,
-                      indices == nullptr ? nullptr : indices + n0 * index_bytes(), m, gains, &bad);
+    const Status status = LoadTileNorms(norms + n0 * norm_stride, norm_stride, tile, m, gains,
+                                        &bad);
     if (!status.ok()) {
       *bad_vector = n0 + bad;
       return status;
     }
     // The centroids' lengths (norm correction) come with the dots.
-    tile_dots(n0, m, dots + n0, norm_correction_ ? len2 : nullptr);
+    const simd::IndexRows rows{tile, index_bytes(), m, dim_, bits_, book_.centroids};
+    simd::IndexRowDots(rows, rotated_queries, num_queries, dots + n0, dot_stride,
+                       norm_correction_ ? len2 : nullptr);
     NormsToGains(len2, m, gains);
     for (size_t q = 0; q < num_queries; ++q) {
       float* row = dots + q * dot_stride + n0;
@@ -273,30 +274,28 @@ Status MseQuantizer::GainedDots(const uint8_t* norms, size_t norm_stride,
   return OkStatus();
 }
 
-Status MseQuantizer::RotatedDots(const uint8_t* norms, size_t norm_stride,
-                                 const uint8_t* indices, size_t count,
-                                 const float* rotated_queries, size_t num_queries, float* dots,
-                                 size_t dot_stride, size_t* bad_vector) const {
-  return GainedDots(norms, norm_stride, indices, count, num_queries, dots, dot_stride,
-                    bad_vector, [&](size_t n0, size_t m, float* out, float* len2) {
-    const simd::IndexRows rows{indices + n0 * index_bytes(), index_bytes(), m, dim_, bits_,
-                               book_.centroids};
-    simd::IndexRowDots(rows, rotated_queries, num_queries, out, dot_stride, len2);
-  });
-}
-
-Status MseQuantizer::RotatedFieldDots(const uint8_t* norms, size_t norm_stride,
-                                      const uint8_t* stream, size_t first_bit,
-                                      size_t record_bits, size_t count,
-                                      const float* rotated_queries, size_t num_queries,
-                                      float* dots, size_t dot_stride,
-                                      size_t* bad_vector) const {
-  return GainedDots(norms, norm_stride, nullptr, count, num_queries, dots, dot_stride,
-                    bad_vector, [&](size_t n0, size_t m, float* out, float* len2) {
+Status MseQuantizer::AddRotatedFieldDots(const uint8_t* norms, size_t norm_stride,
+                                         const uint8_t* stream, size_t first_bit,
+                                         size_t record_bits, size_t count,
+                                         const float* rotated_queries, size_t num_queries,
+                                         float* dots, size_t dot_stride,
+                                         size_t* bad_vector) const {
+  float tile_norms[kAttentionTile];
+  for (size_t n0 = 0; n0 < count; n0 += kAttentionTile) {
+    const size_t m = std::min(kAttentionTile, count - n0);
+    size_t bad = 0;
+    const Status status = LoadTileNorms(norms + n0 * norm_stride, norm_stride, nullptr, m,
+                                        tile_norms, &bad);
+    if (!status.ok()) {
+      *bad_vector = n0 + bad;
+      return status;
+    }
     const simd::FieldRows rows{stream, first_bit + n0 * record_bits, record_bits, m, dim_,
                                bits_, book_.centroids};
-    simd::FieldRowDots(rows, rotated_queries, num_queries, out, dot_stride, len2);
-  });
+    simd::FieldRowGainedDots(rows, rotated_queries, num_queries,
+                             {tile_norms, norm_correction_, sqrt_dim_}, dots + n0, dot_stride);
+  }
+  return OkStatus();
 }
 
 Status MseQuantizer::RotatedSums(const uint8_t* norms, size_t norm_stride,

@@ -84,13 +84,15 @@ class MseQuantizer {
                      size_t count, const float* rotated_queries, size_t num_queries,
                      float* dots, size_t dot_stride, size_t* bad_vector) const;
   // RotatedDots on records whose indices lie back to back in a bit stream
-  // (Block-GTQ's groups): record n's indices are the dim * bits bits from bit
-  // first_bit + n * record_bits of `stream` (simd::FieldRows: readable 8
-  // bytes past them). Such records have no padding of their own to check.
-  Status RotatedFieldDots(const uint8_t* norms, size_t norm_stride, const uint8_t* stream,
-                          size_t first_bit, size_t record_bits, size_t count,
-                          const float* rotated_queries, size_t num_queries, float* dots,
-                          size_t dot_stride, size_t* bad_vector) const;
+  // (Block-GTQ's groups), added to dots: dots[q * dot_stride + n] +=
+  // <rotated_queries[q], reconstruction n>. Record n's indices are the dim *
+  // bits bits from bit first_bit + n * record_bits of `stream` (readable 8
+  // bytes past them, as simd::FieldRows); such records have no padding of
+  // their own to check.
+  Status AddRotatedFieldDots(const uint8_t* norms, size_t norm_stride, const uint8_t* stream,
+                             size_t first_bit, size_t record_bits, size_t count,
+                             const float* rotated_queries, size_t num_queries, float* dots,
+                             size_t dot_stride, size_t* bad_vector) const;
   // out[q * dim + j] = sum over n of weights[q * weight_stride + n] *
   // reconstruction n [j], in the rotated domain (the caller rotates back
   // once); out is overwritten.
@@ -114,13 +116,6 @@ class MseQuantizer {
   // Norms to gains in place; len2: the centroids' squared lengths (read
   // only with norm correction).
   void NormsToGains(const float* len2, size_t count, float* gains) const;
-  // RotatedDots' tiles, with dots(n0, m, out, len2) writing the dots of
-  // records n0 .. n0 + m - 1 at out (and their centroids' squared lengths
-  // if len2 is not null); indices as in LoadTileNorms.
-  template <class Dots>
-  Status GainedDots(const uint8_t* norms, size_t norm_stride, const uint8_t* indices,
-                    size_t count, size_t num_queries, float* dots, size_t dot_stride,
-                    size_t* bad_vector, const Dots& tile_dots) const;
   // The fused kernels' view of this quantizer (signs null: none apply).
   simd::TqRows Fused() const {
     return {dim_, rotation_.single_pass_signs(), rotation_.scale(), &book_, sqrt_dim_,

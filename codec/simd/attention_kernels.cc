@@ -32,6 +32,7 @@
 #include "simd/attention_kernels.h"
 
 #include <algorithm>
+#include <cmath>
 #include <cstring>
 #include <type_traits>
 #include <utility>
@@ -89,18 +90,29 @@ inline void ValueRowSumsScalar(const ValueRows& r, const float* weights, size_t 
 
 // Field rows on big-endian hosts (the kernels gather little-endian words).
 inline void FieldRowDotsScalar(const FieldRows& r, const float* queries, size_t num_queries,
-                               float* dots, size_t dot_stride, float* len2) {
+                               const RowGains* gains, float* dots, size_t dot_stride,
+                               float* len2) {
+  std::vector<float> sums(num_queries);
   for (size_t n = 0; n < r.count; ++n) {
     float length2 = 0.0f;
-    for (size_t q = 0; q < num_queries; ++q) dots[q * dot_stride + n] = 0.0f;
+    std::fill(sums.begin(), sums.end(), 0.0f);
     for (size_t j = 0; j < r.dim; ++j) {
       const size_t bit = r.first_bit + n * r.record_bits + j * static_cast<size_t>(r.bits);
       const uint32_t bytes = r.stream[bit / 8] | uint32_t{r.stream[bit / 8 + 1]} << 8;
       const float c = r.table[(bytes >> (bit % 8)) & ((1u << r.bits) - 1)];
       length2 += c * c;
-      for (size_t q = 0; q < num_queries; ++q) dots[q * dot_stride + n] += c * queries[q * r.dim + j];
+      for (size_t q = 0; q < num_queries; ++q) sums[q] += c * queries[q * r.dim + j];
     }
-    if (len2 != nullptr) len2[n] = length2;
+    if (gains == nullptr) {
+      for (size_t q = 0; q < num_queries; ++q) dots[q * dot_stride + n] = sums[q];
+      if (len2 != nullptr) len2[n] = length2;
+      continue;
+    }
+    const float length = std::sqrt(length2);
+    const float gain = !gains->norm_correction ? gains->norms[n] / gains->sqrt_dim
+                       : length > 0             ? gains->norms[n] / length
+                                                : 0.0f;
+    for (size_t q = 0; q < num_queries; ++q) dots[q * dot_stride + n] += gain * sums[q];
   }
 }
 
@@ -300,10 +312,12 @@ HWY_INLINE hn::Vec<DU> FieldBits(const uint8_t* HWY_RESTRICT at, hn::Vec<DU> pos
 // Dots of kQ queries (and squared lengths) for the records n0 .. n0 + lanes
 // - 1, lanes <= Lanes(d). Lanes past them repeat the last record and are
 // not stored.
+// With gains: dots += gain * dot instead (len2 unused).
 template <int kBits, size_t kQ>
 HWY_INLINE void FieldLaneDots(const FieldRows& r, size_t n0, size_t lanes, V lo, V hi,
-                              const float* HWY_RESTRICT q, float* HWY_RESTRICT dots,
-                              size_t dot_stride, float* HWY_RESTRICT len2) {
+                              const float* HWY_RESTRICT q, const RowGains* gains,
+                              float* HWY_RESTRICT dots, size_t dot_stride,
+                              float* HWY_RESTRICT len2) {
   const D d;
   const DU du;
   const DI di;
@@ -338,61 +352,98 @@ HWY_INLINE void FieldLaneDots(const FieldRows& r, size_t n0, size_t lanes, V lo,
       for (size_t k = 0; j + k < r.dim; ++k) step(word, j + k, static_cast<int>(k) * kBits);
     }
   }
-  HWY_ALIGN float out[kMax];
+  // The lanes' values of memory: a whole vector directly, the last lanes
+  // through a buffer (zeros past them).
+  HWY_ALIGN float buffer[kMax] = {};
+  const bool whole = lanes == hn::Lanes(d);
+  const auto load = [&](const float* HWY_RESTRICT from) HWY_ATTR {
+    if (whole) return hn::LoadU(d, from);
+    std::copy(from, from + lanes, buffer);
+    return hn::Load(d, buffer);
+  };
+  const auto store = [&](V v, float* HWY_RESTRICT to) HWY_ATTR {
+    if (whole) return hn::StoreU(v, d, to);
+    hn::Store(v, d, buffer);
+    std::copy(buffer, buffer + lanes, to);
+  };
+  V gain = hn::Zero(d);
+  if (gains != nullptr) {
+    const V norm = load(gains->norms + n0);
+    if (gains->norm_correction) {
+      const V length = hn::Sqrt(sq);
+      gain = hn::IfThenElseZero(hn::Gt(length, hn::Zero(d)), hn::Div(norm, length));
+    } else {
+      gain = hn::Div(norm, hn::Set(d, gains->sqrt_dim));
+    }
+  }
   const auto put = [&](V v, float* HWY_RESTRICT to) HWY_ATTR {
-    hn::Store(v, d, out);
-    std::copy(out, out + lanes, to);
+    store(gains != nullptr ? hn::MulAdd(gain, v, load(to)) : v, to);
   };
   if (kQ > 0) put(a0, dots + n0);
   if (kQ > 1) put(a1, dots + dot_stride + n0);
   if (kQ > 2) put(a2, dots + 2 * dot_stride + n0);
   if (kQ > 3) put(a3, dots + 3 * dot_stride + n0);
-  if (len2 != nullptr) put(sq, len2 + n0);
+  if (len2 != nullptr && gains == nullptr) put(sq, len2 + n0);
 }
 
 template <int kBits>
 void FieldDots(const FieldRows& r, const float* HWY_RESTRICT queries, size_t num_queries,
-               float* HWY_RESTRICT dots, size_t dot_stride, float* HWY_RESTRICT len2) {
+               const RowGains* gains, float* HWY_RESTRICT dots, size_t dot_stride,
+               float* HWY_RESTRICT len2) {
   const size_t N = hn::Lanes(D());
   const V lo = TablePart(r.table, kBits, 0), hi = TablePart(r.table, kBits, 1);
   for (size_t n0 = 0; n0 < r.count; n0 += N) {
     const size_t lanes = std::min(N, r.count - n0);
     if (num_queries == 0 && len2 != nullptr) {
-      FieldLaneDots<kBits, 0>(r, n0, lanes, lo, hi, nullptr, nullptr, 0, len2);
+      FieldLaneDots<kBits, 0>(r, n0, lanes, lo, hi, nullptr, nullptr, nullptr, 0, len2);
     }
     for (size_t q0 = 0; q0 < num_queries; q0 += kGroup) {
       // The squared lengths come with the first group.
       DispatchGroup(num_queries - q0, [&](auto queries_in_group) HWY_ATTR {
         FieldLaneDots<kBits, decltype(queries_in_group)::value>(
-            r, n0, lanes, lo, hi, queries + q0 * r.dim, dots + q0 * dot_stride, dot_stride,
-            q0 == 0 ? len2 : nullptr);
+            r, n0, lanes, lo, hi, queries + q0 * r.dim, gains, dots + q0 * dot_stride,
+            dot_stride, q0 == 0 ? len2 : nullptr);
       });
     }
   }
 }
 
-void FieldRowDotsImpl(const FieldRows& r, const float* HWY_RESTRICT queries, size_t num_queries,
-                      float* HWY_RESTRICT dots, size_t dot_stride, float* HWY_RESTRICT len2) {
+// FieldRowDots, or with gains FieldRowGainedDots.
+void FieldDotsOf(const FieldRows& r, const float* HWY_RESTRICT queries, size_t num_queries,
+                 const RowGains* gains, float* HWY_RESTRICT dots, size_t dot_stride,
+                 float* HWY_RESTRICT len2) {
   if (r.count == 0 || r.dim == 0) {
     // Empty records: every dot and length is 0.
+    if (gains != nullptr) return;
     for (size_t q = 0; q < num_queries; ++q) std::fill_n(dots + q * dot_stride, r.count, 0.0f);
     if (len2 != nullptr) std::fill_n(len2, r.count, 0.0f);
     return;
   }
   if (!kHostIsLittleEndian) {
-    return attention_internal::FieldRowDotsScalar(r, queries, num_queries, dots, dot_stride,
-                                                  len2);
+    return attention_internal::FieldRowDotsScalar(r, queries, num_queries, gains, dots,
+                                                  dot_stride, len2);
   }
   switch (r.bits) {
-    case 1: return FieldDots<1>(r, queries, num_queries, dots, dot_stride, len2);
-    case 2: return FieldDots<2>(r, queries, num_queries, dots, dot_stride, len2);
-    case 3: return FieldDots<3>(r, queries, num_queries, dots, dot_stride, len2);
-    case 4: return FieldDots<4>(r, queries, num_queries, dots, dot_stride, len2);
-    case 5: return FieldDots<5>(r, queries, num_queries, dots, dot_stride, len2);
-    case 6: return FieldDots<6>(r, queries, num_queries, dots, dot_stride, len2);
-    case 7: return FieldDots<7>(r, queries, num_queries, dots, dot_stride, len2);
-    default: return FieldDots<8>(r, queries, num_queries, dots, dot_stride, len2);
+    case 1: return FieldDots<1>(r, queries, num_queries, gains, dots, dot_stride, len2);
+    case 2: return FieldDots<2>(r, queries, num_queries, gains, dots, dot_stride, len2);
+    case 3: return FieldDots<3>(r, queries, num_queries, gains, dots, dot_stride, len2);
+    case 4: return FieldDots<4>(r, queries, num_queries, gains, dots, dot_stride, len2);
+    case 5: return FieldDots<5>(r, queries, num_queries, gains, dots, dot_stride, len2);
+    case 6: return FieldDots<6>(r, queries, num_queries, gains, dots, dot_stride, len2);
+    case 7: return FieldDots<7>(r, queries, num_queries, gains, dots, dot_stride, len2);
+    default: return FieldDots<8>(r, queries, num_queries, gains, dots, dot_stride, len2);
   }
+}
+
+void FieldRowDotsImpl(const FieldRows& r, const float* HWY_RESTRICT queries, size_t num_queries,
+                      float* HWY_RESTRICT dots, size_t dot_stride, float* HWY_RESTRICT len2) {
+  FieldDotsOf(r, queries, num_queries, nullptr, dots, dot_stride, len2);
+}
+
+void FieldRowGainedDotsImpl(const FieldRows& r, const float* HWY_RESTRICT queries,
+                            size_t num_queries, const RowGains& gains, float* HWY_RESTRICT dots,
+                            size_t dot_stride) {
+  FieldDotsOf(r, queries, num_queries, &gains, dots, dot_stride, nullptr);
 }
 
 // The last records (fewer than a vector) of field sums: each lane's record
@@ -1047,6 +1098,7 @@ namespace simd {
 HWY_EXPORT(IndexRowDotsImpl);
 HWY_EXPORT(IndexRowSumsImpl);
 HWY_EXPORT(FieldRowDotsImpl);
+HWY_EXPORT(FieldRowGainedDotsImpl);
 HWY_EXPORT(ValueRowDotsImpl);
 HWY_EXPORT(ValueRowSumsImpl);
 
@@ -1063,6 +1115,12 @@ void IndexRowSums(const IndexRows& rows, const float* weights, size_t weight_str
 void FieldRowDots(const FieldRows& rows, const float* queries, size_t num_queries, float* dots,
                   size_t dot_stride, float* len2) {
   HWY_DYNAMIC_DISPATCH(FieldRowDotsImpl)(rows, queries, num_queries, dots, dot_stride, len2);
+}
+
+void FieldRowGainedDots(const FieldRows& rows, const float* queries, size_t num_queries,
+                        const RowGains& gains, float* dots, size_t dot_stride) {
+  HWY_DYNAMIC_DISPATCH(FieldRowGainedDotsImpl)(rows, queries, num_queries, gains, dots,
+                                               dot_stride);
 }
 
 void ValueRowDots(const ValueRows& rows, const float* queries, size_t num_queries, float* dots,

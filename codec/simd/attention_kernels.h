@@ -67,6 +67,21 @@ struct FieldRows {
 void FieldRowDots(const FieldRows& rows, const float* queries, size_t num_queries, float* dots,
                   size_t dot_stride, float* len2);
 
+// The gains of TurboQuant records, applied by FieldRowGainedDots: gain_n =
+// norms[n] / sqrt(len2_n) (0 where that length is 0) with norm correction,
+// len2_n being record n's squared length (FieldRowDots' len2), else
+// norms[n] / sqrt_dim.
+struct RowGains {
+  const float* norms;
+  bool norm_correction;
+  float sqrt_dim;
+};
+
+// dots[q * dot_stride + n] += gain_n * (FieldRowDots' dot): reconstructions'
+// dots added in place, each gain found and applied in the record's lane.
+void FieldRowGainedDots(const FieldRows& rows, const float* queries, size_t num_queries,
+                        const RowGains& gains, float* dots, size_t dot_stride);
+
 // `count` rows of `dim` values stored little-endian in `format` (kvc_dtype
 // F32, F16 or BF16), row n at values + n * dim * bytes.
 struct ValueRows {
