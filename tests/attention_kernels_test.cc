@@ -175,7 +175,9 @@ void CheckFieldRows(size_t count, size_t dim, int bits, size_t num_queries, size
     REQUIRE(std::fabs(len2[n] - length2) <= kTolerance * length2 + 1e-30);
     for (size_t q = 0; q < num_queries; ++q) {
       double ref = 0;
-      for (size_t j = 0; j < dim; ++j) ref += double(table[indices[n * dim + j]]) * queries[q * dim + j];
+      for (size_t j = 0; j < dim; ++j) {
+        ref += double(table[indices[n * dim + j]]) * queries[q * dim + j];
+      }
       const double bound = kTolerance * Norm(&queries[q * dim], dim) * std::sqrt(length2);
       REQUIRE(std::fabs(dots[q * dot_stride + n] - ref) <= bound + 1e-30);
     }

@@ -123,7 +123,9 @@ inline void FieldRowSumsScalar(const FieldRows& r, const float* weights, size_t 
       const size_t bit = r.first_bit + n * r.record_bits + j * static_cast<size_t>(r.bits);
       const uint32_t bytes = r.stream[bit / 8] | uint32_t{r.stream[bit / 8 + 1]} << 8;
       const float c = r.table[(bytes >> (bit % 8)) & ((1u << r.bits) - 1)];
-      for (size_t q = 0; q < num_queries; ++q) out[q * r.dim + j] += weights[q * weight_stride + n] * c;
+      for (size_t q = 0; q < num_queries; ++q) {
+        out[q * r.dim + j] += weights[q * weight_stride + n] * c;
+      }
     }
   }
 }
@@ -471,7 +473,8 @@ HWY_INLINE void FieldColumnSums(const FieldRows& r, size_t j, const float* HWY_R
   const auto add = [&](size_t n0, const uint32_t* HWY_RESTRICT lane_bits,
                        const float* HWY_RESTRICT weights, size_t stride) HWY_ATTR {
     const size_t first = r.first_bit + n0 * r.record_bits + j * kBits;
-    const auto pos = hn::Add(hn::LoadU(du, lane_bits), hn::Set(du, static_cast<uint32_t>(first % 8)));
+    const auto pos =
+        hn::Add(hn::LoadU(du, lane_bits), hn::Set(du, static_cast<uint32_t>(first % 8)));
     const auto word = FieldBits(r.stream + first / 8, pos);
     constexpr int kT = TableRegisters<kBits>();
     const V c = Lookup<kT>(hn::BitCast(di, hn::And(word, mask)), lo, hi, r.table);
