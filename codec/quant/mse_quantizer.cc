@@ -169,10 +169,12 @@ bool MseQuantizer::LoadNorms(const uint8_t* norms, size_t norm_stride, const uin
   if (norm_stride == bytes) {
     valid = kvc::LoadNorms(norms, count, format_, out);
   } else {
-    // Norms that are not adjacent (records of several sections), gathered.
-    uint8_t packed[kMaxBatch * 4] = {};
-    for (size_t n0 = 0; n0 < count; n0 += kMaxBatch) {
-      const size_t m = std::min(kMaxBatch, count - n0);
+    // Norms that are not adjacent (records of several sections, Block-GTQ's
+    // groups), gathered and converted a few hundred at a time.
+    constexpr size_t kGathered = 512;
+    uint8_t packed[kGathered * 4];
+    for (size_t n0 = 0; n0 < count; n0 += kGathered) {
+      const size_t m = std::min(kGathered, count - n0);
       for (size_t n = 0; n < m; ++n) {
         std::memcpy(packed + n * bytes, norms + (n0 + n) * norm_stride, bytes);
       }
