@@ -88,7 +88,14 @@ inline void ValueRowSumsScalar(const ValueRows& r, const float* weights, size_t 
   }
 }
 
-// Field rows on big-endian hosts (the kernels gather little-endian words).
+// Field rows on big-endian hosts (the kernels gather little-endian words):
+// the entry of index j of record n.
+inline float FieldEntry(const FieldRows& r, size_t n, size_t j) {
+  const size_t bit = r.first_bit + n * r.record_bits + j * static_cast<size_t>(r.bits);
+  const uint32_t bytes = r.stream[bit / 8] | uint32_t{r.stream[bit / 8 + 1]} << 8;
+  return r.table[(bytes >> (bit % 8)) & ((1u << r.bits) - 1)];
+}
+
 inline void FieldRowDotsScalar(const FieldRows& r, const float* queries, size_t num_queries,
                                const RowGains* gains, float* dots, size_t dot_stride,
                                float* len2) {
@@ -97,9 +104,7 @@ inline void FieldRowDotsScalar(const FieldRows& r, const float* queries, size_t 
     float length2 = 0.0f;
     std::fill(sums.begin(), sums.end(), 0.0f);
     for (size_t j = 0; j < r.dim; ++j) {
-      const size_t bit = r.first_bit + n * r.record_bits + j * static_cast<size_t>(r.bits);
-      const uint32_t bytes = r.stream[bit / 8] | uint32_t{r.stream[bit / 8 + 1]} << 8;
-      const float c = r.table[(bytes >> (bit % 8)) & ((1u << r.bits) - 1)];
+      const float c = FieldEntry(r, n, j);
       length2 += c * c;
       for (size_t q = 0; q < num_queries; ++q) sums[q] += c * queries[q * r.dim + j];
     }
@@ -120,9 +125,7 @@ inline void FieldRowSumsScalar(const FieldRows& r, const float* weights, size_t 
                                size_t num_queries, float* out) {
   for (size_t n = 0; n < r.count; ++n) {
     for (size_t j = 0; j < r.dim; ++j) {
-      const size_t bit = r.first_bit + n * r.record_bits + j * static_cast<size_t>(r.bits);
-      const uint32_t bytes = r.stream[bit / 8] | uint32_t{r.stream[bit / 8 + 1]} << 8;
-      const float c = r.table[(bytes >> (bit % 8)) & ((1u << r.bits) - 1)];
+      const float c = FieldEntry(r, n, j);
       for (size_t q = 0; q < num_queries; ++q) {
         out[q * r.dim + j] += weights[q * weight_stride + n] * c;
       }
@@ -591,32 +594,34 @@ class PaddedTail {
   std::vector<uint8_t> copy_;
 };
 
-// Index rows as field rows (records 8 * stride bits apart); the last rows
-// from a padded copy, since the gathers read past a row.
-void FieldIndexDots(const IndexRows& r, const float* HWY_RESTRICT queries, size_t num_queries,
-                    float* HWY_RESTRICT dots, size_t dot_stride, float* HWY_RESTRICT len2) {
+// Index rows as field rows (records 8 * stride bits apart): part(rows, n0)
+// for the rows from row n0 on, the last ones from a padded copy, since the
+// gathers read past a row.
+template <class Part>
+void AsFieldRows(const IndexRows& r, const Part& part) {
   const PaddedTail tail(r, (r.dim * static_cast<size_t>(r.bits) + 7) / 8);
   const size_t first = tail.first();
-  FieldRowDotsImpl({r.packed, 0, 8 * r.stride, first, r.dim, r.bits, r.table}, queries,
-                   num_queries, dots, dot_stride, len2);
+  part(FieldRows{r.packed, 0, 8 * r.stride, first, r.dim, r.bits, r.table}, 0);
   if (first == r.count) return;
-  FieldRowDotsImpl({tail.Row(first), 0, 8 * r.stride, r.count - first, r.dim, r.bits, r.table},
-                   queries, num_queries, num_queries > 0 ? dots + first : dots, dot_stride,
-                   len2 != nullptr ? len2 + first : nullptr);
+  part(FieldRows{tail.Row(first), 0, 8 * r.stride, r.count - first, r.dim, r.bits, r.table},
+       first);
 }
 
-// IndexRowSums as FieldIndexDots takes the rows.
+void FieldIndexDots(const IndexRows& r, const float* HWY_RESTRICT queries, size_t num_queries,
+                    float* HWY_RESTRICT dots, size_t dot_stride, float* HWY_RESTRICT len2) {
+  AsFieldRows(r, [&](const FieldRows& rows, size_t n0) HWY_ATTR {
+    FieldRowDotsImpl(rows, queries, num_queries, num_queries > 0 ? dots + n0 : dots, dot_stride,
+                     len2 != nullptr ? len2 + n0 : nullptr);
+  });
+}
+
 void FieldIndexSums(const IndexRows& r, const float* HWY_RESTRICT weights, size_t weight_stride,
                     size_t num_queries, float* HWY_RESTRICT out) {
   std::fill_n(out, num_queries * r.dim, 0.0f);
   if (num_queries == 0) return;
-  const PaddedTail tail(r, (r.dim * static_cast<size_t>(r.bits) + 7) / 8);
-  const size_t first = tail.first();
-  FieldRowSumsImpl({r.packed, 0, 8 * r.stride, first, r.dim, r.bits, r.table}, weights,
-                   weight_stride, num_queries, out);
-  if (first == r.count) return;
-  FieldRowSumsImpl({tail.Row(first), 0, 8 * r.stride, r.count - first, r.dim, r.bits, r.table},
-                   weights + first, weight_stride, num_queries, out);
+  AsFieldRows(r, [&](const FieldRows& rows, size_t n0) HWY_ATTR {
+    FieldRowSumsImpl(rows, weights + n0, weight_stride, num_queries, out);
+  });
 }
 
 // ---------------------------------------------------------------------------
