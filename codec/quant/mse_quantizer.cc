@@ -248,23 +248,37 @@ void MseQuantizer::NormsToGains(const float* len2, size_t count, float* gains) c
   }
 }
 
-Status MseQuantizer::RotatedDots(const uint8_t* norms, size_t norm_stride,
-                                 const uint8_t* indices, size_t count,
-                                 const float* rotated_queries, size_t num_queries, float* dots,
-                                 size_t dot_stride, size_t* bad_vector) const {
-  float len2[kAttentionTile], gains[kAttentionTile];
+template <class Tile>
+Status MseQuantizer::ForEachNormTile(const uint8_t* norms, size_t norm_stride,
+                                     const uint8_t* indices, size_t count, size_t* bad_vector,
+                                     const Tile& tile) const {
+  float tile_norms[kAttentionTile];
   for (size_t n0 = 0; n0 < count; n0 += kAttentionTile) {
     const size_t m = std::min(kAttentionTile, count - n0);
-    const uint8_t* tile = indices + n0 * index_bytes();
     size_t bad = 0;
-    const Status status = LoadTileNorms(norms + n0 * norm_stride, norm_stride, tile, m, gains,
-                                        &bad);
+    const Status status =
+        LoadTileNorms(norms + n0 * norm_stride, norm_stride,
+                      indices == nullptr ? nullptr : indices + n0 * index_bytes(), m, tile_norms,
+                      &bad);
     if (!status.ok()) {
       *bad_vector = n0 + bad;
       return status;
     }
+    tile(n0, m, tile_norms);
+  }
+  return OkStatus();
+}
+
+Status MseQuantizer::RotatedDots(const uint8_t* norms, size_t norm_stride,
+                                 const uint8_t* indices, size_t count,
+                                 const float* rotated_queries, size_t num_queries, float* dots,
+                                 size_t dot_stride, size_t* bad_vector) const {
+  float len2[kAttentionTile];
+  return ForEachNormTile(norms, norm_stride, indices, count, bad_vector,
+                         [&](size_t n0, size_t m, float* gains) {
     // The centroids' lengths (norm correction) come with the dots.
-    const simd::IndexRows rows{tile, index_bytes(), m, dim_, bits_, book_.centroids};
+    const simd::IndexRows rows{indices + n0 * index_bytes(), index_bytes(), m, dim_, bits_,
+                               book_.centroids};
     simd::IndexRowDots(rows, rotated_queries, num_queries, dots + n0, dot_stride,
                        norm_correction_ ? len2 : nullptr);
     NormsToGains(len2, m, gains);
@@ -272,8 +286,7 @@ Status MseQuantizer::RotatedDots(const uint8_t* norms, size_t norm_stride,
       float* row = dots + q * dot_stride + n0;
       for (size_t i = 0; i < m; ++i) row[i] = gains[i] * row[i];
     }
-  }
-  return OkStatus();
+  });
 }
 
 Status MseQuantizer::AddRotatedFieldDots(const uint8_t* norms, size_t norm_stride,
@@ -282,43 +295,27 @@ Status MseQuantizer::AddRotatedFieldDots(const uint8_t* norms, size_t norm_strid
                                          const float* rotated_queries, size_t num_queries,
                                          float* dots, size_t dot_stride,
                                          size_t* bad_vector) const {
-  float tile_norms[kAttentionTile];
-  for (size_t n0 = 0; n0 < count; n0 += kAttentionTile) {
-    const size_t m = std::min(kAttentionTile, count - n0);
-    size_t bad = 0;
-    const Status status = LoadTileNorms(norms + n0 * norm_stride, norm_stride, nullptr, m,
-                                        tile_norms, &bad);
-    if (!status.ok()) {
-      *bad_vector = n0 + bad;
-      return status;
-    }
+  return ForEachNormTile(norms, norm_stride, nullptr, count, bad_vector,
+                         [&](size_t n0, size_t m, const float* tile_norms) {
     const simd::FieldRows rows{stream, first_bit + n0 * record_bits, record_bits, m, dim_,
                                bits_, book_.centroids};
     simd::FieldRowGainedDots(rows, rotated_queries, num_queries,
                              {tile_norms, norm_correction_, sqrt_dim_}, dots + n0, dot_stride);
-  }
-  return OkStatus();
+  });
 }
 
 Status MseQuantizer::RotatedSums(const uint8_t* norms, size_t norm_stride,
                                  const uint8_t* indices, size_t count, const float* weights,
                                  size_t weight_stride, size_t num_queries, float* out,
                                  size_t* bad_vector) const {
-  float len2[kAttentionTile], gains[kAttentionTile];
+  float len2[kAttentionTile];
   // The weights times each row's gain, then the tile's sum added to out.
   std::vector<float> scaled(num_queries * kAttentionTile), part(num_queries * dim_);
   std::fill(out, out + num_queries * dim_, 0.0f);
-  for (size_t n0 = 0; n0 < count; n0 += kAttentionTile) {
-    const size_t m = std::min(kAttentionTile, count - n0);
-    const uint8_t* tile = indices + n0 * index_bytes();
-    size_t bad = 0;
-    const Status status = LoadTileNorms(norms + n0 * norm_stride, norm_stride, tile, m, gains,
-                                        &bad);
-    if (!status.ok()) {
-      *bad_vector = n0 + bad;
-      return status;
-    }
-    const simd::IndexRows rows{tile, index_bytes(), m, dim_, bits_, book_.centroids};
+  return ForEachNormTile(norms, norm_stride, indices, count, bad_vector,
+                         [&](size_t n0, size_t m, float* gains) {
+    const simd::IndexRows rows{indices + n0 * index_bytes(), index_bytes(), m, dim_, bits_,
+                               book_.centroids};
     if (norm_correction_) simd::IndexRowDots(rows, nullptr, 0, nullptr, 0, len2);
     NormsToGains(len2, m, gains);
     for (size_t q = 0; q < num_queries; ++q) {
@@ -328,8 +325,7 @@ Status MseQuantizer::RotatedSums(const uint8_t* norms, size_t norm_stride,
     }
     simd::IndexRowSums(rows, scaled.data(), kAttentionTile, num_queries, part.data());
     for (size_t j = 0; j < num_queries * dim_; ++j) out[j] += part[j];
-  }
-  return OkStatus();
+  });
 }
 
 }  // namespace kvc

@@ -116,6 +116,12 @@ class MseQuantizer {
   // Norms to gains in place; len2: the centroids' squared lengths (read
   // only with norm correction).
   void NormsToGains(const float* len2, size_t count, float* gains) const;
+  // Attention's tiles of up to kAttentionTile records: each tile's norms
+  // loaded and checked (LoadTileNorms), then tile(first record, records,
+  // norms). The first invalid record ends the walk, *bad_vector naming it.
+  template <class Tile>
+  Status ForEachNormTile(const uint8_t* norms, size_t norm_stride, const uint8_t* indices,
+                         size_t count, size_t* bad_vector, const Tile& tile) const;
   // The fused kernels' view of this quantizer (signs null: none apply).
   simd::TqRows Fused() const {
     return {dim_, rotation_.single_pass_signs(), rotation_.scale(), &book_, sqrt_dim_,
