@@ -320,6 +320,31 @@ void CheckQuantizers() {
   }
 }
 
+// Unpacking in blocks (simd/bitpack-inl.h) against the reference, for every
+// width, counts around whole groups and whole vectors, input at every
+// offset within 8 bytes: nothing written past the n values.
+void CheckUnpackIndices() {
+  std::vector<uint8_t> stream(2100);
+  uint64_t state = 0x9E3779B97F4A7C15ull;
+  for (uint8_t& b : stream) {
+    state = state * 6364136223846793005ull + 1442695040888963407ull;
+    b = static_cast<uint8_t>(state >> 56);
+  }
+  for (int bits = 1; bits <= 8; ++bits) {
+    CAPTURE(bits);
+    for (size_t n : {0, 1, 7, 8, 9, 15, 16, 17, 24, 31, 32, 40, 48, 63, 64, 100, 128, 1000, 2048}) {
+      CAPTURE(n);
+      for (size_t offset = 0; offset < 8; ++offset) {
+        const uint8_t* in = stream.data() + offset;
+        std::vector<uint8_t> ref(n + 16, 0xEE), got(n + 16, 0xEE);
+        kvc::UnpackBits(in, n, bits, ref.data());
+        kvc::simd::UnpackIndices(in, n, bits, got.data());
+        REQUIRE(ref == got);
+      }
+    }
+  }
+}
+
 // The fused row kernels hold a row in an array of registers: every target
 // but HWY_SCALAR and the SVE ones (sizeless vectors) has them.
 bool HasFusedRowKernels() {
@@ -960,6 +985,7 @@ TEST_CASE("SIMD kernels match the scalar reference on every target") {
     CheckRotation();
     CheckBitStreams();
     CheckQuantizers();
+    CheckUnpackIndices();
     CheckFusedTurboQuant();
     CheckRotateRows();
     CheckQuantizeRows();

@@ -27,6 +27,7 @@
 #include <hwy/highway.h>
 
 #include "simd/angle-inl.h"
+#include "simd/bitpack-inl.h"
 #include "simd/rows-inl.h"
 
 HWY_BEFORE_NAMESPACE();
@@ -202,10 +203,10 @@ void DecodeRows(const TaRows& p, const uint8_t* HWY_RESTRICT angles,
   HWY_ALIGN uint8_t digits[kMaxPairs];
   HWY_ALIGN uint8_t levels[kMaxPairs];
   for (size_t n = 0; n < count; ++n) {
-    UnpackBits(angles + n * angle_bytes, p.pairs, p.digit_bits, digits);
+    UnpackFields(angles + n * angle_bytes, p.pairs, p.digit_bits, digits);
     const uint8_t* codes = radii + n * radius_bytes;
     if (kLog4) {
-      UnpackBits(codes, p.pairs, 4, levels);
+      UnpackFields(codes, p.pairs, 4, levels);
       codes = levels;
     }
     const V scale = hn::Set(d, rms[n]);

@@ -17,6 +17,7 @@
 #include <hwy/foreach_target.h>  // IWYU pragma: keep
 #include <hwy/highway.h>
 
+#include "simd/bitpack-inl.h"
 #include "simd/rows-inl.h"
 
 HWY_BEFORE_NAMESPACE();
@@ -438,9 +439,9 @@ void DequantizeRowsImpl(const float* HWY_RESTRICT centroids, int bits, const uin
   const size_t record = (n * static_cast<size_t>(bits) + 7) / 8;
   std::vector<uint8_t> idx(count * n);
   if (record * 8 == n * static_cast<size_t>(bits)) {  // rows back to back
-    UnpackBits(packed, count * n, bits, idx.data());
+    UnpackFields(packed, count * n, bits, idx.data());
   } else {
-    for (size_t r = 0; r < count; ++r) UnpackBits(packed + r * record, n, bits, &idx[r * n]);
+    for (size_t r = 0; r < count; ++r) UnpackFields(packed + r * record, n, bits, &idx[r * n]);
   }
   CentroidTable(centroids, size_t{1} << bits).Row(idx.data(), count * n, 1.0f, y);
   const hn::ScalableTag<float> d;
@@ -485,6 +486,7 @@ HWY_EXPORT(WideSearchImpl);
 HWY_EXPORT(QuantizeRowsImpl);
 HWY_EXPORT(DequantizeRowsImpl);
 HWY_EXPORT(DequantizeImpl);
+HWY_EXPORT(UnpackFields);
 
 void CountBelow(const float* thresholds, size_t count, const float* in, size_t n,
                 float scale, uint8_t* out) {
@@ -515,6 +517,10 @@ void DequantizeRows(const Codebook& book, const uint8_t* packed, size_t n, size_
                     const float* norms, float sqrt_dim, bool norm_correction, float* y) {
   HWY_DYNAMIC_DISPATCH(DequantizeRowsImpl)(book.centroids, book.bits, packed, n, count, norms,
                                            sqrt_dim, norm_correction, y);
+}
+
+void UnpackIndices(const uint8_t* packed, size_t n, int bits, uint8_t* idx) {
+  HWY_DYNAMIC_DISPATCH(UnpackFields)(packed, n, bits, idx);
 }
 
 void Dequantize(const Codebook& book, const uint8_t* idx, size_t n, float gain, float* y) {

@@ -25,6 +25,7 @@
 #include <hwy/highway.h>
 
 #include "simd/hadamard-inl.h"
+#include "simd/bitpack-inl.h"
 #include "simd/rows-inl.h"
 
 HWY_BEFORE_NAMESPACE();
@@ -165,7 +166,7 @@ void DecodeRows(const TqRows& p, const uint8_t* HWY_RESTRICT packed,
   HWY_ALIGN uint8_t idx[kDim];
   for (size_t n = 0; n < count; ++n) {
     const uint8_t* row = packed + n * kIndexBytes;
-    if (!kWholeBytes) UnpackBits(row, kDim, kBits, idx);
+    if (!kWholeBytes) UnpackFields(row, kDim, kBits, idx);
     const auto index = [&](size_t k) HWY_ATTR {
       return kWholeBytes ? UnpackRegister<kBits>(row + k * kLanes * kBits / 8, shifts)
                          : hn::PromoteTo(di, hn::LoadU(d8, idx + k * kLanes));
