@@ -46,14 +46,21 @@ inline bool LoadNorm(const uint8_t* p, uint32_t format, float* norm) {
   return std::isfinite(*norm) && !std::signbit(*norm);
 }
 
-// Many scalars at once (SIMD conversions, a few thousand at a time through
-// an aligned buffer): StoreFiniteScalars stores n values as StoreScalar
-// does and returns whether every stored value is finite; LoadFiniteScalars
+// Many scalars at once (SIMD conversions: in place on a little-endian host,
+// else a few thousand at a time through an aligned buffer):
+// StoreFiniteScalars stores n values as StoreScalar does and returns
+// whether every stored value is finite; LoadFiniteScalars
 // loads n values and returns whether every one is finite. Where one is not,
 // the caller redoes the values one by one to name it.
 inline bool StoreFiniteScalars(const float* v, size_t n, uint32_t format, uint8_t* out) {
-  constexpr size_t kPiece = 2048;
   const size_t bytes = DtypeBytes(format);
+  if (kHostIsLittleEndian && bytes == 2 && reinterpret_cast<uintptr_t>(out) % 2 == 0) {
+    auto* half = reinterpret_cast<uint16_t*>(out);
+    const simd::Writes writes = simd::Writes::kCached;
+    return format == KVC_DTYPE_F16 ? simd::F32ToF16Finite(v, n, writes, half)
+                                   : simd::F32ToBF16Finite(v, n, writes, half);
+  }
+  constexpr size_t kPiece = 2048;
   bool finite = true;
   for (size_t i = 0; i < n; i += kPiece) {
     const size_t m = std::min(kPiece, n - i);
@@ -74,8 +81,13 @@ inline bool StoreFiniteScalars(const float* v, size_t n, uint32_t format, uint8_
 }
 
 inline bool LoadFiniteScalars(const uint8_t* p, size_t n, uint32_t format, float* out) {
-  constexpr size_t kPiece = 2048;
   const size_t bytes = DtypeBytes(format);
+  if (kHostIsLittleEndian && bytes == 2 && reinterpret_cast<uintptr_t>(p) % 2 == 0) {
+    const auto* half = reinterpret_cast<const uint16_t*>(p);
+    return format == KVC_DTYPE_F16 ? simd::F16ToF32Finite(half, n, out)
+                                   : simd::BF16ToF32Finite(half, n, out);
+  }
+  constexpr size_t kPiece = 2048;
   bool finite = true;
   for (size_t i = 0; i < n; i += kPiece) {
     const size_t m = std::min(kPiece, n - i);
