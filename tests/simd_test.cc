@@ -606,6 +606,18 @@ void CheckQuantizeRows() {
           for (size_t j = 0; j < n; ++j) REQUIRE(Bits(got[j]) == Bits(c[j] * gain));
         }
       }
+      // All the rows in one call (their indices unpacked together, rows that
+      // end inside a byte read on into the next one): as one at a time.
+      for (bool correction : {false, true}) {
+        std::vector<float> batch(count * n), single(n);
+        kvc::simd::DequantizeRows(book, packed.data(), n, count, norms.data(), 4.0f, correction,
+                                  batch.data());
+        for (size_t r = 0; r < count; ++r) {
+          kvc::simd::DequantizeRows(book, &packed[r * record], n, 1, &norms[r], 4.0f, correction,
+                                    single.data());
+          for (size_t j = 0; j < n; ++j) REQUIRE(Bits(batch[r * n + j]) == Bits(single[j]));
+        }
+      }
     }
   }
 }

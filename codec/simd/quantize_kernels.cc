@@ -437,11 +437,11 @@ void DequantizeRowsImpl(const float* HWY_RESTRICT centroids, int bits, const uin
                         size_t n, size_t count, const float* HWY_RESTRICT norms, float sqrt_dim,
                         bool norm_correction, float* HWY_RESTRICT y) {
   const size_t record = (n * static_cast<size_t>(bits) + 7) / 8;
-  std::vector<uint8_t> idx(count * n);
+  std::vector<uint8_t> idx(count * n + 8);  // + the room UnpackFieldRows asks
   if (record * 8 == n * static_cast<size_t>(bits)) {  // rows back to back
     UnpackFields(packed, count * n, bits, idx.data());
   } else {
-    for (size_t r = 0; r < count; ++r) UnpackFields(packed + r * record, n, bits, &idx[r * n]);
+    UnpackFieldRows(packed, n, record, count, bits, idx.data());
   }
   CentroidTable(centroids, size_t{1} << bits).Row(idx.data(), count * n, 1.0f, y);
   const hn::ScalableTag<float> d;
