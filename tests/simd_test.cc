@@ -320,10 +320,11 @@ void CheckQuantizers() {
   }
 }
 
-// Unpacking in blocks (simd/bitpack-inl.h) against the reference, for every
-// width, counts around whole groups and whole vectors, input at every
-// offset within 8 bytes: nothing written past the n values.
-void CheckUnpackIndices() {
+// Packing and unpacking in blocks (simd/bitpack-inl.h) against the
+// reference, for every width, counts around whole groups and whole vectors,
+// at every offset within 8 bytes: nothing written past the n values or
+// their ceil(n * bits / 8) bytes.
+void CheckPackIndices() {
   std::vector<uint8_t> stream(2100);
   uint64_t state = 0x9E3779B97F4A7C15ull;
   for (uint8_t& b : stream) {
@@ -340,6 +341,18 @@ void CheckUnpackIndices() {
         kvc::UnpackBits(in, n, bits, ref.data());
         kvc::simd::UnpackIndices(in, n, bits, got.data());
         REQUIRE(ref == got);
+        // The fields back, packed: the bytes they came from, padding bits
+        // cleared.
+        const size_t bytes = (n * bits + 7) / 8;
+        std::vector<uint8_t> ref_packed(offset + bytes + 16, 0xEE), packed = ref_packed;
+        kvc::PackBits(ref.data(), n, bits, ref_packed.data() + offset);
+        kvc::simd::PackIndices(ref.data(), n, bits, packed.data() + offset);
+        REQUIRE(ref_packed == packed);
+        if (bytes > 0) {
+          REQUIRE(std::memcmp(packed.data() + offset, in, bytes - 1) == 0);
+          const int used = static_cast<int>(n * bits - (bytes - 1) * 8);
+          REQUIRE(packed[offset + bytes - 1] == (in[bytes - 1] & ((1 << used) - 1)));
+        }
       }
     }
   }
@@ -997,7 +1010,7 @@ TEST_CASE("SIMD kernels match the scalar reference on every target") {
     CheckRotation();
     CheckBitStreams();
     CheckQuantizers();
-    CheckUnpackIndices();
+    CheckPackIndices();
     CheckFusedTurboQuant();
     CheckRotateRows();
     CheckQuantizeRows();

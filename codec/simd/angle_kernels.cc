@@ -174,8 +174,8 @@ void EncodeRows(const TaRows& p, const float* HWY_RESTRICT y, size_t count,
       }
     };
     ForEachGroup(p.pairs, group);  // every pair: Applies() asks for whole vectors
-    PackBits(digits, p.pairs, p.digit_bits, angles + n * angle_bytes);
-    if (kLog4) PackBits(levels, p.pairs, 4, radius_record);
+    PackFields(digits, p.pairs, p.digit_bits, angles + n * angle_bytes);
+    if (kLog4) PackFields(levels, p.pairs, 4, radius_record);
   }
 }
 

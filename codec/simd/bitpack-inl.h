@@ -1,13 +1,17 @@
-// Unpacking of b-bit fields (LSB first, as kvc::UnpackBits) inside the
-// kernels' targets, one 128-bit block per group of 8 fields: a group is b
-// bytes, so field j sits in the two bytes from byte j * b / 8 on, at bit
-// (j * b) % 8. One byte shuffle gathers each field's two bytes into a 16-bit
-// lane, one multiply by a power of two moves the field to the lane's top and
-// one shift brings it down, for all 8 fields of each block at once. The
-// 64-bit word form of simd/bitpack.h takes the last groups (a block reads 16
-// bytes) and the targets without blocks of bytes to shuffle (HWY_SCALAR,
-// whose form it stays as the reference's speed; SVE and RVV, not measured).
-// Included inside HWY_NAMESPACE once per target (Highway's -inl.h pattern).
+// Packing and unpacking of b-bit fields (LSB first, as kvc::PackBits and
+// kvc::UnpackBits) inside the kernels' targets, a group of 8 fields (b
+// bytes) at a time in 128-bit blocks:
+// - unpacking: field j sits in the two bytes from byte j * b / 8 on, at bit
+//   (j * b) % 8. One byte shuffle gathers each field's two bytes into a
+//   16-bit lane, one multiply by a power of two moves the field to the
+//   lane's top and one shift brings it down, for the 8 fields of each block;
+// - packing: the 64-bit word merges of simd/bitpack.h on two groups per
+//   block, then one byte shuffle puts the two groups' b bytes side by side.
+// The word forms of simd/bitpack.h take the last groups (a block reads or
+// writes 16 bytes) and the targets without blocks of bytes to shuffle
+// (HWY_SCALAR, whose speed they stay as the reference's; SVE and RVV, not
+// measured). Included inside HWY_NAMESPACE once per target (Highway's -inl.h
+// pattern).
 
 // Per-target include guard (Highway's toggle idiom).
 #if defined(KVCODEC_CODEC_SIMD_BITPACK_INL_H_) == defined(HWY_TARGET_TOGGLE)
@@ -81,6 +85,82 @@ class FieldUnpacker {
   hn::Vec<D16> to_top_;
 };
 
+// Pairs of groups of 8 values (< 2^kBits, kBits 1..7) packed in a 128-bit
+// block: each 64-bit lane merges its 8 bytes pairwise (8 fields of kBits
+// bits in its low kBits bytes), then the lanes' bytes are put side by side.
+template <int kBits>
+class FieldPacker {
+  static_assert(kBits >= 1 && kBits <= 7, "two groups fit in a block's 16 bytes");
+  using D8 = hn::Full128<uint8_t>;
+  using D64 = hn::Full128<uint64_t>;
+
+ public:
+  FieldPacker() {
+    HWY_ALIGN uint8_t shuffle[16];
+    for (size_t i = 0; i < 16; ++i) {
+      shuffle[i] = static_cast<uint8_t>(i < kBits ? i : i < 2 * kBits ? 8 + i - kBits : 0x80);
+    }
+    side_by_side_ = hn::Load(D8(), shuffle);
+  }
+
+  // The first of `groups` groups of `values` packed at `out`, where
+  // `writable` bytes may be written: pairs of groups while a block's 16
+  // bytes fit. The bytes past a pair's 2 * kBits are written as zeros and
+  // rewritten by the next pair or by the word form after the last. Returns
+  // the number of groups packed.
+  HWY_INLINE size_t Groups(const uint8_t* HWY_RESTRICT values, size_t groups, size_t writable,
+                           uint8_t* HWY_RESTRICT out) const {
+    const D8 d8;
+    const D64 d64;
+    const auto m8 = hn::Set(d64, 0x00FF00FF00FF00FFull);
+    const auto m16 = hn::Set(d64, 0x0000FFFF0000FFFFull);
+    const auto m32 = hn::Set(d64, 0x00000000FFFFFFFFull);
+    size_t g = 0;
+    for (; g + 2 <= groups && g * kBits + 16 <= writable; g += 2) {
+      auto x = hn::BitCast(d64, hn::LoadU(d8, values + g * 8));
+      x = hn::Or(hn::And(x, m8), hn::ShiftLeft<kBits>(hn::And(hn::ShiftRight<8>(x), m8)));
+      x = hn::Or(hn::And(x, m16), hn::ShiftLeft<2 * kBits>(hn::And(hn::ShiftRight<16>(x), m16)));
+      x = hn::Or(hn::And(x, m32), hn::ShiftLeft<4 * kBits>(hn::ShiftRight<32>(x)));
+      hn::StoreU(hn::TableLookupBytesOr0(hn::BitCast(d8, x), side_by_side_), d8, out + g * kBits);
+    }
+    return g;
+  }
+
+ private:
+  hn::Vec<D8> side_by_side_;
+};
+
+template <int kBits>
+HWY_INLINE void PackFieldsOf(const uint8_t* HWY_RESTRICT values, size_t n,
+                             uint8_t* HWY_RESTRICT out) {
+  const size_t out_bytes = (n * kBits + 7) / 8;
+  const size_t done = FieldPacker<kBits>().Groups(values, n / 8, out_bytes, out);
+  PackBits(values + done * 8, n - done * 8, kBits, out + done * kBits);
+}
+
+// Row r's n values (from values + r * n) packed at out + r * record. The
+// row's last values (fewer than two groups) are packed as a pair from a copy
+// padded with zeros: the pair's bytes past the row's record, zeros, go into
+// the next row's place, which that row then rewrites.
+template <int kBits>
+HWY_INLINE void PackFieldRowsOf(const uint8_t* HWY_RESTRICT values, size_t n, size_t record,
+                                size_t count, uint8_t* HWY_RESTRICT out) {
+  const FieldPacker<kBits> packer;
+  HWY_ALIGN uint8_t padded[16];
+  for (size_t r = 0; r < count; ++r) {
+    const uint8_t* row = values + r * n;
+    uint8_t* to = out + r * record;
+    const size_t writable = (count - r) * record;
+    size_t done = packer.Groups(row, n / 8, writable, to) * 8;  // values
+    if (done < n && n - done <= 16) {  // (rows near the end may stop earlier)
+      std::fill(std::copy(row + done, row + n, padded), padded + 16, uint8_t{0});
+      const size_t at = done / 8 * kBits;
+      if (packer.Groups(padded, 2, writable - at, to + at) == 2) done = n;
+    }
+    PackBits(row + done, n - done, kBits, to + done / 8 * kBits);
+  }
+}
+
 template <int kBits>
 HWY_INLINE void UnpackFieldsOf(const uint8_t* HWY_RESTRICT in, size_t n,
                                uint8_t* HWY_RESTRICT values) {
@@ -106,6 +186,43 @@ HWY_INLINE void UnpackFieldRowsOf(const uint8_t* HWY_RESTRICT in, size_t n, size
   }
 }
 #endif
+
+// kvc::PackBits(values, n, bits, out): the same bytes.
+HWY_INLINE void PackFields(const uint8_t* HWY_RESTRICT values, size_t n, int bits,
+                           uint8_t* HWY_RESTRICT out) {
+#if HWY_TARGET != HWY_SCALAR && !HWY_HAVE_SCALABLE
+  switch (bits) {
+    case 1: return PackFieldsOf<1>(values, n, out);
+    case 2: return PackFieldsOf<2>(values, n, out);
+    case 3: return PackFieldsOf<3>(values, n, out);
+    case 4: return PackFieldsOf<4>(values, n, out);
+    case 5: return PackFieldsOf<5>(values, n, out);
+    case 6: return PackFieldsOf<6>(values, n, out);
+    case 7: return PackFieldsOf<7>(values, n, out);
+    default: break;  // 8 bits: whole bytes, which the word form copies
+  }
+#endif
+  PackBits(values, n, bits, out);
+}
+
+// kvc::PackBits of `count` rows of n values, row r from values + r * n to
+// out + r * record (record = ceil(n * bits / 8)).
+HWY_INLINE void PackFieldRows(const uint8_t* HWY_RESTRICT values, size_t n, size_t record,
+                              size_t count, int bits, uint8_t* HWY_RESTRICT out) {
+#if HWY_TARGET != HWY_SCALAR && !HWY_HAVE_SCALABLE
+  switch (bits) {
+    case 1: return PackFieldRowsOf<1>(values, n, record, count, out);
+    case 2: return PackFieldRowsOf<2>(values, n, record, count, out);
+    case 3: return PackFieldRowsOf<3>(values, n, record, count, out);
+    case 4: return PackFieldRowsOf<4>(values, n, record, count, out);
+    case 5: return PackFieldRowsOf<5>(values, n, record, count, out);
+    case 6: return PackFieldRowsOf<6>(values, n, record, count, out);
+    case 7: return PackFieldRowsOf<7>(values, n, record, count, out);
+    default: break;
+  }
+#endif
+  for (size_t r = 0; r < count; ++r) PackBits(values + r * n, n, bits, out + r * record);
+}
 
 // kvc::UnpackBits(in, n, bits, values): the same bytes.
 HWY_INLINE void UnpackFields(const uint8_t* HWY_RESTRICT in, size_t n, int bits,

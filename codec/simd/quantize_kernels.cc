@@ -405,14 +405,14 @@ void QuantizeRowsImpl(const float* HWY_RESTRICT thresholds, int bits, size_t n, 
     } else {
       CountBelowImpl(thresholds, (size_t{1} << bits) - 1, t.data(), count * n, 1.0f, idx.data());
     }
-    for (size_t r = 0; r < count; ++r) PackBits(&idx[r * n], n, bits, packed + r * record);
+    PackFieldRows(idx.data(), n, record, count, bits, packed);
     return;
   }
   if (bits > 4) {
     const WideSearch search(thresholds, bits);
     for (size_t r = 0; r < count; ++r) {
       search.Row(y + r * n, n, scales[r], idx.data());
-      PackBits(idx.data(), n, bits, packed + r * record);
+      PackFields(idx.data(), n, bits, packed + r * record);
     }
     return;
   }
@@ -421,7 +421,7 @@ void QuantizeRowsImpl(const float* HWY_RESTRICT thresholds, int bits, size_t n, 
     uint8_t* out = packed + r * record;
     if (bits == 4 && QuantizePack4Impl(thresholds, row, n, scales[r], out)) continue;
     CountBelowImpl(thresholds, (size_t{1} << bits) - 1, row, n, scales[r], idx.data());
-    PackBits(idx.data(), n, bits, out);
+    PackFields(idx.data(), n, bits, out);
   }
 }
 
@@ -486,6 +486,7 @@ HWY_EXPORT(WideSearchImpl);
 HWY_EXPORT(QuantizeRowsImpl);
 HWY_EXPORT(DequantizeRowsImpl);
 HWY_EXPORT(DequantizeImpl);
+HWY_EXPORT(PackFields);
 HWY_EXPORT(UnpackFields);
 
 void CountBelow(const float* thresholds, size_t count, const float* in, size_t n,
@@ -517,6 +518,10 @@ void DequantizeRows(const Codebook& book, const uint8_t* packed, size_t n, size_
                     const float* norms, float sqrt_dim, bool norm_correction, float* y) {
   HWY_DYNAMIC_DISPATCH(DequantizeRowsImpl)(book.centroids, book.bits, packed, n, count, norms,
                                            sqrt_dim, norm_correction, y);
+}
+
+void PackIndices(const uint8_t* idx, size_t n, int bits, uint8_t* packed) {
+  HWY_DYNAMIC_DISPATCH(PackFields)(idx, n, bits, packed);
 }
 
 void UnpackIndices(const uint8_t* packed, size_t n, int bits, uint8_t* idx) {

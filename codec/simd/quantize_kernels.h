@@ -18,8 +18,9 @@ void Quantize(const Codebook& book, const float* y, size_t n, float scale, uint8
 // returns false, writing nothing, otherwise.
 bool QuantizePacked(const Codebook& book, const float* y, size_t n, float scale,
                     uint8_t* packed);
-// kvc::UnpackBits(packed, n, bits, idx), the fields taken a block of bytes
-// at a time (simd/bitpack-inl.h).
+// kvc::PackBits(idx, n, bits, packed) and kvc::UnpackBits(packed, n, bits,
+// idx), the fields taken a block of bytes at a time (simd/bitpack-inl.h).
+void PackIndices(const uint8_t* idx, size_t n, int bits, uint8_t* packed);
 void UnpackIndices(const uint8_t* packed, size_t n, int bits, uint8_t* idx);
 // y[j] = book.centroids[idx[j]] * gain.
 void Dequantize(const Codebook& book, const uint8_t* idx, size_t n, float gain, float* y);

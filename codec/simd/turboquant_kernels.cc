@@ -147,7 +147,7 @@ void EncodeRows(const TqRows& p, const float* HWY_RESTRICT x, size_t count,
                      idx + k * kLanes);
         }
       }
-      if (!kWholeBytes) PackBits(idx, kDim, kBits, out);
+      if (!kWholeBytes) PackFields(idx, kDim, kBits, out);
     }
   }
 }
