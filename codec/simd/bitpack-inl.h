@@ -10,7 +10,7 @@
 // The word forms of simd/bitpack.h take the last groups (a block reads or
 // writes 16 bytes) and the targets without blocks of bytes to shuffle
 // (HWY_SCALAR, whose speed they stay as the reference's; SVE and RVV, not
-// measured). Included inside HWY_NAMESPACE once per target (Highway's -inl.h
+// measured), and big-endian hosts. Included inside HWY_NAMESPACE once per target (Highway's -inl.h
 // pattern).
 
 // Per-target include guard (Highway's toggle idiom).
@@ -29,13 +29,24 @@
 
 #include "simd/bitpack.h"
 
+// Whether this target has the block forms. They take 16- and 64-bit lanes
+// as little-endian words: big-endian hosts (which Highway 1.0.3 serves with
+// EMU128 or HWY_SCALAR) keep the word forms, which read bytes.
+#undef KVC_BITPACK_BLOCKS
+#if HWY_TARGET != HWY_SCALAR && !HWY_HAVE_SCALABLE && \
+    !(defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__)
+#define KVC_BITPACK_BLOCKS 1
+#else
+#define KVC_BITPACK_BLOCKS 0
+#endif
+
 HWY_BEFORE_NAMESPACE();
 namespace kvc {
 namespace simd {
 namespace HWY_NAMESPACE {
 namespace hn = hwy::HWY_NAMESPACE;
 
-#if HWY_TARGET != HWY_SCALAR && !HWY_HAVE_SCALABLE
+#if KVC_BITPACK_BLOCKS
 // Groups of 8 fields of kBits (1..7) bits, a group per 128-bit block.
 template <int kBits>
 class FieldUnpacker {
@@ -190,7 +201,7 @@ HWY_INLINE void UnpackFieldRowsOf(const uint8_t* HWY_RESTRICT in, size_t n, size
 // kvc::PackBits(values, n, bits, out): the same bytes.
 HWY_INLINE void PackFields(const uint8_t* HWY_RESTRICT values, size_t n, int bits,
                            uint8_t* HWY_RESTRICT out) {
-#if HWY_TARGET != HWY_SCALAR && !HWY_HAVE_SCALABLE
+#if KVC_BITPACK_BLOCKS
   switch (bits) {
     case 1: return PackFieldsOf<1>(values, n, out);
     case 2: return PackFieldsOf<2>(values, n, out);
@@ -209,7 +220,7 @@ HWY_INLINE void PackFields(const uint8_t* HWY_RESTRICT values, size_t n, int bit
 // out + r * record (record = ceil(n * bits / 8)).
 HWY_INLINE void PackFieldRows(const uint8_t* HWY_RESTRICT values, size_t n, size_t record,
                               size_t count, int bits, uint8_t* HWY_RESTRICT out) {
-#if HWY_TARGET != HWY_SCALAR && !HWY_HAVE_SCALABLE
+#if KVC_BITPACK_BLOCKS
   switch (bits) {
     case 1: return PackFieldRowsOf<1>(values, n, record, count, out);
     case 2: return PackFieldRowsOf<2>(values, n, record, count, out);
@@ -227,7 +238,7 @@ HWY_INLINE void PackFieldRows(const uint8_t* HWY_RESTRICT values, size_t n, size
 // kvc::UnpackBits(in, n, bits, values): the same bytes.
 HWY_INLINE void UnpackFields(const uint8_t* HWY_RESTRICT in, size_t n, int bits,
                              uint8_t* HWY_RESTRICT values) {
-#if HWY_TARGET != HWY_SCALAR && !HWY_HAVE_SCALABLE
+#if KVC_BITPACK_BLOCKS
   switch (bits) {
     case 1: return UnpackFieldsOf<1>(in, n, values);
     case 2: return UnpackFieldsOf<2>(in, n, values);
@@ -247,7 +258,7 @@ HWY_INLINE void UnpackFields(const uint8_t* HWY_RESTRICT in, size_t n, int bits,
 // entries past the count * n.
 HWY_INLINE void UnpackFieldRows(const uint8_t* HWY_RESTRICT in, size_t n, size_t record,
                                 size_t count, int bits, uint8_t* HWY_RESTRICT values) {
-#if HWY_TARGET != HWY_SCALAR && !HWY_HAVE_SCALABLE
+#if KVC_BITPACK_BLOCKS
   switch (bits) {
     case 1: return UnpackFieldRowsOf<1>(in, n, record, count, values);
     case 2: return UnpackFieldRowsOf<2>(in, n, record, count, values);
