@@ -8,10 +8,10 @@
 // - packing: the 64-bit word merges of simd/bitpack.h on two groups per
 //   block, then one byte shuffle puts the two groups' b bytes side by side.
 // The word forms of simd/bitpack.h take the last groups (a block reads or
-// writes 16 bytes) and the targets without blocks of bytes to shuffle
-// (HWY_SCALAR, whose speed they stay as the reference's; SVE and RVV, not
-// measured), and big-endian hosts. Included inside HWY_NAMESPACE once per target (Highway's -inl.h
-// pattern).
+// writes 16 bytes), big-endian hosts, and the targets without blocks of
+// bytes to shuffle: HWY_SCALAR (the scalar reference keeps its speed) and
+// SVE and RVV (not measured). Included inside HWY_NAMESPACE once per target
+// (Highway's -inl.h pattern).
 
 // Per-target include guard (Highway's toggle idiom).
 #if defined(KVCODEC_CODEC_SIMD_BITPACK_INL_H_) == defined(HWY_TARGET_TOGGLE)
@@ -21,9 +21,10 @@
 #define KVCODEC_CODEC_SIMD_BITPACK_INL_H_
 #endif
 
-#include <cstddef>
 #include <algorithm>
+#include <cstddef>
 #include <cstdint>
+#include <type_traits>
 
 #include <hwy/highway.h>
 
@@ -198,20 +199,30 @@ HWY_INLINE void UnpackFieldRowsOf(const uint8_t* HWY_RESTRICT in, size_t n, size
 }
 #endif
 
+#if KVC_BITPACK_BLOCKS
+// Calls f(std::integral_constant<int, bits>()) and returns true for the
+// widths the block forms take, 1..7; false for the others (8 bits are whole
+// bytes, which the word forms copy).
+template <class F>
+HWY_INLINE bool WithBlockBits(int bits, const F& f) {
+  switch (bits) {
+    case 1: f(std::integral_constant<int, 1>()); return true;
+    case 2: f(std::integral_constant<int, 2>()); return true;
+    case 3: f(std::integral_constant<int, 3>()); return true;
+    case 4: f(std::integral_constant<int, 4>()); return true;
+    case 5: f(std::integral_constant<int, 5>()); return true;
+    case 6: f(std::integral_constant<int, 6>()); return true;
+    case 7: f(std::integral_constant<int, 7>()); return true;
+    default: return false;
+  }
+}
+#endif
+
 // kvc::PackBits(values, n, bits, out): the same bytes.
 HWY_INLINE void PackFields(const uint8_t* HWY_RESTRICT values, size_t n, int bits,
                            uint8_t* HWY_RESTRICT out) {
 #if KVC_BITPACK_BLOCKS
-  switch (bits) {
-    case 1: return PackFieldsOf<1>(values, n, out);
-    case 2: return PackFieldsOf<2>(values, n, out);
-    case 3: return PackFieldsOf<3>(values, n, out);
-    case 4: return PackFieldsOf<4>(values, n, out);
-    case 5: return PackFieldsOf<5>(values, n, out);
-    case 6: return PackFieldsOf<6>(values, n, out);
-    case 7: return PackFieldsOf<7>(values, n, out);
-    default: break;  // 8 bits: whole bytes, which the word form copies
-  }
+  if (WithBlockBits(bits, [&](auto b) HWY_ATTR { PackFieldsOf<b()>(values, n, out); })) return;
 #endif
   PackBits(values, n, bits, out);
 }
@@ -221,15 +232,10 @@ HWY_INLINE void PackFields(const uint8_t* HWY_RESTRICT values, size_t n, int bit
 HWY_INLINE void PackFieldRows(const uint8_t* HWY_RESTRICT values, size_t n, size_t record,
                               size_t count, int bits, uint8_t* HWY_RESTRICT out) {
 #if KVC_BITPACK_BLOCKS
-  switch (bits) {
-    case 1: return PackFieldRowsOf<1>(values, n, record, count, out);
-    case 2: return PackFieldRowsOf<2>(values, n, record, count, out);
-    case 3: return PackFieldRowsOf<3>(values, n, record, count, out);
-    case 4: return PackFieldRowsOf<4>(values, n, record, count, out);
-    case 5: return PackFieldRowsOf<5>(values, n, record, count, out);
-    case 6: return PackFieldRowsOf<6>(values, n, record, count, out);
-    case 7: return PackFieldRowsOf<7>(values, n, record, count, out);
-    default: break;
+  if (WithBlockBits(bits, [&](auto b) HWY_ATTR {
+        PackFieldRowsOf<b()>(values, n, record, count, out);
+      })) {
+    return;
   }
 #endif
   for (size_t r = 0; r < count; ++r) PackBits(values + r * n, n, bits, out + r * record);
@@ -239,16 +245,7 @@ HWY_INLINE void PackFieldRows(const uint8_t* HWY_RESTRICT values, size_t n, size
 HWY_INLINE void UnpackFields(const uint8_t* HWY_RESTRICT in, size_t n, int bits,
                              uint8_t* HWY_RESTRICT values) {
 #if KVC_BITPACK_BLOCKS
-  switch (bits) {
-    case 1: return UnpackFieldsOf<1>(in, n, values);
-    case 2: return UnpackFieldsOf<2>(in, n, values);
-    case 3: return UnpackFieldsOf<3>(in, n, values);
-    case 4: return UnpackFieldsOf<4>(in, n, values);
-    case 5: return UnpackFieldsOf<5>(in, n, values);
-    case 6: return UnpackFieldsOf<6>(in, n, values);
-    case 7: return UnpackFieldsOf<7>(in, n, values);
-    default: break;  // 8 bits: whole bytes, which the word form copies
-  }
+  if (WithBlockBits(bits, [&](auto b) HWY_ATTR { UnpackFieldsOf<b()>(in, n, values); })) return;
 #endif
   UnpackBits(in, n, bits, values);
 }
@@ -259,15 +256,10 @@ HWY_INLINE void UnpackFields(const uint8_t* HWY_RESTRICT in, size_t n, int bits,
 HWY_INLINE void UnpackFieldRows(const uint8_t* HWY_RESTRICT in, size_t n, size_t record,
                                 size_t count, int bits, uint8_t* HWY_RESTRICT values) {
 #if KVC_BITPACK_BLOCKS
-  switch (bits) {
-    case 1: return UnpackFieldRowsOf<1>(in, n, record, count, values);
-    case 2: return UnpackFieldRowsOf<2>(in, n, record, count, values);
-    case 3: return UnpackFieldRowsOf<3>(in, n, record, count, values);
-    case 4: return UnpackFieldRowsOf<4>(in, n, record, count, values);
-    case 5: return UnpackFieldRowsOf<5>(in, n, record, count, values);
-    case 6: return UnpackFieldRowsOf<6>(in, n, record, count, values);
-    case 7: return UnpackFieldRowsOf<7>(in, n, record, count, values);
-    default: break;
+  if (WithBlockBits(bits, [&](auto b) HWY_ATTR {
+        UnpackFieldRowsOf<b()>(in, n, record, count, values);
+      })) {
+    return;
   }
 #endif
   for (size_t r = 0; r < count; ++r) UnpackBits(in + r * record, n, bits, values + r * n);
