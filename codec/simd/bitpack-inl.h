@@ -183,8 +183,9 @@ HWY_INLINE void UnpackFieldsOf(const uint8_t* HWY_RESTRICT in, size_t n,
 
 // Row r's groups from in + r * record, written from values + r * n on. A
 // row's last group may be partial: unpacked whole, it reads on into the
-// padding and the next row (readable, but for the last rows') and writes up
-// to 7 values into the next row's place, which that row then overwrites.
+// padding and the next row (only within the count rows: near their end the
+// word forms take over) and writes up to 7 values into the next row's
+// place, which that row then overwrites.
 template <int kBits>
 HWY_INLINE void UnpackFieldRowsOf(const uint8_t* HWY_RESTRICT in, size_t n, size_t record,
                                   size_t count, uint8_t* HWY_RESTRICT values) {
