@@ -48,28 +48,37 @@ namespace HWY_NAMESPACE {
 namespace hn = hwy::HWY_NAMESPACE;
 
 #if KVC_BITPACK_BLOCKS
+// The unpacker's tables, fixed at compile time, for two blocks: block k
+// holds group k, whose bytes start at k * kBits of the 16 loaded (a target
+// with one block per vector loads the first half). Per field: the two bytes
+// it sits in, and the power of two that moves it to its 16-bit lane's top.
+template <int kBits>
+struct UnpackTables {
+  constexpr UnpackTables() : shuffle(), scale() {
+    for (size_t lane = 0; lane < 16; ++lane) {
+      const size_t k = lane / 8, j = lane % 8;
+      const size_t byte = k * kBits + j * kBits / 8, bit = j * kBits % 8;
+      shuffle[2 * lane] = static_cast<uint8_t>(byte);
+      shuffle[2 * lane + 1] = static_cast<uint8_t>(byte + 1);  // <= 2 * kBits < 16
+      scale[lane] = static_cast<uint16_t>(1u << (16 - bit - kBits));
+    }
+  }
+  uint8_t shuffle[32];
+  uint16_t scale[16];
+};
+
 // Groups of 8 fields of kBits (1..7) bits, a group per 128-bit block.
 template <int kBits>
 class FieldUnpacker {
   static_assert(kBits >= 1 && kBits <= 7, "a field's two bytes stay inside its block");
-  using D16 = hn::CappedTag<uint16_t, 16>;  // at most two blocks: 2 * kBits < 16 bytes
+  using D16 = hn::CappedTag<uint16_t, 16>;  // at most two blocks
   using D8 = hn::Repartition<uint8_t, D16>;
 
  public:
   FieldUnpacker() {
-    const size_t lanes = hn::Lanes(D16());
-    // Block k holds group k: its bytes start at k * kBits of the 16 loaded.
-    HWY_ALIGN uint8_t shuffle[32];
-    HWY_ALIGN uint16_t scale[16];
-    for (size_t lane = 0; lane < lanes; ++lane) {
-      const size_t k = lane / 8, j = lane % 8;
-      const size_t byte = k * kBits + j * kBits / 8, bit = j * kBits % 8;
-      shuffle[2 * lane] = static_cast<uint8_t>(byte);
-      shuffle[2 * lane + 1] = static_cast<uint8_t>(byte + 1);
-      scale[lane] = static_cast<uint16_t>(1u << (16 - bit - kBits));
-    }
-    indices_ = hn::Load(D8(), shuffle);
-    to_top_ = hn::Load(D16(), scale);
+    static constexpr UnpackTables<kBits> kTables;
+    indices_ = hn::LoadU(D8(), kTables.shuffle);
+    to_top_ = hn::LoadU(D16(), kTables.scale);
   }
 
   // The first of `groups` groups from `in`, where `readable` bytes may be
@@ -97,6 +106,18 @@ class FieldUnpacker {
   hn::Vec<D16> to_top_;
 };
 
+// The packer's byte shuffle, fixed at compile time: the low kBits bytes of
+// each 64-bit lane side by side, zeros after them.
+template <int kBits>
+struct PackTable {
+  constexpr PackTable() : shuffle() {
+    for (size_t i = 0; i < 16; ++i) {
+      shuffle[i] = static_cast<uint8_t>(i < kBits ? i : i < 2 * kBits ? 8 + i - kBits : 0x80);
+    }
+  }
+  uint8_t shuffle[16];
+};
+
 // Pairs of groups of 8 values (< 2^kBits, kBits 1..7) packed in a 128-bit
 // block: each 64-bit lane merges its 8 bytes pairwise (8 fields of kBits
 // bits in its low kBits bytes), then the lanes' bytes are put side by side.
@@ -108,11 +129,8 @@ class FieldPacker {
 
  public:
   FieldPacker() {
-    HWY_ALIGN uint8_t shuffle[16];
-    for (size_t i = 0; i < 16; ++i) {
-      shuffle[i] = static_cast<uint8_t>(i < kBits ? i : i < 2 * kBits ? 8 + i - kBits : 0x80);
-    }
-    side_by_side_ = hn::Load(D8(), shuffle);
+    static constexpr PackTable<kBits> kTable;
+    side_by_side_ = hn::LoadU(D8(), kTable.shuffle);
   }
 
   // The first of `groups` groups of `values` packed at `out`, where
@@ -142,6 +160,10 @@ class FieldPacker {
   hn::Vec<D8> side_by_side_;
 };
 
+// One row of n values: whole groups only, the rest by the word forms.
+// (PackFieldRowsOf of one row gives the same bytes but copies the row's
+// last values to pad them first, work per row that a lone row, with no next
+// row to write into, can rarely use.)
 template <int kBits>
 HWY_INLINE void PackFieldsOf(const uint8_t* HWY_RESTRICT values, size_t n,
                              uint8_t* HWY_RESTRICT out) {
