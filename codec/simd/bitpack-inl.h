@@ -186,10 +186,13 @@ HWY_INLINE void PackFieldRowsOf(const uint8_t* HWY_RESTRICT values, size_t n, si
     uint8_t* to = out + r * record;
     const size_t writable = (count - r) * record;
     size_t done = packer.Groups(row, n / 8, writable, to) * 8;  // values
-    if (done < n && n - done <= 16) {  // (rows near the end may stop earlier)
+    const size_t at = done / 8 * kBits;
+    // The padded pair, where its block fits (rows near the end may also have
+    // stopped earlier, with more than two groups left).
+    if (done < n && n - done <= 16 && at + 16 <= writable) {
       std::fill(std::copy(row + done, row + n, padded), padded + 16, uint8_t{0});
-      const size_t at = done / 8 * kBits;
-      if (packer.Groups(padded, 2, writable - at, to + at) == 2) done = n;
+      packer.Groups(padded, 2, writable - at, to + at);
+      done = n;
     }
     PackBits(row + done, n - done, kBits, to + done / 8 * kBits);
   }
