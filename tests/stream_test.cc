@@ -9,6 +9,8 @@
 #include <string>
 #include <vector>
 
+#include <hwy/targets.h>
+
 #include "base/half.h"
 #include "test_util.h"
 
@@ -51,14 +53,14 @@ Cache MakeCache(uint32_t layers, uint32_t heads, uint32_t tokens, uint32_t dim,
 }
 
 std::vector<uint8_t> Encode(Cache& c, const char* preset, uint32_t threads = 1,
-                            uint32_t block_tokens = 0) {
+                            uint32_t block_tokens = 0, uint8_t dst_fill = 0) {
   kvc_config* config = nullptr;
   REQUIRE(kvc_config_from_preset(preset, &config, nullptr) == KVC_OK);
   kvc_encode_options options;
   kvc_encode_options_init(&options);
   options.threads = threads;
   options.block_tokens = block_tokens;
-  std::vector<uint8_t> out(kvc_stream_bound(config, &c.desc, &options));
+  std::vector<uint8_t> out(kvc_stream_bound(config, &c.desc, &options), dst_fill);
   REQUIRE(!out.empty());
   const kvc_tensor keys = c.KeysTensor(), values = c.ValuesTensor();
   size_t size = 0;
@@ -186,6 +188,25 @@ TEST_CASE("bytes do not depend on threads; values not on block size") {
     CHECK(k1 == k2);
     CHECK(v1 == v2);
   }
+}
+
+// The encoder zeroes what it writes bit by bit a chunk at a time: every byte
+// of the stream, padding bits included, must still be its own.
+TEST_CASE("bytes do not depend on what dst held") {
+  Cache c = MakeCache(1, 2, 75, 64);
+  for (int64_t target : hwy::SupportedAndGeneratedTargets()) {
+    hwy::SetSupportedTargetsForTest(target);
+    CAPTURE(hwy::TargetName(target));
+    for (uint32_t i = 0; i < kvc_preset_count(); ++i) {
+      const char* preset = kvc_preset_name(i);
+      CAPTURE(preset);
+      for (uint32_t block_tokens : {0u, 69u}) {
+        CAPTURE(block_tokens);
+        CHECK(Encode(c, preset, 1, block_tokens, 0xFF) == Encode(c, preset, 1, block_tokens, 0));
+      }
+    }
+  }
+  hwy::SetSupportedTargetsForTest(0);
 }
 
 TEST_CASE("stream info and per-layer info describe the stream") {

@@ -430,8 +430,10 @@ Status PlanBlockPayload(const TensorCodec& codec, const BlockHeader& h,
 Status WriteBlockPayload(const TensorCodec& codec, const BlockHeader& h,
                          const TensorView& input, const std::vector<uint8_t>& records,
                          BlockLayout layout, uint8_t* p) {
-  // Sections are written bit by bit into zeroed memory.
-  std::fill(p, p + layout.payload_size, 0);
+  // The header and records are zeroed here, each chunk's section bytes just
+  // before it is encoded (codecs write bit by bit into zeroed memory): one
+  // pass over the payload while it is in cache, not a second one.
+  std::fill(p, p + h.header_size() + records.size(), 0);
   StoreLE16(static_cast<uint16_t>(h.layer), p);
   p[2] = static_cast<uint8_t>(h.kind);
   p[3] = 0;  // Block_Flags
@@ -461,9 +463,12 @@ Status WriteBlockPayload(const TensorCodec& codec, const BlockHeader& h,
         KVC_RETURN_IF_ERROR(SubtractMean(h, head, t0, x, count, minus_mean.data(), rows.data()));
         x = rows.data();
       }
+      const std::vector<uint8_t*> sections = SectionPointers(layout, p, head, t0);
+      for (size_t s = 0; s < sections.size(); ++s) {
+        std::memset(sections[s], 0, (size_t{count} * layout.widths[head][s] + 7) / 8);
+      }
       size_t bad = 0;
-      Status status = codec.Encode(HeadRecord(layout, head), x, count,
-                                   SectionPointers(layout, p, head, t0).data(), &bad);
+      Status status = codec.Encode(HeadRecord(layout, head), x, count, sections.data(), &bad);
       if (!status.ok()) {
         return Status(status.code(), Where(h, head, t0 + bad) + ": " + status.message());
       }
