@@ -389,9 +389,7 @@ kvc_status kvc_encode_block(const kvc_tensor_config* config, uint32_t layer,
     p[5] = static_cast<uint8_t>(FormatMinorOf(h.config));  // 1.0 unless centered
     StoreLE16(0, p + 6);
     uint8_t* section = p + kBlockFrameHeaderSize;
-    KVC_RETURN_IF_ERROR(
-        WriteBlockPayload(*codec, h, view, records, layout, section + kSectionHeaderSize));
-    SealSection(kSectionBlock, layout.payload_size, section);
+    KVC_RETURN_IF_ERROR(WriteBlockSection(*codec, h, view, records, layout, section));
     *dst_size = total;
     return OkStatus();
   });

@@ -8,6 +8,8 @@
 #include "base/dtype.h"
 #include "base/endian.h"
 #include "config/tensor_config.h"
+#include "format/checksum.h"
+#include "format/section.h"
 #include "quant/scalars.h"
 #include "simd/convert_kernels.h"
 #include "simd/reduce_kernels.h"
@@ -427,9 +429,11 @@ Status PlanBlockPayload(const TensorCodec& codec, const BlockHeader& h,
   return PlanLayout(codec, h, records->data(), layout);
 }
 
-Status WriteBlockPayload(const TensorCodec& codec, const BlockHeader& h,
+Status WriteBlockSection(const TensorCodec& codec, const BlockHeader& h,
                          const TensorView& input, const std::vector<uint8_t>& records,
-                         BlockLayout layout, uint8_t* p) {
+                         BlockLayout layout, uint8_t* section) {
+  WriteSectionHeader(kSectionBlock, layout.payload_size, section);
+  uint8_t* p = section + kSectionHeaderSize;
   // The header and records are zeroed here, each chunk's section bytes just
   // before it is encoded (codecs write bit by bit into zeroed memory): one
   // pass over the payload while it is in cache, not a second one.
@@ -446,6 +450,16 @@ Status WriteBlockPayload(const TensorCodec& codec, const BlockHeader& h,
   WriteTensorConfig(h.config, p + kBlockFixedHeaderSize);
   std::copy(records.begin(), records.end(), p + h.header_size());
   layout.records = p + h.header_size();
+  // The checksum is fed the section in order, as far as it is written: a
+  // payload of one section per head grows in order chunk by chunk and is
+  // hashed while in cache; others are hashed at the end.
+  Checksummer checksum;
+  const uint8_t* hashed = section;
+  auto hash_to = [&](const uint8_t* end) {
+    checksum.Update(hashed, static_cast<size_t>(end - hashed));
+    hashed = end;
+  };
+  hash_to(p + h.header_size() + records.size());
 
   const size_t d = h.head_dim;
   std::vector<float> rows(kChunkVectors * d), minus_mean(Centered(h) ? d : 0);
@@ -472,8 +486,13 @@ Status WriteBlockPayload(const TensorCodec& codec, const BlockHeader& h,
       if (!status.ok()) {
         return Status(status.code(), Where(h, head, t0 + bad) + ": " + status.message());
       }
+      if (sections.size() == 1 && sections[0] == hashed) {
+        hash_to(sections[0] + (size_t{count} * layout.widths[head][0] + 7) / 8);
+      }
     }
   }
+  hash_to(p + layout.payload_size);
+  StoreLE32(checksum.Finish(), p + layout.payload_size);
   return OkStatus();
 }
 

@@ -73,10 +73,11 @@ Status ReadBlockLayout(const TensorCodec& codec, const BlockHeader& header,
 Status PlanBlockPayload(const TensorCodec& codec, const BlockHeader& header,
                         const TensorView& input, const TensorView* queries,
                         std::vector<uint8_t>* records, BlockLayout* layout);
-// Then the payload itself, layout.payload_size bytes at `payload`.
-Status WriteBlockPayload(const TensorCodec& codec, const BlockHeader& header,
+// Then the whole Block section at `section`, SectionSize(layout.payload_size)
+// bytes: header, payload and checksum (sealed as SealSection does, flags 0).
+Status WriteBlockSection(const TensorCodec& codec, const BlockHeader& header,
                          const TensorView& input, const std::vector<uint8_t>& records,
-                         BlockLayout layout, uint8_t* payload);
+                         BlockLayout layout, uint8_t* section);
 // How a decode whose outputs total `bytes` should store them
 // (base/cache_size.h's WriteAroundCache).
 simd::Writes WritesForOutput(uint64_t bytes);

@@ -5,11 +5,15 @@
 
 namespace kvc {
 
-void SealSection(uint8_t type, size_t payload_size, uint8_t* out, uint8_t flags) {
+void WriteSectionHeader(uint8_t type, size_t payload_size, uint8_t* out, uint8_t flags) {
   out[0] = type;
   out[1] = flags;
   StoreLE16(0, out + 2);
   StoreLE32(static_cast<uint32_t>(payload_size), out + 4);
+}
+
+void SealSection(uint8_t type, size_t payload_size, uint8_t* out, uint8_t flags) {
+  WriteSectionHeader(type, payload_size, out, flags);
   const size_t checked = kSectionHeaderSize + payload_size;
   StoreLE32(Checksum32(out, checked), out + checked);
 }

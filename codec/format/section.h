@@ -46,6 +46,11 @@ constexpr size_t SectionSize(size_t payload_size) {
 // out + kSectionHeaderSize.
 void SealSection(uint8_t type, size_t payload_size, uint8_t* out,
                  uint8_t flags = 0);
+// The header alone, for writers that hash the section as they write it
+// (WriteBlockSection); the checksum then goes at out + kSectionHeaderSize +
+// payload_size, little-endian.
+void WriteSectionHeader(uint8_t type, size_t payload_size, uint8_t* out,
+                        uint8_t flags = 0);
 
 struct SectionRef {
   uint8_t type = 0;

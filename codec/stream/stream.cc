@@ -144,12 +144,8 @@ Status EncodeStream(const CacheConfig& config, const kvc_cache_desc& desc,
                   StrFormat("stream needs %zu bytes, dst holds %zu", size, dst_capacity));
   }
   KVC_RETURN_IF_ERROR(ParallelFor(plan.size(), threads, [&](size_t i) {
-    uint8_t* section = dst + block_offsets[i];
-    KVC_RETURN_IF_ERROR(WriteBlockPayload(*block_codecs[i], plan[i], input_of(plan[i]),
-                                          records[i], layouts[i],
-                                          section + kSectionHeaderSize));
-    SealSection(kSectionBlock, layouts[i].payload_size, section);
-    return OkStatus();
+    return WriteBlockSection(*block_codecs[i], plan[i], input_of(plan[i]), records[i],
+                             layouts[i], dst + block_offsets[i]);
   }));
   uint8_t* p = dst;
   WriteStreamHeader(desc, 0, configs, p);
