@@ -228,9 +228,10 @@ void CheckBitStreams() {
     strings.push_back(std::move(s));
   }
   std::vector<uint8_t> stream(expected.size() + 8, 0xEE);
-  kvc::simd::BitStringWriter writer(stream.data());
+  kvc::simd::BitStringWriter writer(stream.data(), stream.data() + expected.size());
   for (size_t k = 0; k < lengths.size(); ++k) writer.Append(strings[k].data(), lengths[k]);
   REQUIRE(std::memcmp(stream.data(), expected.data(), expected.size()) == 0);
+  for (size_t i = expected.size(); i < stream.size(); ++i) REQUIRE(stream[i] == 0xEE);
   at = 0;
   for (size_t k = 0; k < lengths.size(); ++k) {
     const size_t bits = lengths[k], bytes = (bits + 7) / 8;

@@ -153,17 +153,16 @@ class BlockGtqCodec final : public TensorCodec {
       return first;
     }
     // Vector n's groups follow each other in one bit stream, without
-    // padding; the chunk starts on a byte boundary (block.cc).
+    // padding; the chunk starts on a byte boundary (block.cc) and is
+    // written in place.
     const size_t vector_bits = SectionWidths(record)[1];
-    std::vector<uint8_t> stream((count * vector_bits + 7) / 8 + 8);
-    simd::BitStringWriter writer(stream.data());
+    simd::BitStringWriter writer(sections[1], sections[1] + (count * vector_bits + 7) / 8);
     for (size_t n = 0; n < count; ++n) {
       for (size_t g = 0; g < groups.quantizers.size(); ++g) {
         const size_t bits = groups.dims[g].size() * static_cast<size_t>(groups.bits[g]);
         writer.Append(indices[g].data() + n * groups.quantizers[g]->index_bytes(), bits);
       }
     }
-    std::copy(stream.begin(), stream.end() - 8, sections[1]);
     return OkStatus();
   }
 

@@ -494,7 +494,7 @@ void PqEncode(const PqRows& p, const float* HWY_RESTRICT y, size_t count,
       hn::Store(GroupFields(p, c, g), D64(), fields + g);
     }
     for (; g < groups; ++g) fields[g] = GroupField(p, c, g);
-    BitStringWriter writer(record);
+    BitStringWriter writer(record, record + sizeof(record));
     for (g = 0; g < groups; ++g) writer.AppendValue(fields[g], group_bits);
     std::copy(record, record + record_bytes, angles + n * record_bytes);
     std::copy(r[3], r[3] + groups, radii + n * groups);

@@ -140,10 +140,12 @@ inline void UnpackBits(const uint8_t* in, size_t n, int bits, uint8_t* values) {
 // every append stores one 64-bit word: its whole bytes are final, and the
 // partial one is rewritten by the next store, so the last store leaves the
 // stream complete. It never reads what it wrote, which would stall on
-// store forwarding. Its buffer needs 8 bytes of room past the stream.
+// store forwarding. It writes nothing at or past `end`: its last stores
+// there are byte by byte, so a stream can be written in place, up to the
+// end of its buffer.
 class BitStringWriter {
  public:
-  explicit BitStringWriter(uint8_t* out) : out_(out) {}
+  BitStringWriter(uint8_t* out, uint8_t* end) : out_(out), end_(end) {}
 
   // The first `bits` bits of src; reads up to 8 bytes past the last byte
   // it uses.
@@ -161,7 +163,13 @@ class BitStringWriter {
   void AppendValue(uint64_t v, size_t bits) {  // pending_bits_ < 8
     pending_ |= v << pending_bits_;
     pending_bits_ += bits;
-    bitpack_internal::Store64(pending_, out_);
+    if (end_ - out_ >= 8) {
+      bitpack_internal::Store64(pending_, out_);
+    } else {
+      for (ptrdiff_t i = 0; i < end_ - out_; ++i) {
+        out_[i] = static_cast<uint8_t>(pending_ >> (8 * i));
+      }
+    }
     const size_t whole = pending_bits_ / 8;  // at most 8
     out_ += whole;
     pending_ = whole == 8 ? 0 : pending_ >> (8 * whole);
@@ -170,6 +178,7 @@ class BitStringWriter {
 
  private:
   uint8_t* out_;
+  uint8_t* const end_;
   uint64_t pending_ = 0;
   size_t pending_bits_ = 0;
 };
