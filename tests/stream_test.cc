@@ -52,10 +52,15 @@ Cache MakeCache(uint32_t layers, uint32_t heads, uint32_t tokens, uint32_t dim,
   return c;
 }
 
+// preset: a preset's name, or a config's text where it holds a space.
 std::vector<uint8_t> Encode(Cache& c, const char* preset, uint32_t threads = 1,
                             uint32_t block_tokens = 0, uint8_t dst_fill = 0) {
   kvc_config* config = nullptr;
-  REQUIRE(kvc_config_from_preset(preset, &config, nullptr) == KVC_OK);
+  if (std::strchr(preset, ' ') != nullptr) {
+    REQUIRE(kvc_config_parse(preset, std::strlen(preset), &config, nullptr) == KVC_OK);
+  } else {
+    REQUIRE(kvc_config_from_preset(preset, &config, nullptr) == KVC_OK);
+  }
   kvc_encode_options options;
   kvc_encode_options_init(&options);
   options.threads = threads;
@@ -190,19 +195,35 @@ TEST_CASE("bytes do not depend on threads; values not on block size") {
   }
 }
 
-// The encoder zeroes what it writes bit by bit a chunk at a time: every byte
-// of the stream, padding bits included, must still be its own.
+// Codecs write every byte of their sections (TensorCodec::Encode), padding
+// bits included, into memory nobody zeroed: a stream's bytes are its own.
 TEST_CASE("bytes do not depend on what dst held") {
-  Cache c = MakeCache(1, 2, 75, 64);
-  for (int64_t target : hwy::SupportedAndGeneratedTargets()) {
-    hwy::SetSupportedTargetsForTest(target);
-    CAPTURE(hwy::TargetName(target));
-    for (uint32_t i = 0; i < kvc_preset_count(); ++i) {
-      const char* preset = kvc_preset_name(i);
-      CAPTURE(preset);
-      for (uint32_t block_tokens : {0u, 69u}) {
-        CAPTURE(block_tokens);
-        CHECK(Encode(c, preset, 1, block_tokens, 0xFF) == Encode(c, preset, 1, block_tokens, 0));
+  std::vector<std::string> configs;
+  for (uint32_t i = 0; i < kvc_preset_count(); ++i) configs.push_back(kvc_preset_name(i));
+  // Every method and option beyond the presets'.
+  for (const char* method :
+       {"raw-f32", "raw-bf16", "tq-mse-b1", "tq-mse-b5", "tq-mse-b6", "tq-mse-b7", "tq-mse-b8",
+        "tq-mse-b3:nc", "tq-prod-b2", "tq-prod-b5", "tq-prod-b8", "tq-mse-b2.5", "tq-mse-b1.5",
+        "tq-mse-b6.5", "gtq-b1", "gtq-b4", "gtq-b6", "gtq-b7:pair=interleaved",
+        "gtq-b2:min=0,pair=half", "angle-n2", "angle-n7", "angle-n1000", "angle-n256",
+        "angle-n16:radius=exact", "angle-n5:radius=log4,nc", "angle-n3:radius=exact,nc", "polar-1111", "polar-5432",
+        "polar-8444"}) {
+    configs.push_back(std::string("all kv=") + method);
+  }
+  for (uint32_t dim : {64u, 80u}) {
+    Cache c = MakeCache(1, 2, 75, dim);
+    for (int64_t target : hwy::SupportedAndGeneratedTargets()) {
+      hwy::SetSupportedTargetsForTest(target);
+      const std::string target_name = hwy::TargetName(target);
+      CAPTURE(target_name);
+      for (const std::string& config : configs) {
+        CAPTURE(config);
+        CAPTURE(dim);
+        for (uint32_t block_tokens : {0u, 69u}) {
+          CAPTURE(block_tokens);
+          CHECK(Encode(c, config.c_str(), 1, block_tokens, 0xFF) ==
+                Encode(c, config.c_str(), 1, block_tokens, 0));
+        }
       }
     }
   }
