@@ -195,8 +195,9 @@ TEST_CASE("bytes do not depend on threads; values not on block size") {
   }
 }
 
-// Codecs write every byte of their sections (TensorCodec::Encode), padding
-// bits included, into memory nobody zeroed: a stream's bytes are its own.
+// The block writer zeroes each chunk's bytes just before its codec writes
+// them (some codecs add bits into zeroed memory): whatever dst held, every
+// byte of the stream, padding bits included, is the stream's own.
 TEST_CASE("bytes do not depend on what dst held") {
   std::vector<std::string> configs;
   for (uint32_t i = 0; i < kvc_preset_count(); ++i) configs.push_back(kvc_preset_name(i));
