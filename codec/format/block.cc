@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <memory>
 
 #include "base/cache_size.h"
 #include "base/dtype.h"
@@ -95,6 +96,37 @@ std::vector<uint8_t*> SectionPointers(const BlockLayout& layout, uint8_t* payloa
   }
   return pointers;
 }
+
+// A section's checksum fed in order as the section is written or read a
+// chunk at a time. Where a head has one section, chunks follow each other
+// in the payload and each is hashed while in cache (with whatever precedes
+// it: the block header and head records before the first); other payloads
+// are hashed whole by Finish.
+class ChunkChecksum {
+ public:
+  explicit ChunkChecksum(const uint8_t* section) : hashed_(section) {}
+
+  void Chunk(const BlockLayout& layout, const std::vector<uint8_t*>& sections, uint32_t head,
+             uint32_t count) {
+    if (sections.size() != 1) return;
+    HashTo(sections[0] + (size_t{count} * layout.widths[head][0] + 7) / 8);
+  }
+
+  // The checksum of the section, whose payload ends at `end`.
+  uint32_t Finish(const uint8_t* end) {
+    HashTo(end);
+    return checksum_.Finish();
+  }
+
+ private:
+  void HashTo(const uint8_t* end) {
+    checksum_.Update(hashed_, static_cast<size_t>(end - hashed_));
+    hashed_ = end;
+  }
+
+  Checksummer checksum_;
+  const uint8_t* hashed_;
+};
 
 // Index of the first non-finite value, or n: a vectorised pass in the usual
 // case, the scan only to name the culprit.
@@ -321,9 +353,11 @@ Status SubtractMean(const BlockHeader& h, uint32_t head, uint32_t t0, const floa
                                            ": vector minus its head's channel mean overflows");
 }
 
-// DecodeBlockPayload's work: every head's tokens, a chunk at a time.
+// DecodeBlockPayload's work: every head's tokens, a chunk at a time (each
+// fed to `checksum` first, unless it is null).
 Status DecodeChunks(const TensorCodec& codec, const BlockHeader& h, const uint8_t* payload,
-                    const BlockLayout& layout, const TensorView& output, simd::Writes writes) {
+                    const BlockLayout& layout, const TensorView& output, simd::Writes writes,
+                    ChunkChecksum* checksum) {
   const size_t d = h.head_dim;
   std::vector<float> buffer(kChunkVectors * d);
   uint8_t* p = const_cast<uint8_t*>(payload);  // sections are only read
@@ -343,10 +377,11 @@ Status DecodeChunks(const TensorCodec& codec, const BlockHeader& h, const uint8_
                             reinterpret_cast<uintptr_t>(out) % 4 == 0
                         ? reinterpret_cast<float*>(out)
                         : buffer.data();
+      const std::vector<uint8_t*> sections = SectionPointers(layout, p, head, t0);
+      if (checksum != nullptr) checksum->Chunk(layout, sections, head, count);
       size_t bad = 0;
-      Status status = codec.Decode(HeadRecord(layout, head),
-                                   SectionPointers(layout, p, head, t0).data(), count, rows,
-                                   &bad);
+      Status status =
+          codec.Decode(HeadRecord(layout, head), sections.data(), count, rows, &bad);
       if (status.ok() && Centered(h)) simd::AddToRows(rows, d, count, mean.data(), rows);
       // The usual case: consecutive rows, every value finite and within the
       // output's range, checked while they are stored.
@@ -450,16 +485,7 @@ Status WriteBlockSection(const TensorCodec& codec, const BlockHeader& h,
   WriteTensorConfig(h.config, p + kBlockFixedHeaderSize);
   std::copy(records.begin(), records.end(), p + h.header_size());
   layout.records = p + h.header_size();
-  // The checksum is fed the section in order, as far as it is written: a
-  // payload of one section per head grows in order chunk by chunk and is
-  // hashed while in cache; others are hashed at the end.
-  Checksummer checksum;
-  const uint8_t* hashed = section;
-  auto hash_to = [&](const uint8_t* end) {
-    checksum.Update(hashed, static_cast<size_t>(end - hashed));
-    hashed = end;
-  };
-  hash_to(p + h.header_size() + records.size());
+  ChunkChecksum checksum(section);
 
   const size_t d = h.head_dim;
   std::vector<float> rows(kChunkVectors * d), minus_mean(Centered(h) ? d : 0);
@@ -486,13 +512,10 @@ Status WriteBlockSection(const TensorCodec& codec, const BlockHeader& h,
       if (!status.ok()) {
         return Status(status.code(), Where(h, head, t0 + bad) + ": " + status.message());
       }
-      if (sections.size() == 1 && sections[0] == hashed) {
-        hash_to(sections[0] + (size_t{count} * layout.widths[head][0] + 7) / 8);
-      }
+      checksum.Chunk(layout, sections, head, count);
     }
   }
-  hash_to(p + layout.payload_size);
-  StoreLE32(checksum.Finish(), p + layout.payload_size);
+  StoreLE32(checksum.Finish(p + layout.payload_size), p + layout.payload_size);
   return OkStatus();
 }
 
@@ -502,8 +525,21 @@ simd::Writes WritesForOutput(uint64_t bytes) {
 
 Status DecodeBlockPayload(const TensorCodec& codec, const BlockHeader& h,
                           const uint8_t* payload, const BlockLayout& layout,
-                          const TensorView& output, simd::Writes writes) {
-  const Status status = DecodeChunks(codec, h, payload, layout, output, writes);
+                          const TensorView& output, simd::Writes writes,
+                          const uint8_t* unverified_section) {
+  std::unique_ptr<ChunkChecksum> checksum;
+  if (unverified_section != nullptr) {
+    if (layout.widths[0].size() == 1) {
+      checksum = std::make_unique<ChunkChecksum>(unverified_section);
+    } else {
+      KVC_RETURN_IF_ERROR(VerifySection(unverified_section, layout.payload_size));
+    }
+  }
+  Status status = DecodeChunks(codec, h, payload, layout, output, writes, checksum.get());
+  if (status.ok() && checksum != nullptr) {
+    status = CheckSectionChecksum(unverified_section, layout.payload_size,
+                                  checksum->Finish(payload + layout.payload_size));
+  }
   // Non-temporal stores are ordered before the output is handed on.
   if (writes == simd::Writes::kAroundCache) hwy::FlushStream();
   return status;

@@ -84,9 +84,15 @@ simd::Writes WritesForOutput(uint64_t bytes);
 
 // output: [head_count, token_count, head_dim]; f16 and bf16 outputs are
 // stored as `writes` says (f32 rows are decoded in place).
+// unverified_section, if not null: the payload's section, whose checksum is
+// checked here (ReadSection's kDefer). Where a head has one section, chunk
+// by chunk as they are decoded (the payload read once, in cache): a
+// mismatch is then CHECKSUM after the output was written, which holds
+// nothing to use. Otherwise before anything is decoded.
 Status DecodeBlockPayload(const TensorCodec& codec, const BlockHeader& header,
                           const uint8_t* payload, const BlockLayout& layout,
-                          const TensorView& output, simd::Writes writes);
+                          const TensorView& output, simd::Writes writes,
+                          const uint8_t* unverified_section = nullptr);
 // queries: [head_count][queries_per_head][head_dim]; scores:
 // [head_count][queries_per_head][token_count].
 Status ScoreBlockPayload(const TensorCodec& codec, const BlockHeader& header,

@@ -19,8 +19,12 @@ void SealSection(uint8_t type, size_t payload_size, uint8_t* out, uint8_t flags)
 }
 
 Status VerifySection(const uint8_t* section, size_t payload_size) {
-  const size_t checked = kSectionHeaderSize + payload_size;
-  if (Checksum32(section, checked) != LoadLE32(section + checked)) {
+  return CheckSectionChecksum(section, payload_size,
+                              Checksum32(section, kSectionHeaderSize + payload_size));
+}
+
+Status CheckSectionChecksum(const uint8_t* section, size_t payload_size, uint32_t checksum) {
+  if (checksum != LoadLE32(section + kSectionHeaderSize + payload_size)) {
     return Status(KVC_ERR_CHECKSUM,
                   StrFormat("section (type 0x%02x) checksum mismatch", section[0]));
   }

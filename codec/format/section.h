@@ -70,6 +70,8 @@ enum class Checksums { kVerify, kTrust, kDefer };
 // CHECKSUM unless the checksum that follows the section's header and
 // payload (of payload_size bytes) matches them.
 Status VerifySection(const uint8_t* section, size_t payload_size);
+// The same check against a checksum of header and payload computed already.
+Status CheckSectionChecksum(const uint8_t* section, size_t payload_size, uint32_t checksum);
 
 // Reads the section at `data` (size bytes available) and checks its
 // checksum (as `checksums` says): TRUNCATED,

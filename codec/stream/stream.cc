@@ -258,12 +258,15 @@ Status DecodeStream(const uint8_t* data, size_t size, const kvc_tensor* keys,
   };
   // Every block is verified, those not decoded included, so that the
   // error is the first bad block's, as a verifying walk would report it.
+  // Decoded blocks are verified as they are decoded.
   const Status decoded = ParallelFor(layout.blocks.size(), threads, [&](size_t i) {
     const StreamLayout::Block& b = layout.blocks[i];
-    KVC_RETURN_IF_ERROR(verify(b));
-    if (!wanted(b)) return OkStatus();
-    return DecodeBlockPayload(*b.codec, b.header, b.payload, b.layout,
-                              BlockView(views[b.header.kind], b.header), writes);
+    if (!wanted(b)) return verify(b);
+    const Status status =
+        DecodeBlockPayload(*b.codec, b.header, b.payload, b.layout,
+                           BlockView(views[b.header.kind], b.header), writes,
+                           b.unverified_section);
+    return status.code() == KVC_ERR_CHECKSUM ? AtOffset(b.offset, status) : status;
   });
   if (decoded.ok() || decoded.code() == KVC_ERR_CHECKSUM) return decoded;
   // The format checks every checksum before it decodes a vector (FORMAT.md
