@@ -458,7 +458,9 @@ KVC_API kvc_status kvc_get_stream_layer(const void* src, size_t src_size,
  * num_tokens, head_dim] outputs of any dtype; either may be NULL to skip it
  * (its blocks' checksums and structure are still checked, their values are
  * not decoded). KVC_OK means every checksum matched, every block was present
- * once and every requested value was decoded. options may be NULL. */
+ * once and every requested value was decoded; after any other status the
+ * outputs' contents are unspecified (blocks are decoded in parallel, some
+ * checked as they are decoded). options may be NULL. */
 KVC_API kvc_status kvc_decode_stream(const void* src, size_t src_size,
                                      const kvc_decode_options* options,
                                      const kvc_tensor* keys,
