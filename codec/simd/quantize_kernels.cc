@@ -453,7 +453,7 @@ void DequantizeRowsImpl(const float* HWY_RESTRICT centroids, int bits, const uin
     if (norm_correction) {
       HWY_ALIGN float sums[kRows] = {}, row_norms[kRows] = {};
       for (size_t i = 0; i < m; ++i) {
-        sums[i] = SumOfSquaresArray(y + (r0 + i) * n, n);
+        sums[i] = SumOfSquaresArray(y + (r0 + i) * n, n, (count - r0 - i) * n);
         row_norms[i] = norms[r0 + i];
       }
       for (size_t i = 0; i < kRows; i += N) {

@@ -21,10 +21,10 @@ namespace HWY_NAMESPACE {
 namespace hn = hwy::HWY_NAMESPACE;
 
 float DotProductImpl(const float* HWY_RESTRICT a, const float* HWY_RESTRICT b, size_t n) {
-  return OrderedDot<false>(a, b, n);
+  return OrderedDot<false>(a, b, n, n);
 }
 float SumOfSquaresImpl(const float* HWY_RESTRICT a, size_t n) {
-  return OrderedDot<true>(a, a, n);
+  return OrderedDot<true>(a, a, n, n);
 }
 
 bool AllFiniteImpl(const float* HWY_RESTRICT a, size_t n) {

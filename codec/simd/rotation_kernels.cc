@@ -291,7 +291,7 @@ void RotatePassRowsImpl(const float* const* HWY_RESTRICT signs,
   // alignment would stall on store forwarding.
   for (size_t k = 0; k < passes; ++k) pass.Rows(y + offsets[k], count, dim, signs[k], scale);
   for (size_t n = 0; sum_squares != nullptr && n < count; ++n) {
-    sum_squares[n] = SumOfSquaresArray(y + n * dim, dim);
+    sum_squares[n] = SumOfSquaresArray(y + n * dim, dim, (count - n) * dim);
   }
 }
 

@@ -42,12 +42,16 @@ HWY_INLINE float FoldSums(const float* HWY_RESTRICT sums) {
 // kvc::DotProduct (kSquare: kvc::SumOfSquares, b unused) of n floats in
 // memory, in its order: element j into partial sum j % 16, each product
 // rounded before the addition, then FoldLanes. 16 / lanes accumulators hold
-// partial sums 0..15 in lane order. The last partial 16 go through
-// zero-padded copies: a product 0 * 0 = +0 leaves a partial sum unchanged
-// (they start at +0 and so are never -0).
+// partial sums 0..15 in lane order. The last partial 16 are zero-padded: a
+// product 0 * 0 = +0 leaves a partial sum unchanged (they start at +0 and so
+// are never -0). Where `readable` (>= n) floats of a and b may be read, the
+// padding is whole vectors read on past n with those lanes zeroed (rows of
+// a batch: the next row's values); otherwise copies.
 template <bool kSquare>
-HWY_INLINE float OrderedDot(const float* HWY_RESTRICT a, const float* HWY_RESTRICT b, size_t n) {
+HWY_INLINE float OrderedDot(const float* HWY_RESTRICT a, const float* HWY_RESTRICT b, size_t n,
+                            size_t readable) {
 #if HWY_TARGET == HWY_SCALAR
+  (void)readable;
   return kSquare ? kvc::SumOfSquares(a, n) : kvc::DotProduct(a, b, n);
 #else
 #if HWY_HAVE_SCALABLE
@@ -76,7 +80,18 @@ HWY_INLINE float OrderedDot(const float* HWY_RESTRICT a, const float* HWY_RESTRI
   };
   size_t j = 0;
   for (; j + kReductionLanes <= n; j += kReductionLanes) add_block(a + j, b + j);
-  if (j < n) {
+  if (j < n && readable - j >= kReductionLanes) {
+    const size_t rest = n - j;
+    const auto product = [&](size_t k) HWY_ATTR {
+      const auto first = hn::FirstN(d, rest > k * kN ? rest - k * kN : 0);
+      const auto va = hn::IfThenElseZero(first, hn::LoadU(d, a + j + k * kN));
+      return hn::Mul(va, kSquare ? va : hn::IfThenElseZero(first, hn::LoadU(d, b + j + k * kN)));
+    };
+    acc0 = hn::Add(acc0, product(0));
+    if (kAcc > 1) acc1 = hn::Add(acc1, product(1));
+    if (kAcc > 2) acc2 = hn::Add(acc2, product(2));
+    if (kAcc > 3) acc3 = hn::Add(acc3, product(3));
+  } else if (j < n) {
     HWY_ALIGN float last_a[kReductionLanes] = {}, last_b[kReductionLanes] = {};
     for (size_t i = 0; j + i < n; ++i) {
       last_a[i] = a[j + i];
@@ -97,9 +112,10 @@ HWY_INLINE float OrderedDot(const float* HWY_RESTRICT a, const float* HWY_RESTRI
 #endif
 }
 
-// kvc::SumOfSquares, for kernels that need it without a dispatched call.
-HWY_INLINE float SumOfSquaresArray(const float* HWY_RESTRICT a, size_t n) {
-  return OrderedDot<true>(a, a, n);
+// kvc::SumOfSquares, for kernels that need it without a dispatched call;
+// readable as for OrderedDot.
+HWY_INLINE float SumOfSquaresArray(const float* HWY_RESTRICT a, size_t n, size_t readable) {
+  return OrderedDot<true>(a, a, n, readable);
 }
 
 #if !HWY_HAVE_SCALABLE && HWY_TARGET != HWY_SCALAR
