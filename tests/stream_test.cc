@@ -207,8 +207,8 @@ TEST_CASE("bytes do not depend on what dst held") {
         "tq-mse-b3:nc", "tq-prod-b2", "tq-prod-b5", "tq-prod-b8", "tq-mse-b2.5", "tq-mse-b1.5",
         "tq-mse-b6.5", "gtq-b1", "gtq-b4", "gtq-b6", "gtq-b7:pair=interleaved",
         "gtq-b2:min=0,pair=half", "angle-n2", "angle-n7", "angle-n1000", "angle-n256",
-        "angle-n16:radius=exact", "angle-n5:radius=log4,nc", "angle-n3:radius=exact,nc", "polar-1111", "polar-5432",
-        "polar-8444"}) {
+        "angle-n16:radius=exact", "angle-n5:radius=log4,nc", "angle-n3:radius=exact,nc",
+        "polar-1111", "polar-5432", "polar-8444"}) {
     configs.push_back(std::string("all kv=") + method);
   }
   for (uint32_t dim : {64u, 80u}) {

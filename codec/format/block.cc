@@ -3,7 +3,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
-#include <memory>
+#include <optional>
 
 #include "base/cache_size.h"
 #include "base/dtype.h"
@@ -97,19 +97,26 @@ std::vector<uint8_t*> SectionPointers(const BlockLayout& layout, uint8_t* payloa
   return pointers;
 }
 
+// Bytes of section s that `count` vectors of `head` from a chunk's start
+// take (the last chunk's last byte may be partial).
+size_t ChunkBytes(const BlockLayout& layout, uint32_t head, size_t s, uint32_t count) {
+  return (size_t{count} * layout.widths[head][s] + 7) / 8;
+}
+
 // A section's checksum fed in order as the section is written or read a
-// chunk at a time. Where a head has one section, chunks follow each other
-// in the payload and each is hashed while in cache (with whatever precedes
-// it: the block header and head records before the first); other payloads
-// are hashed whole by Finish.
+// chunk at a time. Where a head has one section (InOrder), chunks follow
+// each other in the payload and each is hashed while in cache (with
+// whatever precedes it: the block header and head records before the
+// first); other payloads are hashed whole by Finish.
 class ChunkChecksum {
  public:
   explicit ChunkChecksum(const uint8_t* section) : hashed_(section) {}
 
+  static bool InOrder(const BlockLayout& layout) { return layout.widths[0].size() == 1; }
+
   void Chunk(const BlockLayout& layout, const std::vector<uint8_t*>& sections, uint32_t head,
              uint32_t count) {
-    if (sections.size() != 1) return;
-    HashTo(sections[0] + (size_t{count} * layout.widths[head][0] + 7) / 8);
+    if (InOrder(layout)) HashTo(sections[0] + ChunkBytes(layout, head, 0, count));
   }
 
   // The checksum of the section, whose payload ends at `end`.
@@ -464,15 +471,18 @@ Status PlanBlockPayload(const TensorCodec& codec, const BlockHeader& h,
   return PlanLayout(codec, h, records->data(), layout);
 }
 
-Status WriteBlockSection(const TensorCodec& codec, const BlockHeader& h,
-                         const TensorView& input, const std::vector<uint8_t>& records,
-                         BlockLayout layout, uint8_t* section) {
-  WriteSectionHeader(kSectionBlock, layout.payload_size, section);
-  uint8_t* p = section + kSectionHeaderSize;
-  // The header and records are zeroed here, each chunk's section bytes just
-  // before it is encoded (codecs write bit by bit into zeroed memory): one
-  // pass over the payload while it is in cache, not a second one.
-  std::fill(p, p + h.header_size() + records.size(), 0);
+namespace {
+
+// WriteBlockPayload's work, each chunk fed to `checksum` once written,
+// unless it is null.
+Status WriteChunks(const TensorCodec& codec, const BlockHeader& h, const TensorView& input,
+                   const std::vector<uint8_t>& records, BlockLayout layout, uint8_t* p,
+                   ChunkChecksum* checksum) {
+  // The header is zeroed here (the records are copied whole), each chunk's
+  // section bytes just before it is encoded (codecs write bit by bit into
+  // zeroed memory): one pass over the payload while it is in cache, not a
+  // second one.
+  std::fill(p, p + h.header_size(), 0);
   StoreLE16(static_cast<uint16_t>(h.layer), p);
   p[2] = static_cast<uint8_t>(h.kind);
   p[3] = 0;  // Block_Flags
@@ -485,7 +495,6 @@ Status WriteBlockSection(const TensorCodec& codec, const BlockHeader& h,
   WriteTensorConfig(h.config, p + kBlockFixedHeaderSize);
   std::copy(records.begin(), records.end(), p + h.header_size());
   layout.records = p + h.header_size();
-  ChunkChecksum checksum(section);
 
   const size_t d = h.head_dim;
   std::vector<float> rows(kChunkVectors * d), minus_mean(Centered(h) ? d : 0);
@@ -505,17 +514,35 @@ Status WriteBlockSection(const TensorCodec& codec, const BlockHeader& h,
       }
       const std::vector<uint8_t*> sections = SectionPointers(layout, p, head, t0);
       for (size_t s = 0; s < sections.size(); ++s) {
-        std::memset(sections[s], 0, (size_t{count} * layout.widths[head][s] + 7) / 8);
+        std::memset(sections[s], 0, ChunkBytes(layout, head, s, count));
       }
       size_t bad = 0;
       Status status = codec.Encode(HeadRecord(layout, head), x, count, sections.data(), &bad);
       if (!status.ok()) {
         return Status(status.code(), Where(h, head, t0 + bad) + ": " + status.message());
       }
-      checksum.Chunk(layout, sections, head, count);
+      if (checksum != nullptr) checksum->Chunk(layout, sections, head, count);
     }
   }
-  StoreLE32(checksum.Finish(p + layout.payload_size), p + layout.payload_size);
+  return OkStatus();
+}
+
+}  // namespace
+
+Status WriteBlockPayload(const TensorCodec& codec, const BlockHeader& h,
+                         const TensorView& input, const std::vector<uint8_t>& records,
+                         const BlockLayout& layout, uint8_t* payload) {
+  return WriteChunks(codec, h, input, records, layout, payload, nullptr);
+}
+
+Status WriteBlockSection(const TensorCodec& codec, const BlockHeader& h,
+                         const TensorView& input, const std::vector<uint8_t>& records,
+                         const BlockLayout& layout, uint8_t* section) {
+  WriteSectionHeader(kSectionBlock, layout.payload_size, section);
+  uint8_t* payload = section + kSectionHeaderSize;
+  ChunkChecksum checksum(section);
+  KVC_RETURN_IF_ERROR(WriteChunks(codec, h, input, records, layout, payload, &checksum));
+  StoreLE32(checksum.Finish(payload + layout.payload_size), payload + layout.payload_size);
   return OkStatus();
 }
 
@@ -527,16 +554,17 @@ Status DecodeBlockPayload(const TensorCodec& codec, const BlockHeader& h,
                           const uint8_t* payload, const BlockLayout& layout,
                           const TensorView& output, simd::Writes writes,
                           const uint8_t* unverified_section) {
-  std::unique_ptr<ChunkChecksum> checksum;
+  std::optional<ChunkChecksum> checksum;
   if (unverified_section != nullptr) {
-    if (layout.widths[0].size() == 1) {
-      checksum = std::make_unique<ChunkChecksum>(unverified_section);
+    if (ChunkChecksum::InOrder(layout)) {
+      checksum.emplace(unverified_section);
     } else {
       KVC_RETURN_IF_ERROR(VerifySection(unverified_section, layout.payload_size));
     }
   }
-  Status status = DecodeChunks(codec, h, payload, layout, output, writes, checksum.get());
-  if (status.ok() && checksum != nullptr) {
+  Status status = DecodeChunks(codec, h, payload, layout, output, writes,
+                               checksum ? &*checksum : nullptr);
+  if (status.ok() && checksum) {
     status = CheckSectionChecksum(unverified_section, layout.payload_size,
                                   checksum->Finish(payload + layout.payload_size));
   }

@@ -74,10 +74,16 @@ Status PlanBlockPayload(const TensorCodec& codec, const BlockHeader& header,
                         const TensorView& input, const TensorView* queries,
                         std::vector<uint8_t>* records, BlockLayout* layout);
 // Then the whole Block section at `section`, SectionSize(layout.payload_size)
-// bytes: header, payload and checksum (sealed as SealSection does, flags 0).
+// bytes: header, payload and checksum (sealed as SealSection does, flags 0),
+// the checksum fed the payload as it is written.
 Status WriteBlockSection(const TensorCodec& codec, const BlockHeader& header,
                          const TensorView& input, const std::vector<uint8_t>& records,
-                         BlockLayout layout, uint8_t* section);
+                         const BlockLayout& layout, uint8_t* section);
+// Or the payload alone, layout.payload_size bytes at `payload`, for writers
+// that may store it compressed and seal the section then.
+Status WriteBlockPayload(const TensorCodec& codec, const BlockHeader& header,
+                         const TensorView& input, const std::vector<uint8_t>& records,
+                         const BlockLayout& layout, uint8_t* payload);
 // How a decode whose outputs total `bytes` should store them
 // (base/cache_size.h's WriteAroundCache).
 simd::Writes WritesForOutput(uint64_t bytes);

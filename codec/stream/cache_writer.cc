@@ -197,8 +197,8 @@ Status CacheWriter::AddLayer(const kvc_tensor* keys, const kvc_tensor* values) {
     KVC_RETURN_IF_ERROR(PlanBlockPayload(*codecs[i], h, input, nullptr, &records, &layout));
     std::vector<uint8_t>& section = sections[i];
     section.resize(SectionSize(layout.payload_size));
-    KVC_RETURN_IF_ERROR(WriteBlockSection(*codecs[i], h, input, records, layout,
-                                          section.data()));
+    KVC_RETURN_IF_ERROR(WriteBlockPayload(*codecs[i], h, input, records, layout,
+                                          section.data() + kSectionHeaderSize));
     std::vector<uint8_t> stored;
     if (settings_.zstd_level > 0 &&
         ZstdCompressPayload(section.data() + kSectionHeaderSize, layout.payload_size,
@@ -206,8 +206,8 @@ Status CacheWriter::AddLayer(const kvc_tensor* keys, const kvc_tensor* values) {
       section.resize(SectionSize(stored.size()));
       std::copy(stored.begin(), stored.end(), section.begin() + kSectionHeaderSize);
       flags[i] = kSectionFlagZstd;
-      SealSection(kSectionBlock, stored.size(), section.data(), flags[i]);
     }
+    SealSection(kSectionBlock, section.size() - SectionSize(0), section.data(), flags[i]);
     return OkStatus();
   });
   if (!encoded.ok()) return encoded;  // the caller's input: the writer goes on
