@@ -1,12 +1,42 @@
 #include "format/checksum.h"
 
+#include <hwy/cache_control.h>
+
+#include <algorithm>
+
 #define XXH_INLINE_ALL
 #include <xxhash.h>
 
 namespace kvc {
+namespace {
+
+// XXH64 is one chain of dependent steps, and on its own it left most of a
+// core's memory bandwidth unused on data not in cache: 5.5 GB/s over 16 MB
+// read from memory, 13 GB/s from cache, one core. Asking for the lines a
+// little ahead of the bytes being hashed keeps more misses in flight: 10.5
+// GB/s from memory, and no slower from cache. (Pieces of 512 bytes, a
+// multiple of XXH64's 32-byte stripe, so that its state never buffers.)
+constexpr size_t kPieceBytes = 512;
+constexpr size_t kAheadBytes = 1024;
+constexpr size_t kLineBytes = 64;
+
+void UpdateAhead(XXH64_state_t* state, const void* data, size_t size) {
+  const unsigned char* p = static_cast<const unsigned char*>(data);
+  for (size_t at = 0; at < size; at += kPieceBytes) {
+    const size_t ahead_end = std::min(at + kAheadBytes + kPieceBytes, size);
+    for (size_t line = at + kAheadBytes; line < ahead_end; line += kLineBytes) {
+      hwy::Prefetch(p + line);
+    }
+    XXH64_update(state, p + at, std::min(kPieceBytes, size - at));
+  }
+}
+
+}  // namespace
 
 uint32_t Checksum32(const void* data, size_t size) {
-  return static_cast<uint32_t>(XXH64(data, size, 0));
+  Checksummer checksummer;
+  checksummer.Update(data, size);
+  return checksummer.Finish();
 }
 
 static_assert(sizeof(XXH64_state_t) <= 96 && alignof(XXH64_state_t) <= 8,
@@ -17,7 +47,7 @@ Checksummer::Checksummer() {
 }
 
 void Checksummer::Update(const void* data, size_t size) {
-  XXH64_update(reinterpret_cast<XXH64_state_t*>(state_), data, size);
+  UpdateAhead(reinterpret_cast<XXH64_state_t*>(state_), data, size);
 }
 
 uint32_t Checksummer::Finish() const {
