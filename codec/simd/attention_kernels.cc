@@ -711,55 +711,81 @@ HWY_INLINE void Unpermute(const float* HWY_RESTRICT y, size_t dim, float* HWY_RE
   }
 }
 
-// One row's dots with kQ permuted queries (rows of dim floats) and, if
-// kLen, its sum of squares. Even and odd registers feed separate
-// accumulators.
-template <int kBits, size_t kQ, bool kLen>
-HWY_INLINE void FastRowDots(const uint8_t* HWY_RESTRICT row, size_t dim, hn::Vec<D8> pattern,
-                            V lo, V hi, const float* HWY_RESTRICT q, float* HWY_RESTRICT dots,
-                            float* HWY_RESTRICT len2) {
+// Rows whose dots one step of the row loop computes together: their
+// dependency chains interleave, each query register loaded serves them all,
+// and no row waits on its own reduction. (One row at a time left the core
+// waiting on each row's chain of multiply-adds and lane sums.) Their
+// accumulators fill half the registers: 4 rows x 4 queries of 32 registers
+// where registers have 16 lanes, 2 x 4 of 16 elsewhere.
+constexpr size_t kStepRows = kLanes == 16 ? 4 : 2;
+
+// The dots of kRows rows (row[r]) with kQ permuted queries (rows of dim
+// floats) into dots[r * kGroup + i] and, if kLen, their sums of squares.
+template <int kBits, size_t kQ, bool kLen, size_t kRows>
+HWY_INLINE void FastStepDots(const uint8_t* const* HWY_RESTRICT row, size_t dim,
+                             hn::Vec<D8> pattern, V lo, V hi, const float* HWY_RESTRICT q,
+                             float* HWY_RESTRICT dots, float* HWY_RESTRICT len2) {
   const D d;
-  V e0 = hn::Zero(d), e1 = hn::Zero(d), e2 = hn::Zero(d), e3 = hn::Zero(d), es = hn::Zero(d);
-  V o0 = hn::Zero(d), o1 = hn::Zero(d), o2 = hn::Zero(d), o3 = hn::Zero(d), os = hn::Zero(d);
+  // Accumulators of queries past kQ stay zero and unused.
+  V acc[kRows][kGroup];
+  V len[kRows];
+  ForEachIndex<kRows>([&](auto r) HWY_ATTR {
+    ForEachIndex<kGroup>([&](auto i) HWY_ATTR { acc[r][i] = hn::Zero(d); });
+    len[r] = hn::Zero(d);
+  });
   for (size_t sb = 0; sb < dim; sb += 8 * kLanes) {
-    const VU words = LaneWords<kBits>(row + sb / 8 * kBits, pattern);
-    // No queries (kQ 0: lengths only): q is null and never offset.
-    const float* HWY_RESTRICT qs = kQ > 0 ? q + sb : q;
+    VU words[kRows];
+    ForEachIndex<kRows>([&](auto r) HWY_ATTR {
+      words[r] = LaneWords<kBits>(row[r] + sb / 8 * kBits, pattern);
+    });
     ForEachIndex<8>([&](auto s) HWY_ATTR {
       constexpr size_t kS = decltype(s)::value;
-      const V c = LookupRegister<kBits, kS>(words, lo, hi);
-      const float* HWY_RESTRICT at = kQ > 0 ? qs + kS * kLanes : qs;
-      if constexpr (kS % 2 == 0) {
-        if (kQ > 0) e0 = hn::MulAdd(c, hn::LoadU(d, at), e0);
-        if (kQ > 1) e1 = hn::MulAdd(c, hn::LoadU(d, at + dim), e1);
-        if (kQ > 2) e2 = hn::MulAdd(c, hn::LoadU(d, at + 2 * dim), e2);
-        if (kQ > 3) e3 = hn::MulAdd(c, hn::LoadU(d, at + 3 * dim), e3);
-        if (kLen) es = hn::MulAdd(c, c, es);
-      } else {
-        if (kQ > 0) o0 = hn::MulAdd(c, hn::LoadU(d, at), o0);
-        if (kQ > 1) o1 = hn::MulAdd(c, hn::LoadU(d, at + dim), o1);
-        if (kQ > 2) o2 = hn::MulAdd(c, hn::LoadU(d, at + 2 * dim), o2);
-        if (kQ > 3) o3 = hn::MulAdd(c, hn::LoadU(d, at + 3 * dim), o3);
-        if (kLen) os = hn::MulAdd(c, c, os);
-      }
+      V query[kGroup];
+      // No queries (kQ 0: lengths only): q is null and never read.
+      ForEachIndex<kQ>([&](auto i) HWY_ATTR {
+        query[i] = hn::LoadU(d, q + decltype(i)::value * dim + sb + kS * kLanes);
+      });
+      ForEachIndex<kRows>([&](auto r) HWY_ATTR {
+        const V c = LookupRegister<kBits, kS>(words[r], lo, hi);
+        ForEachIndex<kQ>([&](auto i) HWY_ATTR {
+          acc[r][i] = hn::MulAdd(c, query[i], acc[r][i]);
+        });
+        if (kLen) len[r] = hn::MulAdd(c, c, len[r]);
+      });
     });
   }
-  StoreRowDots<kQ>(hn::Add(e0, o0), hn::Add(e1, o1), hn::Add(e2, o2), hn::Add(e3, o3), dots);
-  if (kLen) *len2 = hn::GetLane(hn::SumOfLanes(d, hn::Add(es, os)));
+  ForEachIndex<kRows>([&](auto r) HWY_ATTR {
+    StoreRowDots<kQ>(acc[r][0], acc[r][1], acc[r][2], acc[r][3], dots + r * kGroup);
+    if (kLen) len2[r] = hn::GetLane(hn::SumOfLanes(d, len[r]));
+  });
 }
 
 // Every row's dots with kQ permuted queries (and lengths if kLen): the row
-// loop innermost, free of branches on the shape.
+// loop innermost, free of branches on the shape, kStepRows rows a step.
 template <int kBits, size_t kQ, bool kLen>
 HWY_NOINLINE void FastRowsDots(const PaddedTail& tail, size_t count, size_t dim,
                                hn::Vec<D8> pattern, V lo, V hi, const float* HWY_RESTRICT q,
                                float* HWY_RESTRICT dots, size_t dot_stride,
                                float* HWY_RESTRICT len2) {
-  HWY_ALIGN float group[kGroup];
-  for (size_t n = 0; n < count; ++n) {
-    FastRowDots<kBits, kQ, kLen>(tail.Row(n), dim, pattern, lo, hi, q, group,
-                                 kLen ? len2 + n : nullptr);
-    for (size_t i = 0; i < kQ; ++i) dots[i * dot_stride + n] = group[i];
+  HWY_ALIGN float step[kStepRows * kGroup];
+  const auto store = [&](size_t n, size_t rows) {
+    for (size_t r = 0; r < rows; ++r) {
+      for (size_t i = 0; i < kQ; ++i) dots[i * dot_stride + n + r] = step[r * kGroup + i];
+    }
+  };
+  size_t n = 0;
+  for (; n + kStepRows <= count; n += kStepRows) {
+    const uint8_t* rows[kStepRows];
+    for (size_t r = 0; r < kStepRows; ++r) rows[r] = tail.Row(n + r);
+    FastStepDots<kBits, kQ, kLen, kStepRows>(rows, dim, pattern, lo, hi, q, step,
+                                             kLen ? len2 + n : nullptr);
+    store(n, kStepRows);
+  }
+  for (; n < count; ++n) {
+    const uint8_t* rows[1] = {tail.Row(n)};
+    FastStepDots<kBits, kQ, kLen, 1>(rows, dim, pattern, lo, hi, q, step,
+                                     kLen ? len2 + n : nullptr);
+    store(n, 1);
   }
 }
 
