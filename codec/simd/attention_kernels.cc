@@ -142,6 +142,7 @@ inline void FieldRowSumsScalar(const FieldRows& r, const float* weights, size_t 
 #define HWY_TARGET_INCLUDE "simd/attention_kernels.cc"
 #include <hwy/foreach_target.h>  // IWYU pragma: keep
 #include <hwy/highway.h>
+#include <hwy/cache_control.h>
 
 HWY_BEFORE_NAMESPACE();
 namespace kvc {
@@ -594,6 +595,16 @@ class PaddedTail {
   std::vector<uint8_t> copy_;
 };
 
+// Asks for rows [begin, end) of r to be brought into cache: the sums read
+// a tile's rows in several passes, and the first one found them in memory
+// (the hardware's prefetcher did not start on the next tile in time).
+HWY_INLINE void PrefetchRows(const IndexRows& r, size_t begin, size_t end) {
+  constexpr size_t kLineBytes = 64;
+  for (size_t at = begin * r.stride; at < end * r.stride; at += kLineBytes) {
+    hwy::Prefetch(r.packed + at);
+  }
+}
+
 // Index rows as field rows (records 8 * stride bits apart): part(rows, n0)
 // for the rows from row n0 on, the last ones from a padded copy, since the
 // gathers read past a row.
@@ -879,6 +890,7 @@ void FastSums(const IndexRows& r, const float* HWY_RESTRICT weights, size_t weig
     for (size_t i = 0; i < m; ++i) {
       rows[i] = tail.Row(n0 + i);
     }
+    PrefetchRows(r, n0 + m, std::min(r.count, n0 + m + kTileRows));
     for (size_t q0 = 0; q0 < num_queries; q0 += kGroup) {
       const float* w = weights + q0 * weight_stride + n0;
       float* o = permuted.data() + q0 * dim;
