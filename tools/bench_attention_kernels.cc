@@ -31,6 +31,46 @@ void ConvertToF16Impl(const float* HWY_RESTRICT in, size_t count, uint16_t* HWY_
   for (size_t i = 0; i < count; i += N) hn::StoreU(hn::DemoteTo(dh, hn::LoadU(df, in + i)), dh, h + i);
 }
 
+#if !HWY_HAVE_SCALABLE && HWY_TARGET != HWY_SCALAR
+// The sum of v's 128-bit blocks (4 floats) into out: halves added down.
+template <class D>
+HWY_INLINE void StoreBlockSums(D d, hn::Vec<D> v, float* HWY_RESTRICT out) {
+  if constexpr (hn::MaxLanes(D()) > 4) {
+    const hn::Half<D> dh;
+    StoreBlockSums(dh, hn::Add(hn::LowerHalf(dh, v), hn::UpperHalf(dh, v)), out);
+  } else {
+    hn::StoreU(v, d, out);
+  }
+}
+#endif
+
+// out[i] = the sum of a_i's lanes, for i < kQ. Where registers are whole
+// 128-bit blocks, four at once, as the codec's kernels take them: two
+// interleaving steps leave every block holding the four sums of its own
+// lanes, then the blocks are added. (One reduction per query cost a row
+// about as much as its FMAs.)
+template <size_t kQ, class V>
+HWY_INLINE void StoreSums(V a0, V a1, V a2, V a3, float* HWY_RESTRICT out) {
+  const DF df;
+#if !HWY_HAVE_SCALABLE && HWY_TARGET != HWY_SCALAR
+  if constexpr (kQ > 1 && hn::MaxLanes(df) >= 4) {
+    const hn::Repartition<uint64_t, DF> d64;
+    const auto pairs01 = hn::BitCast(
+        d64, hn::Add(hn::InterleaveLower(df, a0, a1), hn::InterleaveUpper(df, a0, a1)));
+    const auto pairs23 = hn::BitCast(
+        d64, hn::Add(hn::InterleaveLower(df, a2, a3), hn::InterleaveUpper(df, a2, a3)));
+    StoreBlockSums(df, hn::Add(hn::BitCast(df, hn::InterleaveLower(d64, pairs01, pairs23)),
+                               hn::BitCast(df, hn::InterleaveUpper(d64, pairs01, pairs23))),
+                   out);
+    return;
+  }
+#endif
+  out[0] = hn::GetLane(hn::SumOfLanes(df, a0));
+  if (kQ > 1) out[1] = hn::GetLane(hn::SumOfLanes(df, a1));
+  if (kQ > 2) out[2] = hn::GetLane(hn::SumOfLanes(df, a2));
+  if (kQ > 3) out[3] = hn::GetLane(hn::SumOfLanes(df, a3));
+}
+
 // kQ (1..4) queries against two key rows at a time: each query vector
 // loaded serves both rows, and 2 * kQ independent FMA chains hide the FMA
 // latency. Unused query slots alias query 0 and are never stored; an odd
@@ -45,9 +85,7 @@ HWY_INLINE void ScoresGroup(const hwy::float16_t* HWY_RESTRICT keys, size_t toke
   const float* q1 = kQ > 1 ? q0 + dim : q0;
   const float* q2 = kQ > 2 ? q0 + 2 * dim : q0;
   const float* q3 = kQ > 3 ? q0 + 3 * dim : q0;
-  float* s1 = kQ > 1 ? s0 + stride : s0;
-  float* s2 = kQ > 2 ? s0 + 2 * stride : s0;
-  float* s3 = kQ > 3 ? s0 + 3 * stride : s0;
+  HWY_ALIGN float sums[2][4];
   for (size_t t = 0; t < tokens; t += 2) {
     const bool pair = t + 1 < tokens;
     const hwy::float16_t* ra = keys + t * dim;
@@ -76,15 +114,10 @@ HWY_INLINE void ScoresGroup(const hwy::float16_t* HWY_RESTRICT keys, size_t toke
         b3 = hn::MulAdd(x3, kb, b3);
       }
     }
-    s0[t] = hn::GetLane(hn::SumOfLanes(df, a0));
-    if (kQ > 1) s1[t] = hn::GetLane(hn::SumOfLanes(df, a1));
-    if (kQ > 2) s2[t] = hn::GetLane(hn::SumOfLanes(df, a2));
-    if (kQ > 3) s3[t] = hn::GetLane(hn::SumOfLanes(df, a3));
-    if (pair) {
-      s0[t + 1] = hn::GetLane(hn::SumOfLanes(df, b0));
-      if (kQ > 1) s1[t + 1] = hn::GetLane(hn::SumOfLanes(df, b1));
-      if (kQ > 2) s2[t + 1] = hn::GetLane(hn::SumOfLanes(df, b2));
-      if (kQ > 3) s3[t + 1] = hn::GetLane(hn::SumOfLanes(df, b3));
+    StoreSums<kQ>(a0, a1, a2, a3, sums[0]);
+    StoreSums<kQ>(b0, b1, b2, b3, sums[1]);
+    for (size_t r = 0; r < (pair ? 2 : 1); ++r) {
+      for (size_t i = 0; i < kQ; ++i) s0[i * stride + t + r] = sums[r][i];
     }
   }
 }
