@@ -45,15 +45,14 @@ HWY_INLINE void StoreBlockSums(D d, hn::Vec<D> v, float* HWY_RESTRICT out) {
 #endif
 
 // out[i] = the sum of a_i's lanes, for i < kQ. Where registers are whole
-// 128-bit blocks, four at once, as the codec's kernels take them: two
-// interleaving steps leave every block holding the four sums of its own
-// lanes, then the blocks are added. (One reduction per query cost a row
-// about as much as its FMAs.)
+// 128-bit blocks, four at once, as the codec's kernels take them (the same
+// care): two interleaving steps leave every block holding the four sums of
+// its own lanes, then the blocks are added.
 template <size_t kQ, class V>
 HWY_INLINE void StoreSums(V a0, V a1, V a2, V a3, float* HWY_RESTRICT out) {
   const DF df;
 #if !HWY_HAVE_SCALABLE && HWY_TARGET != HWY_SCALAR
-  if constexpr (kQ > 1 && hn::MaxLanes(df) >= 4) {
+  if constexpr (kQ > 1) {
     const hn::Repartition<uint64_t, DF> d64;
     const auto pairs01 = hn::BitCast(
         d64, hn::Add(hn::InterleaveLower(df, a0, a1), hn::InterleaveUpper(df, a0, a1)));
