@@ -315,11 +315,12 @@ HWY_INLINE hn::Vec<DU> FieldBits(const uint8_t* HWY_RESTRICT at, hn::Vec<DU> pos
   return hn::Shr(hn::BitCast(du, words), hn::And(pos, hn::Set(du, 7)));
 }
 
-// Dots of kQ queries (and squared lengths) for the records n0 .. n0 + lanes
-// - 1, lanes <= Lanes(d). Lanes past them repeat the last record and are
-// not stored.
-// With gains: dots += gain * dot instead (len2 unused).
-template <int kBits, size_t kQ>
+// Dots of kQ queries (and, if kSquares, squared lengths) for the records
+// n0 .. n0 + lanes - 1, lanes <= Lanes(d). Lanes past them repeat the last
+// record and are not stored.
+// With gains: dots += gain * dot instead (len2 unused; norm correction needs
+// kSquares).
+template <int kBits, size_t kQ, bool kSquares>
 HWY_INLINE void FieldLaneDots(const FieldRows& r, size_t n0, size_t lanes, V lo, V hi,
                               const float* HWY_RESTRICT q, const RowGains* gains,
                               float* HWY_RESTRICT dots, size_t dot_stride,
@@ -345,7 +346,7 @@ HWY_INLINE void FieldLaneDots(const FieldRows& r, size_t n0, size_t lanes, V lo,
     if (kQ > 1) a1 = hn::MulAdd(c, hn::Set(d, q[r.dim + j]), a1);
     if (kQ > 2) a2 = hn::MulAdd(c, hn::Set(d, q[2 * r.dim + j]), a2);
     if (kQ > 3) a3 = hn::MulAdd(c, hn::Set(d, q[3 * r.dim + j]), a3);
-    sq = hn::MulAdd(c, c, sq);
+    if (kSquares) sq = hn::MulAdd(c, c, sq);
   };
   for (size_t j = 0; j < r.dim; j += kPerWord) {
     const auto word = FieldBits(at, pos);
@@ -389,7 +390,7 @@ HWY_INLINE void FieldLaneDots(const FieldRows& r, size_t n0, size_t lanes, V lo,
   if (kQ > 1) put(a1, dots + dot_stride + n0);
   if (kQ > 2) put(a2, dots + 2 * dot_stride + n0);
   if (kQ > 3) put(a3, dots + 3 * dot_stride + n0);
-  if (len2 != nullptr && gains == nullptr) put(sq, len2 + n0);
+  if (kSquares && len2 != nullptr && gains == nullptr) put(sq, len2 + n0);
 }
 
 template <int kBits>
@@ -398,17 +399,22 @@ void FieldDots(const FieldRows& r, const float* HWY_RESTRICT queries, size_t num
                float* HWY_RESTRICT len2) {
   const size_t N = hn::Lanes(D());
   const V lo = TablePart(r.table, kBits, 0), hi = TablePart(r.table, kBits, 1);
+  // Squared lengths cost an FMA per index: only where they are asked for
+  // or norm correction's gains need them.
+  const bool gain_squares = gains != nullptr && gains->norm_correction;
   for (size_t n0 = 0; n0 < r.count; n0 += N) {
     const size_t lanes = std::min(N, r.count - n0);
     if (num_queries == 0 && len2 != nullptr) {
-      FieldLaneDots<kBits, 0>(r, n0, lanes, lo, hi, nullptr, nullptr, nullptr, 0, len2);
+      FieldLaneDots<kBits, 0, true>(r, n0, lanes, lo, hi, nullptr, nullptr, nullptr, 0, len2);
     }
     for (size_t q0 = 0; q0 < num_queries; q0 += kGroup) {
       // The squared lengths come with the first group.
-      DispatchGroup(num_queries - q0, [&](auto queries_in_group) HWY_ATTR {
-        FieldLaneDots<kBits, decltype(queries_in_group)::value>(
+      float* group_len2 = q0 == 0 ? len2 : nullptr;
+      DispatchDotGroup(num_queries - q0, gain_squares || group_len2 != nullptr,
+                       [&](auto queries_in_group, auto squares) HWY_ATTR {
+        FieldLaneDots<kBits, decltype(queries_in_group)::value, decltype(squares)::value>(
             r, n0, lanes, lo, hi, queries + q0 * r.dim, gains, dots + q0 * dot_stride,
-            dot_stride, q0 == 0 ? len2 : nullptr);
+            dot_stride, group_len2);
       });
     }
   }
