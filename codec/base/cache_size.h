@@ -1,11 +1,13 @@
-// The last-level cache's size, and the rule for outputs too large to keep
-// in it. Header-only and free of the library's other internals, so that
+// The last-level cache's size, the rule for outputs too large to keep in
+// it, and prefetching. Header-only and free of the library's other internals, so that
 // `kvc bench` gives its int8 baseline the same rule as kvcodec's decoder.
 #ifndef KVCODEC_CODEC_BASE_CACHE_SIZE_H_
 #define KVCODEC_CODEC_BASE_CACHE_SIZE_H_
 
 #include <cstddef>
 #include <cstdint>
+
+#include <hwy/cache_control.h>
 
 #if defined(__unix__) || defined(__APPLE__)
 #include <unistd.h>
@@ -28,6 +30,13 @@ inline size_t LastLevelCacheBytes() {
 // than half of it, which such an output would only evict the caller's data
 // from without staying there itself (memcpy writes large copies so too).
 inline bool WriteAroundCache(uint64_t bytes) { return bytes > LastLevelCacheBytes() / 2; }
+
+// Asks for the cache lines of [begin, end) to be brought in (a hint: never
+// faults, reads nothing).
+inline void PrefetchLines(const uint8_t* begin, const uint8_t* end) {
+  constexpr size_t kLineBytes = 64;
+  for (const uint8_t* line = begin; line < end; line += kLineBytes) hwy::Prefetch(line);
+}
 
 }  // namespace kvc
 

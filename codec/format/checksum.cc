@@ -1,11 +1,11 @@
 #include "format/checksum.h"
 
-#include <hwy/cache_control.h>
-
 #include <algorithm>
 
 #define XXH_INLINE_ALL
 #include <xxhash.h>
+
+#include "base/cache_size.h"
 
 namespace kvc {
 namespace {
@@ -18,14 +18,12 @@ namespace {
 // multiple of XXH64's 32-byte stripe, so that its state never buffers.)
 constexpr size_t kPieceBytes = 512;
 constexpr size_t kAheadBytes = 1024;
-constexpr size_t kLineBytes = 64;
 
 void UpdateAhead(XXH64_state_t* state, const void* data, size_t size) {
-  const unsigned char* p = static_cast<const unsigned char*>(data);
+  const uint8_t* p = static_cast<const uint8_t*>(data);
   for (size_t at = 0; at < size; at += kPieceBytes) {
-    const size_t ahead_end = std::min(at + kAheadBytes + kPieceBytes, size);
-    for (size_t line = at + kAheadBytes; line < ahead_end; line += kLineBytes) {
-      hwy::Prefetch(p + line);
+    if (at + kAheadBytes < size) {
+      PrefetchLines(p + at + kAheadBytes, p + std::min(at + kAheadBytes + kPieceBytes, size));
     }
     XXH64_update(state, p + at, std::min(kPieceBytes, size - at));
   }

@@ -38,6 +38,7 @@
 #include <utility>
 #include <vector>
 
+#include "base/cache_size.h"
 #include "base/endian.h"
 #include "base/half.h"
 #include "kvcodec/kvcodec.h"
@@ -142,7 +143,6 @@ inline void FieldRowSumsScalar(const FieldRows& r, const float* weights, size_t 
 #define HWY_TARGET_INCLUDE "simd/attention_kernels.cc"
 #include <hwy/foreach_target.h>  // IWYU pragma: keep
 #include <hwy/highway.h>
-#include <hwy/cache_control.h>
 
 HWY_BEFORE_NAMESPACE();
 namespace kvc {
@@ -377,6 +377,7 @@ HWY_INLINE void FieldLaneDots(const FieldRows& r, size_t n0, size_t lanes, V lo,
   if (gains != nullptr) {
     const V norm = load(gains->norms + n0);
     if (gains->norm_correction) {
+      HWY_DASSERT(kSquares);  // FieldDots asks for them
       const V length = hn::Sqrt(sq);
       gain = hn::IfThenElseZero(hn::Gt(length, hn::Zero(d)), hn::Div(norm, length));
     } else {
@@ -600,17 +601,6 @@ class PaddedTail {
   size_t first_;
   std::vector<uint8_t> copy_;
 };
-
-// Asks for rows [begin, end) of r to be brought into cache. The sums read a
-// tile's rows in several passes; asking for the next tile's as a tile
-// starts took a cold 32K-token decode-attention step of tq-mse-b2 from 9.7
-// to 8.5 ms (one AVX-512 thread, trusted blocks).
-HWY_INLINE void PrefetchRows(const IndexRows& r, size_t begin, size_t end) {
-  constexpr size_t kLineBytes = 64;
-  for (size_t at = begin * r.stride; at < end * r.stride; at += kLineBytes) {
-    hwy::Prefetch(r.packed + at);
-  }
-}
 
 // Index rows as field rows (records 8 * stride bits apart): part(rows, n0)
 // for the rows from row n0 on, the last ones from a padded copy, since the
@@ -897,7 +887,11 @@ void FastSums(const IndexRows& r, const float* HWY_RESTRICT weights, size_t weig
     for (size_t i = 0; i < m; ++i) {
       rows[i] = tail.Row(n0 + i);
     }
-    PrefetchRows(r, n0 + m, std::min(r.count, n0 + m + kTileRows));
+    // The sums read a tile's rows in several passes: asking for the next
+    // tile's as a tile starts took a cold 32K-token decode-attention step of
+    // tq-mse-b2 from 9.7 to 8.5 ms (one AVX-512 thread, trusted blocks).
+    const size_t next_end = std::min(r.count, n0 + m + kTileRows);
+    PrefetchLines(r.packed + (n0 + m) * r.stride, r.packed + next_end * r.stride);
     for (size_t q0 = 0; q0 < num_queries; q0 += kGroup) {
       const float* w = weights + q0 * weight_stride + n0;
       float* o = permuted.data() + q0 * dim;
