@@ -904,6 +904,117 @@ void FastSums(const IndexRows& r, const float* HWY_RESTRICT weights, size_t weig
   for (size_t q = 0; q < num_queries; ++q) Unpermute(&permuted[q * dim], dim, out + q * dim);
 }
 
+// ---------------------------------------------------------------------------
+// Index rows of 1 or 2 bits, dots, on 16-lane targets: nibble tables, a row
+// per lane. A nibble of a row holds 4 / bits indices, so its share of a
+// query's dot takes one of 16 values, which fill one register. The tables
+// of every nibble are built once per call (two or four multiply-adds each),
+// then 16 rows cost one lookup and one add per nibble and query: a quarter
+// (1 bit) or half (2 bits) of the fast path's multiply-adds, one per index
+// and query. A gather fetches each lane's row a 32-bit word at a time.
+
+constexpr size_t kNibbleEntries = 16;
+
+HWY_INLINE bool NibbleShape(const IndexRows& r) {
+  return kHostIsLittleEndian && kLanes == kNibbleEntries && (r.bits == 1 || r.bits == 2) &&
+         r.dim * static_cast<size_t>(r.bits) % 32 == 0 && r.dim <= kMaxDim &&
+         r.count * r.stride <= size_t{INT32_MAX};  // gather offsets are int32
+}
+
+// The dots of kQ queries whose nibble tables are tables[(i * nibbles + k) *
+// 16 + m] (and, if kLen, the rows' sums of squares, whose table is the same
+// for every nibble), 16 rows at a time.
+template <size_t kQ, bool kLen>
+HWY_NOINLINE void NibbleRowsDots(const IndexRows& r, size_t nibbles,
+                                 const float* HWY_RESTRICT tables, V squares,
+                                 float* HWY_RESTRICT dots, size_t dot_stride,
+                                 float* HWY_RESTRICT len2) {
+  const D d;
+  const DU du;
+  const DI di;
+  const auto row_offsets = hn::Mul(hn::Iota(di, 0), hn::Set(di, static_cast<int32_t>(r.stride)));
+  HWY_ALIGN float part[(kGroup + 1) * kLanes];
+  for (size_t n0 = 0; n0 < r.count; n0 += kLanes) {
+    const size_t lanes = std::min(kLanes, r.count - n0);
+    // Lanes past the rows read the first one again, and are not stored.
+    const auto offsets = hn::IfThenElseZero(hn::FirstN(di, lanes), row_offsets);
+    const auto* base = reinterpret_cast<const int32_t*>(r.packed + n0 * r.stride);
+    // Two accumulators a query (even and odd nibbles), to halve the chains.
+    V acc[2][kGroup + 1];
+    ForEachIndex<2>([&](auto a) HWY_ATTR {
+      ForEachIndex<kGroup + 1>([&](auto i) HWY_ATTR { acc[a][i] = hn::Zero(d); });
+    });
+    // The next word's gather is issued before this one's lookups, which
+    // would otherwise wait on its latency.
+    auto next = hn::GatherOffset(di, base, offsets);
+    for (size_t w = 0; w < nibbles / 8; ++w) {
+      const auto word = hn::BitCast(du, next);
+      if (w + 1 < nibbles / 8) next = hn::GatherOffset(di, base + w + 1, offsets);
+      ForEachIndex<8>([&](auto s) HWY_ATTR {
+        constexpr size_t kS = decltype(s)::value;
+        const auto nibble = hn::And(hn::ShiftRight<4 * kS>(word), hn::Set(du, 15));
+        const auto ind = hn::IndicesFromVec(d, hn::BitCast(di, nibble));
+        const float* HWY_RESTRICT t = tables + (w * 8 + kS) * kNibbleEntries;
+        ForEachIndex<kQ>([&](auto i) HWY_ATTR {
+          constexpr size_t kI = decltype(i)::value;
+          const V entry = hn::TableLookupLanes(hn::LoadU(d, t + kI * nibbles * kNibbleEntries), ind);
+          acc[kS % 2][kI] = hn::Add(acc[kS % 2][kI], entry);
+        });
+        if (kLen) acc[kS % 2][kGroup] = hn::Add(acc[kS % 2][kGroup], hn::TableLookupLanes(squares, ind));
+      });
+    }
+    ForEachIndex<kGroup + 1>([&](auto i) HWY_ATTR {
+      hn::Store(hn::Add(acc[0][i], acc[1][i]), d, part + decltype(i)::value * kLanes);
+    });
+    for (size_t i = 0; i < kQ; ++i) {
+      std::copy_n(part + i * kLanes, lanes, dots + i * dot_stride + n0);
+    }
+    if (kLen) std::copy_n(part + kGroup * kLanes, lanes, len2 + n0);
+  }
+}
+
+void NibbleDots(const IndexRows& r, const float* HWY_RESTRICT queries, size_t num_queries,
+                float* HWY_RESTRICT dots, size_t dot_stride, float* HWY_RESTRICT len2) {
+  const D d;
+  const size_t per_nibble = 4 / static_cast<size_t>(r.bits);
+  const size_t nibbles = r.dim / per_nibble;
+  const uint32_t mask = (1u << r.bits) - 1;
+  // terms[j][m]: the entry of index j of nibble value m.
+  HWY_ALIGN float terms[4][kNibbleEntries];
+  HWY_ALIGN float squares[kNibbleEntries] = {};
+  for (size_t m = 0; m < kNibbleEntries; ++m) {
+    for (size_t j = 0; j < per_nibble; ++j) {
+      terms[j][m] = r.table[(m >> (j * static_cast<size_t>(r.bits))) & mask];
+      squares[m] += terms[j][m] * terms[j][m];
+    }
+  }
+  const V squares_table = hn::Load(d, squares);
+  if (len2 != nullptr && num_queries == 0) {
+    NibbleRowsDots<0, true>(r, nibbles, nullptr, squares_table, nullptr, 0, len2);
+    return;
+  }
+  std::vector<float> tables(kGroup * nibbles * kNibbleEntries);
+  for (size_t q0 = 0; q0 < num_queries; q0 += kGroup) {
+    const size_t group = std::min(kGroup, num_queries - q0);
+    for (size_t i = 0; i < group; ++i) {
+      const float* HWY_RESTRICT q = queries + (q0 + i) * r.dim;
+      for (size_t k = 0; k < nibbles; ++k) {
+        V t = hn::Mul(hn::Load(d, terms[0]), hn::Set(d, q[k * per_nibble]));
+        for (size_t j = 1; j < per_nibble; ++j) {
+          t = hn::MulAdd(hn::Load(d, terms[j]), hn::Set(d, q[k * per_nibble + j]), t);
+        }
+        hn::StoreU(t, d, &tables[(i * nibbles + k) * kNibbleEntries]);
+      }
+    }
+    // The sum of squares rides along with the first group.
+    DispatchDotGroup(group, len2 != nullptr && q0 == 0,
+                     [&](auto queries_in_group, auto with_len) HWY_ATTR {
+      NibbleRowsDots<decltype(queries_in_group)::value, decltype(with_len)::value>(
+          r, nibbles, tables.data(), squares_table, dots + q0 * dot_stride, dot_stride, len2);
+    });
+  }
+}
+
 template <class Run>
 HWY_INLINE void DispatchBits(int bits, Run&& run) {
   switch (bits) {
@@ -918,6 +1029,7 @@ HWY_INLINE void DispatchBits(int bits, Run&& run) {
 void IndexRowDotsImpl(const IndexRows& r, const float* HWY_RESTRICT queries, size_t num_queries,
                       float* HWY_RESTRICT dots, size_t dot_stride, float* HWY_RESTRICT len2) {
 #if !HWY_HAVE_SCALABLE && HWY_TARGET != HWY_SCALAR
+  if (NibbleShape(r)) return NibbleDots(r, queries, num_queries, dots, dot_stride, len2);
   if (FastShape(r)) {
     return DispatchBits(r.bits, [&](auto bits) HWY_ATTR {
       FastDots<decltype(bits)::value>(r, queries, num_queries, dots, dot_stride, len2);
