@@ -932,24 +932,31 @@ HWY_NOINLINE void NibbleRowsDots(const IndexRows& r, size_t nibbles,
   const D d;
   const DU du;
   const DI di;
+  const size_t words = nibbles / 8;
   const auto row_offsets = hn::Mul(hn::Iota(di, 0), hn::Set(di, static_cast<int32_t>(r.stride)));
-  HWY_ALIGN float part[(kGroup + 1) * kLanes];
-  for (size_t n0 = 0; n0 < r.count; n0 += kLanes) {
-    const size_t lanes = std::min(kLanes, r.count - n0);
-    // Lanes past the rows read the first one again, and are not stored.
-    const auto offsets = hn::IfThenElseZero(hn::FirstN(di, lanes), row_offsets);
-    const auto* base = reinterpret_cast<const int32_t*>(r.packed + n0 * r.stride);
+  const auto base = [&](size_t n0) {
+    return reinterpret_cast<const int32_t*>(r.packed + n0 * r.stride);
+  };
+  // Each gather is issued a word ahead of the lookups that use it (the next
+  // rows' first one during the last word), which would otherwise wait on
+  // its latency.
+  const size_t whole = r.count / kLanes * kLanes;
+  auto next = hn::GatherOffset(di, base(0), row_offsets);
+  // Rows n0 .. n0 + lanes - 1; lanes past them read row n0 (offsets 0) and
+  // are not stored.
+  const auto rows = [&](size_t n0, size_t lanes, hn::Vec<DI> offsets) HWY_ATTR {
     // Two accumulators a query (even and odd nibbles), to halve the chains.
     V acc[2][kGroup + 1];
     ForEachIndex<2>([&](auto a) HWY_ATTR {
       ForEachIndex<kGroup + 1>([&](auto i) HWY_ATTR { acc[a][i] = hn::Zero(d); });
     });
-    // The next word's gather is issued before this one's lookups, which
-    // would otherwise wait on its latency.
-    auto next = hn::GatherOffset(di, base, offsets);
-    for (size_t w = 0; w < nibbles / 8; ++w) {
+    for (size_t w = 0; w < words; ++w) {
       const auto word = hn::BitCast(du, next);
-      if (w + 1 < nibbles / 8) next = hn::GatherOffset(di, base + w + 1, offsets);
+      if (w + 1 < words) {
+        next = hn::GatherOffset(di, base(n0) + w + 1, offsets);
+      } else if (n0 + kLanes < whole) {
+        next = hn::GatherOffset(di, base(n0 + kLanes), row_offsets);
+      }
       ForEachIndex<8>([&](auto s) HWY_ATTR {
         constexpr size_t kS = decltype(s)::value;
         const auto nibble = hn::And(hn::ShiftRight<4 * kS>(word), hn::Set(du, 15));
@@ -957,19 +964,32 @@ HWY_NOINLINE void NibbleRowsDots(const IndexRows& r, size_t nibbles,
         const float* HWY_RESTRICT t = tables + (w * 8 + kS) * kNibbleEntries;
         ForEachIndex<kQ>([&](auto i) HWY_ATTR {
           constexpr size_t kI = decltype(i)::value;
-          const V entry = hn::TableLookupLanes(hn::LoadU(d, t + kI * nibbles * kNibbleEntries), ind);
+          const V entry =
+              hn::TableLookupLanes(hn::LoadU(d, t + kI * nibbles * kNibbleEntries), ind);
           acc[kS % 2][kI] = hn::Add(acc[kS % 2][kI], entry);
         });
-        if (kLen) acc[kS % 2][kGroup] = hn::Add(acc[kS % 2][kGroup], hn::TableLookupLanes(squares, ind));
+        if (kLen) {
+          acc[kS % 2][kGroup] = hn::Add(acc[kS % 2][kGroup], hn::TableLookupLanes(squares, ind));
+        }
       });
     }
-    ForEachIndex<kGroup + 1>([&](auto i) HWY_ATTR {
-      hn::Store(hn::Add(acc[0][i], acc[1][i]), d, part + decltype(i)::value * kLanes);
+    HWY_ALIGN float part[kLanes];
+    const auto store = [&](V sum, float* HWY_RESTRICT to) HWY_ATTR {
+      if (lanes == kLanes) return hn::StoreU(sum, d, to);
+      hn::Store(sum, d, part);
+      for (size_t l = 0; l < lanes; ++l) to[l] = part[l];
+    };
+    ForEachIndex<kQ>([&](auto i) HWY_ATTR {
+      constexpr size_t kI = decltype(i)::value;
+      store(hn::Add(acc[0][kI], acc[1][kI]), dots + kI * dot_stride + n0);
     });
-    for (size_t i = 0; i < kQ; ++i) {
-      std::copy_n(part + i * kLanes, lanes, dots + i * dot_stride + n0);
-    }
-    if (kLen) std::copy_n(part + kGroup * kLanes, lanes, len2 + n0);
+    if (kLen) store(hn::Add(acc[0][kGroup], acc[1][kGroup]), len2 + n0);
+  };
+  for (size_t n0 = 0; n0 < whole; n0 += kLanes) rows(n0, kLanes, row_offsets);
+  if (whole < r.count) {
+    const auto offsets = hn::IfThenElseZero(hn::FirstN(di, r.count - whole), row_offsets);
+    next = hn::GatherOffset(di, base(whole), offsets);
+    rows(whole, r.count - whole, offsets);
   }
 }
 
