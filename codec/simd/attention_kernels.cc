@@ -10,8 +10,11 @@
 // permute the queries (and un-permute the sums) once per call to match, so
 // that every row costs one load, then per register a shift, a mask and one
 // or two in-register table lookups (TableLookupLanes), shared by up to four
-// queries' multiply-adds. Other shapes take a row per lane (field rows,
-// below) for dots, and unpack each row to bytes for sums.
+// queries' multiply-adds. Dots of 1- and 2-bit rows on 16-lane targets
+// take nibble tables instead (a row per lane, one lookup and one add per
+// nibble of 4 / bits indices and query; see NibbleDots). Other shapes take
+// a row per lane (field rows, below) for dots, and unpack each row to bytes
+// for sums.
 //
 // Field rows (records back to back in a bit stream, as Block-GTQ's groups
 // lie in a vector's record, or index rows of any shape) put one record in
