@@ -964,11 +964,10 @@ HWY_NOINLINE void NibbleRowsDots(const IndexRows& r, size_t nibbles,
         constexpr size_t kS = decltype(s)::value;
         const auto nibble = hn::And(hn::ShiftRight<4 * kS>(word), hn::Set(du, 15));
         const auto ind = hn::IndicesFromVec(d, hn::BitCast(di, nibble));
-        const float* HWY_RESTRICT t = tables + (w * 8 + kS) * kNibbleEntries;
         ForEachIndex<kQ>([&](auto i) HWY_ATTR {
           constexpr size_t kI = decltype(i)::value;
-          const V entry =
-              hn::TableLookupLanes(hn::LoadU(d, t + kI * nibbles * kNibbleEntries), ind);
+          const float* HWY_RESTRICT t = tables + (kI * nibbles + w * 8 + kS) * kNibbleEntries;
+          const V entry = hn::TableLookupLanes(hn::LoadU(d, t), ind);
           acc[kS % 2][kI] = hn::Add(acc[kS % 2][kI], entry);
         });
         if (kLen) {
