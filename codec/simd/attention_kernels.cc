@@ -301,6 +301,16 @@ HWY_INLINE void StoreRowDots(V a0, V a1, V a2, V a3, float* HWY_RESTRICT dots) {
   if (kQ > 3) dots[3] = hn::GetLane(hn::SumOfLanes(d, a3));
 }
 
+// The first `lanes` lanes of v to `to`: a whole vector directly, fewer
+// through a buffer, so that nothing past them is written.
+HWY_INLINE void StoreFirstLanes(V v, size_t lanes, float* HWY_RESTRICT to) {
+  const D d;
+  if (lanes == hn::Lanes(d)) return hn::StoreU(v, d, to);
+  HWY_ALIGN float buffer[hn::MaxLanes(D())];
+  hn::Store(v, d, buffer);
+  std::copy(buffer, buffer + lanes, to);
+}
+
 // ---------------------------------------------------------------------------
 // Field rows: one record per lane. A 32-bit gather at the byte of each
 // lane's next index, shifted right by the index's offset in that byte (at
@@ -365,16 +375,10 @@ HWY_INLINE void FieldLaneDots(const FieldRows& r, size_t n0, size_t lanes, V lo,
   // The lanes' values of memory: a whole vector directly, the last lanes
   // through a buffer (zeros past them).
   HWY_ALIGN float buffer[kMax] = {};
-  const bool whole = lanes == hn::Lanes(d);
   const auto load = [&](const float* HWY_RESTRICT from) HWY_ATTR {
-    if (whole) return hn::LoadU(d, from);
+    if (lanes == hn::Lanes(d)) return hn::LoadU(d, from);
     std::copy(from, from + lanes, buffer);
     return hn::Load(d, buffer);
-  };
-  const auto store = [&](V v, float* HWY_RESTRICT to) HWY_ATTR {
-    if (whole) return hn::StoreU(v, d, to);
-    hn::Store(v, d, buffer);
-    std::copy(buffer, buffer + lanes, to);
   };
   V gain = hn::Zero(d);
   if (gains != nullptr) {
@@ -388,7 +392,7 @@ HWY_INLINE void FieldLaneDots(const FieldRows& r, size_t n0, size_t lanes, V lo,
     }
   }
   const auto put = [&](V v, float* HWY_RESTRICT to) HWY_ATTR {
-    store(gains != nullptr ? hn::MulAdd(gain, v, load(to)) : v, to);
+    StoreFirstLanes(gains != nullptr ? hn::MulAdd(gain, v, load(to)) : v, lanes, to);
   };
   if (kQ > 0) put(a0, dots + n0);
   if (kQ > 1) put(a1, dots + dot_stride + n0);
@@ -920,7 +924,7 @@ constexpr size_t kNibbleEntries = 16;
 
 HWY_INLINE bool NibbleShape(const IndexRows& r) {
   return kHostIsLittleEndian && kLanes == kNibbleEntries && (r.bits == 1 || r.bits == 2) &&
-         r.dim * static_cast<size_t>(r.bits) % 32 == 0 && r.dim <= kMaxDim &&
+         r.dim * static_cast<size_t>(r.bits) % 32 == 0 &&
          r.count * r.stride <= size_t{INT32_MAX};  // gather offsets are int32
 }
 
@@ -978,17 +982,11 @@ HWY_NOINLINE void NibbleRowsDots(const IndexRows& r, size_t nibbles,
         }
       });
     }
-    HWY_ALIGN float part[kLanes];
-    const auto store = [&](V sum, float* HWY_RESTRICT to) HWY_ATTR {
-      if (lanes == kLanes) return hn::StoreU(sum, d, to);
-      hn::Store(sum, d, part);
-      for (size_t l = 0; l < lanes; ++l) to[l] = part[l];
-    };
     ForEachIndex<kQ>([&](auto i) HWY_ATTR {
       constexpr size_t kI = decltype(i)::value;
-      store(hn::Add(acc[0][kI], acc[1][kI]), dots + kI * dot_stride + n0);
+      StoreFirstLanes(hn::Add(acc[0][kI], acc[1][kI]), lanes, dots + kI * dot_stride + n0);
     });
-    if (kLen) store(hn::Add(acc[0][kGroup], acc[1][kGroup]), len2 + n0);
+    if (kLen) StoreFirstLanes(hn::Add(acc[0][kGroup], acc[1][kGroup]), lanes, len2 + n0);
   };
   for (size_t n0 = 0; n0 < whole; n0 += kLanes) rows(n0, kLanes, row_offsets);
   if (whole < r.count) {
