@@ -1,6 +1,7 @@
 // The C ABI: argument checks, size-versioned structs, and the wall that keeps
 // C++ exceptions and Status objects inside the library.
 #include <algorithm>
+#include <cstddef>
 #include <cmath>
 #include <cstdio>
 #include <cstring>
@@ -514,13 +515,23 @@ kvc_status kvc_decode_attention(const kvc_buffer* key_blocks, size_t key_block_c
     KVC_RETURN_IF_ERROR(NotNull(queries, "queries"));
     KVC_RETURN_IF_ERROR(NotNull(out, "out"));
     kvc_attention_options o = DefaultAttentionOptions();
-    if (options) KVC_RETURN_IF_ERROR(ImportSized(options, o, &o, "attention options"));
+    // API 0.1's struct ended before `runner`.
+    constexpr size_t kFirstSize = offsetof(kvc_attention_options, runner);
+    if (options) {
+      KVC_RETURN_IF_ERROR(
+          (ImportSized<kvc_attention_options, kFirstSize>(options, o, &o, "attention options")));
+    }
     if (o.flags & ~KVC_ATTENTION_TRUSTED_BLOCKS) {
       return Status(KVC_ERR_UNSUPPORTED_FEATURE,
                     StrFormat("attention flags 0x%x unknown", o.flags));
     }
+    Parallelism parallelism;
+    parallelism.threads = o.threads;
+    parallelism.runner = o.runner;
+    parallelism.runner_opaque = o.runner_opaque;
     // Every block's frame and checksum, on the threads of the call: at long
-    // contexts this pass reads as many bytes as the attention itself.
+    // contexts this pass reads as many bytes as the attention itself. Trusted
+    // blocks' frames are only parsed, too little work to share out.
     const size_t total = key_block_count + value_block_count;
     auto buffer_of = [&](size_t i) -> const kvc_buffer& {
       return i < key_block_count ? key_blocks[i] : value_blocks[i - key_block_count];
@@ -533,7 +544,9 @@ kvc_status kvc_decode_attention(const kvc_buffer* key_blocks, size_t key_block_c
                                                                          : Checksums::kVerify;
     std::vector<EncodedBlock> blocks(total);
     std::vector<SectionRef> sections(total);
-    KVC_RETURN_IF_ERROR(ParallelFor(total, o.threads, [&](size_t i) -> Status {
+    Parallelism frames = parallelism;
+    if (checksums == Checksums::kTrust) frames = Parallelism{1, nullptr, nullptr};
+    KVC_RETURN_IF_ERROR(ParallelFor(total, frames, [&](size_t i) -> Status {
       const kvc_buffer& buffer = buffer_of(i);
       Status status = ReadBlockFrameSection(buffer.data, buffer.size, &blocks[i].header,
                                             &sections[i], checksums);
@@ -574,7 +587,7 @@ kvc_status kvc_decode_attention(const kvc_buffer* key_blocks, size_t key_block_c
                               static_cast<unsigned long long>(needed), out_capacity));
     }
     AttentionParams params;
-    params.threads = o.threads;
+    params.parallelism = parallelism;
     params.scale = o.scale;
     params.token_begin = o.token_begin;
     params.token_end = o.token_end;

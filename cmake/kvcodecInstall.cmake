@@ -53,7 +53,7 @@ endforeach()
 configure_package_config_file("${CMAKE_CURRENT_LIST_DIR}/kvcodecConfig.cmake.in"
   "${PROJECT_BINARY_DIR}/kvcodecConfig.cmake" INSTALL_DESTINATION "${KVC_CMAKE_DIR}")
 # 0.x: the API may change with the minor version (kvcodec.h), so a request
-# for 0.1 accepts 0.1.x only.
+# for 0.2 accepts 0.2.x only.
 write_basic_package_version_file("${PROJECT_BINARY_DIR}/kvcodecConfigVersion.cmake"
   COMPATIBILITY SameMinorVersion)
 install(FILES "${PROJECT_BINARY_DIR}/kvcodecConfig.cmake"

@@ -5,10 +5,13 @@
 #include <doctest/doctest.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cmath>
+#include <cstddef>
 #include <cstring>
 #include <limits>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "base/half.h"
@@ -341,6 +344,85 @@ TEST_CASE("decode attention over long contexts in chunks") {
     options.token_end = 8999;
     CHECK(CompareAttention(l, q, 4, options, 1) < 1e-5);
   }
+}
+
+namespace {
+
+// Caller pools for kvc_parallel_runner. TestPool runs the jobs on three
+// threads of its own, last index first; the faulty ones skip a job, or run
+// one twice.
+struct TestPool {
+  std::atomic<int> calls{0};
+  static void Run(void* runner_opaque, void* job_opaque, kvc_job_fn job, size_t count) {
+    static_cast<TestPool*>(runner_opaque)->calls++;
+    std::atomic<size_t> left{count};
+    auto work = [&] {
+      for (size_t n; (n = left.fetch_sub(1)) > 0 && n <= count;) job(job_opaque, n - 1);
+    };
+    std::vector<std::thread> threads;
+    for (int t = 0; t < 3; ++t) threads.emplace_back(work);
+    for (std::thread& t : threads) t.join();
+  }
+};
+void SkipLastJob(void*, void* job_opaque, kvc_job_fn job, size_t count) {
+  for (size_t i = 0; i + 1 < count; ++i) job(job_opaque, i);
+}
+void RunFirstJobTwice(void*, void* job_opaque, kvc_job_fn job, size_t count) {
+  job(job_opaque, 0);
+  for (size_t i = 0; i < count; ++i) job(job_opaque, i);
+}
+
+}  // namespace
+
+TEST_CASE("decode attention runs its jobs on a caller's pool") {
+  // 9000 tokens: three chunks per head, so several jobs per phase.
+  const Layer l = MakeLayer("tq-mse-b2", 2, 9000, 64, KVC_DTYPE_F16, {1000, 5000}, {4096}, 11);
+  const std::vector<kvc_buffer> kb = l.Buffers(l.key_blocks), vb = l.Buffers(l.value_blocks);
+  const std::vector<float> q = GaussianVectors(8, 64, 12, true);
+  kvc_diagnostics diag;
+  auto run = [&](const kvc_attention_options& options, std::vector<float>* out,
+                 std::vector<float>* lse) {
+    out->assign(8 * 64, 0.0f);
+    lse->assign(8, 0.0f);
+    return kvc_decode_attention(kb.data(), kb.size(), vb.data(), vb.size(), q.data(), 8,
+                                &options, out->data(), out->size(), lse->data(), &diag);
+  };
+  kvc_attention_options options;
+  kvc_attention_options_init(&options);
+  CHECK(options.runner_opaque == nullptr);
+  const bool no_runner = options.runner == nullptr;
+  CHECK(no_runner);
+  options.threads = 1;
+  std::vector<float> out, lse, pool_out, pool_lse;
+  REQUIRE(run(options, &out, &lse) == KVC_OK);
+  TestPool pool;
+  options.runner = TestPool::Run;
+  options.runner_opaque = &pool;
+  for (uint32_t flags : {0u, KVC_ATTENTION_TRUSTED_BLOCKS}) {
+    CAPTURE(flags);
+    options.flags = flags;
+    pool.calls = 0;
+    REQUIRE_MESSAGE(run(options, &pool_out, &pool_lse) == KVC_OK, diag.message);
+    // Checksums, then attention; trusted blocks skip the first.
+    CHECK(pool.calls == (flags ? 1 : 2));
+    CHECK(std::memcmp(out.data(), pool_out.data(), out.size() * 4) == 0);
+    CHECK(std::memcmp(lse.data(), pool_lse.data(), lse.size() * 4) == 0);
+  }
+  options.flags = 0;
+  // A runner that runs a job twice still gives the same result; one that
+  // skips a job is an error, not a partial result.
+  options.runner = RunFirstJobTwice;
+  REQUIRE(run(options, &pool_out, &pool_lse) == KVC_OK);
+  CHECK(std::memcmp(out.data(), pool_out.data(), out.size() * 4) == 0);
+  options.runner = SkipLastJob;
+  CHECK(run(options, &pool_out, &pool_lse) == KVC_ERR_INVALID_ARGUMENT);
+  CHECK(std::string(diag.message).find("parallel runner returned without running job") !=
+        std::string::npos);
+  // A caller built against API 0.1 passes the shorter struct: whatever
+  // follows it is not read.
+  options.struct_size = offsetof(kvc_attention_options, runner);
+  REQUIRE_MESSAGE(run(options, &pool_out, &pool_lse) == KVC_OK, diag.message);
+  CHECK(std::memcmp(out.data(), pool_out.data(), out.size() * 4) == 0);
 }
 
 TEST_CASE("decode attention rejects malformed calls with a message") {

@@ -97,6 +97,8 @@ int main(void) {
   FIELD(kvc_attention_options, token_begin);
   FIELD(kvc_attention_options, token_end);
   FIELD(kvc_attention_options, flags);
+  FIELD(kvc_attention_options, runner);
+  FIELD(kvc_attention_options, runner_opaque);
 
   /* Caches on disk and on the wire (format 1.1). */
   SIZE(kvc_writer_options);

@@ -71,7 +71,7 @@ func equal[T comparable](a, b []T) bool {
 }
 
 func TestVersionAndPresets(t *testing.T) {
-	if !strings.HasPrefix(Version(), "0.1.") || SIMDTarget() == "" {
+	if !strings.HasPrefix(Version(), "0.2.") || SIMDTarget() == "" {
 		t.Fatal(Version(), SIMDTarget())
 	}
 	found := false

@@ -170,7 +170,7 @@ Status DecodeAttention(const std::vector<EncodedBlock>& keys,
       (uint64_t{hi} - lo + kAttentionChunkTokens - 1) / kAttentionChunkTokens);
   const size_t jobs = size_t{kv_heads} * chunks;
   std::vector<float> maxima(jobs * group), sums(jobs * group), partial(jobs * group * d);
-  Status status = ParallelFor(jobs, params.threads, [&](size_t job) -> Status {
+  Status status = ParallelFor(jobs, params.parallelism, [&](size_t job) -> Status {
     const uint32_t h = static_cast<uint32_t>(job / chunks);
     const uint32_t c0 = lo + static_cast<uint32_t>(job % chunks) * kAttentionChunkTokens;
     const uint32_t c1 = static_cast<uint32_t>(

@@ -8,6 +8,7 @@
 #include <cstdint>
 #include <vector>
 
+#include "base/parallel.h"
 #include "base/status.h"
 #include "format/block.h"
 #include "quant/tensor_codec.h"
@@ -23,7 +24,7 @@ struct EncodedBlock {
 };
 
 struct AttentionParams {
-  uint32_t threads = 0;     // 0: one per core
+  Parallelism parallelism;  // threads, or the caller's pool
   float scale = 0.0f;       // 0: 1 / sqrt(head_dim)
   uint32_t token_begin = 0;
   uint32_t token_end = 0;   // 0: the blocks' last token + 1

@@ -1,5 +1,6 @@
-// Runs independent jobs on a few threads for one API call. No pool survives
-// the call: the library keeps no threads and no state between calls.
+// Runs independent jobs on a few threads for one API call: threads started
+// for the call (no pool survives it: the library keeps no threads and no
+// state between calls), or the caller's pool (kvc_parallel_runner).
 #ifndef KVCODEC_CODEC_BASE_PARALLEL_H_
 #define KVCODEC_CODEC_BASE_PARALLEL_H_
 
@@ -8,11 +9,24 @@
 #include <functional>
 
 #include "base/status.h"
+#include "kvcodec/kvcodec.h"
 
 namespace kvc {
 
-// threads: 0 means one per core. Returns the failure of the lowest-numbered
-// failing job, so the error reported does not depend on scheduling.
+// Where a call's jobs run.
+struct Parallelism {
+  uint32_t threads = 0;                   // 0: one per core; unused with a runner
+  kvc_parallel_runner runner = nullptr;   // the caller's pool, if not null
+  void* runner_opaque = nullptr;
+};
+
+// Returns the failure of the lowest-numbered failing job, so the error
+// reported does not depend on scheduling (jobs after a failed one may be
+// skipped). A job that throws fails with OUT_OF_MEMORY or INTERNAL; a runner
+// that does not run every job exactly once makes the call INVALID_ARGUMENT.
+Status ParallelFor(size_t num_jobs, const Parallelism& parallelism,
+                   const std::function<Status(size_t job)>& run);
+// threads: 0 means one per core.
 Status ParallelFor(size_t num_jobs, uint32_t threads,
                    const std::function<Status(size_t job)>& run);
 

@@ -19,7 +19,7 @@ required_conan_version = ">=2.0"
 class KvcodecConan(ConanFile):
     name = "kvcodec"
     license = "Apache-2.0"
-    version = "0.1.0"
+    version = "0.2.0"
     description = ("Compression of transformer KV caches (TurboQuant, PolarQuant, TurboAngle, "
                    "Block-GTQ) behind a stable C ABI")
     topics = ("kv-cache", "llm", "quantization", "compression")

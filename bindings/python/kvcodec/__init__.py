@@ -30,7 +30,7 @@ import numpy as np
 
 from . import _capi
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 _lib, library_path = _capi.load()
 

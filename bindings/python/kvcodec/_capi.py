@@ -15,9 +15,9 @@ from pathlib import Path
 
 # The C API version these declarations follow. While the API is 0.x its ABI
 # may change with the minor version (kvcodec.h), so the library must match
-# major and minor; the SONAME carries the same pair (libkvcodec.so.0.1).
+# major and minor; the SONAME carries the same pair (libkvcodec.so.0.2).
 ABI_MAJOR = 0
-ABI_MINOR = 1
+ABI_MINOR = 2
 
 u32 = ctypes.c_uint32
 u64 = ctypes.c_uint64
@@ -127,6 +127,8 @@ class AttentionOptions(ctypes.Structure):
         ("token_begin", u32),
         ("token_end", u32),
         ("flags", u32),
+        ("runner", ctypes.c_void_p),  # kvc_parallel_runner: not used from Python
+        ("runner_opaque", ctypes.c_void_p),
     ]
 
 

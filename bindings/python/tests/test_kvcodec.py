@@ -43,7 +43,7 @@ def rel_mse(x, y):
 
 
 def test_version_and_presets():
-    assert kvcodec.version().startswith("0.1.")
+    assert kvcodec.version().startswith("0.2.")
     assert kvcodec.__version__.split(".")[:2] == kvcodec.version().split(".")[:2]
     names = kvcodec.presets()
     assert "tq-mse-b4" in names and "blockgtq-k3v3" in names
@@ -349,7 +349,7 @@ def test_threads_share_a_config():
 
 
 def test_library_search_order(tmp_path):
-    env = dict(os.environ, KVCODEC_LIBRARY=str(tmp_path / "libkvcodec.so.0.1"))
+    env = dict(os.environ, KVCODEC_LIBRARY=str(tmp_path / "libkvcodec.so.0.2"))
     package_dir = os.path.dirname(os.path.dirname(kvcodec.__file__))
     env["PYTHONPATH"] = package_dir
     result = subprocess.run([sys.executable, "-c", "import kvcodec"], env=env,

@@ -1,5 +1,5 @@
 //! Raw declarations of kvcodec's C API, written by hand from
-//! `capi/include/kvcodec/kvcodec.h` (API 0.1). The header is the
+//! `capi/include/kvcodec/kvcodec.h` (API 0.2). The header is the
 //! documentation; the safe API is the `kvcodec` crate.
 //!
 //! The tests compile `bindings/conformance/abi_layout.c` against the header
@@ -10,7 +10,7 @@
 use std::os::raw::{c_char, c_int, c_void};
 
 pub const KVC_VERSION_MAJOR: u32 = 0;
-pub const KVC_VERSION_MINOR: u32 = 1;
+pub const KVC_VERSION_MINOR: u32 = 2;
 pub const KVC_FORMAT_MAJOR: u32 = 1;
 pub const KVC_FORMAT_MINOR: u32 = 2;
 pub const KVC_STREAM_MAGIC: u32 = 0x43564BB5;
@@ -174,8 +174,15 @@ pub struct kvc_buffer {
     pub size: usize,
 }
 
+/// A caller's thread pool (kvcodec.h says what it must do).
+pub type kvc_job_fn = Option<unsafe extern "C" fn(job_opaque: *mut c_void, index: usize)>;
+pub type kvc_parallel_runner = Option<
+    unsafe extern "C" fn(runner_opaque: *mut c_void, job_opaque: *mut c_void, job: kvc_job_fn,
+                         count: usize),
+>;
+
 #[repr(C)]
-#[derive(Clone, Copy, Debug, Default)]
+#[derive(Clone, Copy, Debug)]
 pub struct kvc_attention_options {
     pub struct_size: u32,
     pub threads: u32,
@@ -183,6 +190,23 @@ pub struct kvc_attention_options {
     pub token_begin: u32,
     pub token_end: u32,
     pub flags: u32,
+    pub runner: kvc_parallel_runner,
+    pub runner_opaque: *mut c_void,
+}
+
+impl Default for kvc_attention_options {
+    fn default() -> Self {
+        Self {
+            struct_size: 0,
+            threads: 0,
+            scale: 0.0,
+            token_begin: 0,
+            token_end: 0,
+            flags: 0,
+            runner: None,
+            runner_opaque: std::ptr::null_mut(),
+        }
+    }
 }
 
 /// kvc_attention_options.flags: skip the blocks' checksums.

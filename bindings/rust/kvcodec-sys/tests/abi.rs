@@ -47,7 +47,7 @@ fn struct_layout_matches_the_header() {
         num_kv_heads, head_dim, num_tokens, dtype, rope_layout, position_offset, rope_base });
     layout!(rust, kvc_buffer { data, size });
     layout!(rust, kvc_attention_options { struct_size, threads, scale, token_begin, token_end,
-        flags });
+        flags, runner, runner_opaque });
     layout!(rust, kvc_writer_options { struct_size, threads, block_tokens, zstd_level, appendable,
         reserved, model_name, model_config_hash, sync });
     layout!(rust, kvc_open_options { struct_size, allow_model_mismatch, expect_model_name,

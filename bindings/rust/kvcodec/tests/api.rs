@@ -43,7 +43,7 @@ const SHAPE: [usize; 3] = [2, 24, 64];
 
 #[test]
 fn version_and_presets() {
-    assert!(version().starts_with("0.1."));
+    assert!(version().starts_with("0.2."));
     assert!(!simd_target().is_empty());
     let presets = presets();
     assert!(presets.iter().any(|p| p.name == "tq-mse-b4" && p.description.contains("TurboQuant")));
