@@ -8,7 +8,10 @@
 // the same engine runs on an f16 cache (tools/bench_attention_kernels.h):
 // scores, a stable softmax and the weighted sum of values, each key and value
 // row loaded once for the G query heads, jobs of (KV head, block of tokens)
-// shared by std::threads, partial softmaxes merged in a fixed order. Both
+// shared by the same threads, partial softmaxes merged in a fixed order.
+// With several threads, both run on one pool that outlives the calls, as an
+// engine's would (kvcodec gets it as a kvc_parallel_runner); --spawn has each
+// call start its own threads instead (kvcodec's built-in ones). Both
 // paths run in the same process, their repetitions interleaved so that both
 // see the same machine; the reported times are medians.
 //
@@ -28,12 +31,15 @@
 #include <algorithm>
 #include <atomic>
 #include <chrono>
+#include <condition_variable>
 #include <cmath>
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <fstream>
+#include <functional>
+#include <mutex>
 #include <string>
 #include <thread>
 #include <vector>
@@ -65,6 +71,7 @@ struct Options {
   std::vector<std::string> presets;
   std::vector<uint32_t> contexts;
   uint32_t threads = 1, dim = 128, group = 4, kv_heads = 8, block_tokens = 4096, reps = 5;
+  bool spawn = false;  // each call starts its threads (no pool)
   std::string kv = KVC_BENCH_SAMPLE_KV;
   std::string target;  // empty: the best supported target
   bool json = false;
@@ -213,16 +220,99 @@ void ParallelFor(size_t jobs, uint32_t threads, const F& f) {
   for (std::thread& t : pool) t.join();
 }
 
+// The threads of the timed calls: a pool of threads - 1 workers and the
+// calling thread, waiting on a condition variable between calls, or (spawn)
+// threads started by each call as ParallelFor does.
+class Workers {
+ public:
+  Workers(uint32_t threads, bool spawn) : count_(threads), spawn_(spawn) {
+    for (size_t w = 1; !spawn && w < threads; ++w) pool_.emplace_back([this, w] { Work(w); });
+  }
+  ~Workers() {
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      stop_ = true;
+    }
+    wake_.notify_all();
+    for (std::thread& t : pool_) t.join();
+  }
+
+  uint32_t count() const { return count_; }
+
+  // f(job, worker) for every job < jobs, worker < count().
+  void Run(size_t jobs, const std::function<void(size_t, size_t)>& f) {
+    if (spawn_) return ParallelFor(jobs, count_, f);
+    if (pool_.empty() || jobs <= 1) {
+      for (size_t job = 0; job < jobs; ++job) f(job, 0);
+      return;
+    }
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      task_ = &f;
+      jobs_ = jobs;
+      next_ = 0;
+      busy_ = pool_.size();
+      ++generation_;
+    }
+    wake_.notify_all();
+    Drain(0);
+    std::unique_lock<std::mutex> lock(mutex_);
+    done_.wait(lock, [&] { return busy_ == 0; });
+  }
+
+  // kvcodec's jobs on the pool; with spawn, its own threads.
+  void Attach(kvc_attention_options* options) {
+    options->threads = count_;
+    if (!spawn_ && count_ > 1) {
+      options->runner = RunJobs;
+      options->runner_opaque = this;
+    }
+  }
+
+ private:
+  static void RunJobs(void* self, void* job_opaque, kvc_job_fn job, size_t count) {
+    static_cast<Workers*>(self)->Run(count, [&](size_t i, size_t) { job(job_opaque, i); });
+  }
+  void Drain(size_t worker) {
+    for (size_t job; (job = next_.fetch_add(1)) < jobs_;) (*task_)(job, worker);
+  }
+  void Work(size_t worker) {
+    uint64_t seen = 0;
+    std::unique_lock<std::mutex> lock(mutex_);
+    for (;;) {
+      wake_.wait(lock, [&] { return stop_ || generation_ != seen; });
+      if (stop_) return;
+      seen = generation_;
+      lock.unlock();
+      Drain(worker);
+      lock.lock();
+      if (--busy_ == 0) done_.notify_one();
+    }
+  }
+
+  const uint32_t count_;
+  const bool spawn_;
+  std::vector<std::thread> pool_;
+  std::mutex mutex_;
+  std::condition_variable wake_, done_;
+  bool stop_ = false;
+  uint64_t generation_ = 0;
+  size_t busy_ = 0;
+  const std::function<void(size_t, size_t)>* task_ = nullptr;
+  size_t jobs_ = 0;
+  std::atomic<size_t> next_{0};
+};
+
 // The f16 baseline: jobs of (KV head, block of tokens), like the compressed
 // path's blocks.
 class Baseline {
  public:
-  Baseline(const BenchCache& c, uint32_t block_tokens, uint32_t threads)
+  Baseline(const BenchCache& c, uint32_t block_tokens, Workers& workers)
       : c_(c),
         block_(std::min(block_tokens, c.tokens)),
         blocks_((c.tokens + block_ - 1) / block_),
-        threads_(threads),
-        scratch_(threads, std::vector<float>(size_t{c.group} * block_)),
+        workers_(workers),
+        scratch_(workers.count(), std::vector<float>(size_t{c.group} * block_)),
         scaled_(c.queries.size()),
         partial_(size_t{c.heads} * blocks_ * c.group * c.dim),
         max_(size_t{c.heads} * blocks_ * c.group),
@@ -230,7 +320,7 @@ class Baseline {
 
   // scores: [heads][group][tokens], q . k unscaled (kvc_block_scores' figure).
   void Scores(const uint16_t* keys, float* scores) {
-    ParallelFor(size_t{c_.heads} * blocks_, threads_, [&](size_t job, size_t) {
+    workers_.Run(size_t{c_.heads} * blocks_, [&](size_t job, size_t) {
       const size_t h = job / blocks_, t0 = job % blocks_ * block_;
       const size_t tb = std::min<size_t>(block_, c_.tokens - t0);
       F16Scores(keys + (h * c_.tokens + t0) * c_.dim, tb, c_.dim,
@@ -243,7 +333,7 @@ class Baseline {
   void DecodeAttention(const uint16_t* keys, const uint16_t* values, float scale, float* out) {
     for (size_t i = 0; i < scaled_.size(); ++i) scaled_[i] = c_.queries[i] * scale;
     const size_t g = c_.group, d = c_.dim;
-    ParallelFor(size_t{c_.heads} * blocks_, threads_, [&](size_t job, size_t worker) {
+    workers_.Run(size_t{c_.heads} * blocks_, [&](size_t job, size_t worker) {
       const size_t h = job / blocks_, t0 = job % blocks_ * block_;
       const size_t tb = std::min<size_t>(block_, c_.tokens - t0);
       float* s = scratch_[worker].data();
@@ -273,7 +363,8 @@ class Baseline {
 
  private:
   const BenchCache& c_;
-  const uint32_t block_, blocks_, threads_;
+  const uint32_t block_, blocks_;
+  Workers& workers_;
   std::vector<std::vector<float>> scratch_;  // per worker: [group][block] weights
   std::vector<float> scaled_;                // the queries times the scale
   std::vector<float> partial_;               // per job: [group][dim] unnormalised
@@ -416,7 +507,7 @@ struct Result {
 };
 
 Result Measure(const kvc_config* config, const BenchCache& c, const Options& o,
-               uint32_t threads, CallTimer* timer) {
+               Workers& workers, CallTimer* timer) {
   Result r;
   Encoded e;
   r.error = Encode(config, c, o.block_tokens, &e);
@@ -426,10 +517,10 @@ Result Measure(const kvc_config* config, const BenchCache& c, const Options& o,
   const float scale = 1.0f / std::sqrt(static_cast<float>(d));
   kvc_attention_options ao;
   kvc_attention_options_init(&ao);
-  ao.threads = threads;
+  workers.Attach(&ao);
   ao.scale = scale;
 
-  Baseline baseline(c, o.block_tokens, threads);
+  Baseline baseline(c, o.block_tokens, workers);
   std::vector<float> f16_scores(size_t{c.heads} * g * c.tokens), f16_out(c.queries.size());
   std::vector<std::vector<float>> scores(blocks);
   for (size_t b = 0; b < blocks; ++b) {
@@ -448,7 +539,7 @@ Result Measure(const kvc_config* config, const BenchCache& c, const Options& o,
         timer->Seconds([&] { baseline.Scores(c.keys.data(), f16_scores.data()); }));
     // kvc_block_scores has no threads of its own: blocks are shared out.
     t_scores.push_back(timer->Seconds([&] {
-      ParallelFor(blocks, threads, [&](size_t b, size_t) {
+      workers.Run(blocks, [&](size_t b, size_t) {
         kvc_diagnostics block_diag;
         if (kvc_block_scores(e.keys[b].data(), e.keys[b].size(), c.queries.data(), c.group,
                              scores[b].data(), scores[b].size(), &block_diag) != KVC_OK) {
@@ -512,7 +603,8 @@ int Usage(const char* problem) {
   std::fprintf(stderr,
                "bench --attention: %s (usage: kvc bench --attention (--preset NAME ... | --all) "
                "[--context N ...] [--threads T] [--dim 128] [--group 4] [--kv-heads 8] "
-               "[--block-tokens 4096] [--reps 5] [--kv FILE] [--target NAME] [--warm] [--json])\n",
+               "[--block-tokens 4096] [--reps 5] [--kv FILE] [--target NAME] [--warm] [--spawn] "
+               "[--json])\n",
                problem);
   return 2;
 }
@@ -546,6 +638,8 @@ int RunBenchAttention(int argc, char** argv) {
       o.json = true;
     } else if (a == "--warm") {
       o.warm = true;
+    } else if (a == "--spawn") {
+      o.spawn = true;
     } else if ((a == "--kv" || a == "--target") && i + 1 < argc) {
       (a == "--kv" ? o.kv : o.target) = argv[++i];
       kv_given = kv_given || a == "--kv";
@@ -598,6 +692,8 @@ int RunBenchAttention(int argc, char** argv) {
                 "attend ms", "x f16", "att err");
   }
   CallTimer timer(!o.warm);
+  Workers workers(threads, o.spawn);
+  const char* runner = threads == 1 ? "none" : o.spawn ? "spawn" : "pool";
   int exit_code = 0;
   for (const uint32_t context : o.contexts) {
     const BenchCache cache = BuildCache(sample, o.kv_heads, context, o.group);
@@ -609,7 +705,7 @@ int RunBenchAttention(int argc, char** argv) {
         exit_code = 1;
         continue;
       }
-      const Result r = Measure(config, cache, o, threads, &timer);
+      const Result r = Measure(config, cache, o, workers, &timer);
       kvc_config_destroy(config);
       if (!r.error.empty()) {
         std::fprintf(stderr, "bench --attention: %s, context %u: %s\n", preset.c_str(), context,
@@ -620,7 +716,7 @@ int RunBenchAttention(int argc, char** argv) {
       if (o.json) {
         std::printf(
             "{\"preset\":\"%s\",\"target\":\"%s\",\"context\":%u,\"threads\":%u,"
-            "\"cache\":\"%s\","
+            "\"runner\":\"%s\",\"cache\":\"%s\","
             "\"kv_heads\":%u,\"group\":%u,\"head_dim\":%u,\"block_tokens\":%u,\"reps\":%u,"
             "\"bits_per_element\":%.4f,\"f16_scores_ms\":%.6g,\"scores_ms\":%.6g,"
             "\"scores_speedup_vs_f16\":%.4f,\"f16_decode_attention_ms\":%.6g,"
@@ -628,7 +724,7 @@ int RunBenchAttention(int argc, char** argv) {
             "\"trusted_decode_attention_ms\":%.6g,"
             "\"trusted_decode_attention_speedup_vs_f16\":%.4f,"
             "\"scores_max_rel_error\":%.3g,\"decode_attention_max_rel_error\":%.3g}\n",
-            preset.c_str(), target.c_str(), context, threads, o.warm ? "warm" : "cold",
+            preset.c_str(), target.c_str(), context, threads, runner, o.warm ? "warm" : "cold",
             o.kv_heads, o.group, o.dim,
             o.block_tokens, o.reps, r.bits, 1e3 * r.f16_scores, 1e3 * r.scores,
             r.f16_scores / r.scores, 1e3 * r.f16_attention, 1e3 * r.attention,

@@ -398,13 +398,15 @@ const Command kCommands[] = {
      "kvc bench --attention (--preset NAME ... | --all) [--context N ...]\n"
      "          [--threads 1] [--dim 128] [--group 4] [--kv-heads 8]\n"
      "          [--block-tokens 4096] [--reps 5] [--kv FILE] [--target NAME] [--warm]\n"
-     "          [--json]\n"
+     "          [--spawn] [--json]\n"
      "  One decode step of attention (scores; softmax and weighted values) on\n"
      "  encoded blocks against a Highway f16 baseline in the same run, over a\n"
      "  sample cache (default: the bundled one) tiled to each context (default\n"
-     "  4096, 32768, 131072 tokens). --threads 0: one per core. Each timed call\n"
-     "  finds the cache cold (the last-level cache flushed), as a decode step\n"
-     "  finds each layer's; --warm keeps it between calls.\n",
+     "  4096, 32768, 131072 tokens). --threads 0: one per core, a pool that both\n"
+     "  paths share (kvcodec's as a kvc_parallel_runner); --spawn: each call\n"
+     "  starts its own threads. Each timed call finds the cache cold (the\n"
+     "  last-level cache flushed), as a decode step finds each layer's; --warm\n"
+     "  keeps it between calls.\n",
      BenchCommand},
 };
 
