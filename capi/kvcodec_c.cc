@@ -6,6 +6,7 @@
 #include <cstdio>
 #include <cstring>
 #include <memory>
+#include <optional>
 #include <new>
 #include <string>
 #include <vector>
@@ -525,10 +526,17 @@ kvc_status kvc_decode_attention(const kvc_buffer* key_blocks, size_t key_block_c
       return Status(KVC_ERR_UNSUPPORTED_FEATURE,
                     StrFormat("attention flags 0x%x unknown", o.flags));
     }
+    // Without the caller's pool, threads started once serve both rounds of
+    // jobs below.
     Parallelism parallelism;
     parallelism.threads = o.threads;
     parallelism.runner = o.runner;
     parallelism.runner_opaque = o.runner_opaque;
+    std::optional<CallThreads> call_threads;
+    if (o.runner == nullptr && o.threads != 1) {
+      call_threads.emplace(o.threads);
+      parallelism = call_threads->parallelism();
+    }
     // Every block's frame and checksum, on the threads of the call: at long
     // contexts this pass reads as many bytes as the attention itself. Trusted
     // blocks' frames are only parsed, too little work to share out.

@@ -31,7 +31,6 @@
 #include <algorithm>
 #include <atomic>
 #include <chrono>
-#include <condition_variable>
 #include <cmath>
 #include <cstdint>
 #include <cstdio>
@@ -39,14 +38,14 @@
 #include <cstring>
 #include <fstream>
 #include <functional>
-#include <mutex>
 #include <string>
 #include <thread>
 #include <vector>
 
 #include <hwy/targets.h>
 
-#include "codec/base/cache_size.h"  // header-only
+#include "codec/base/cache_size.h"   // header-only
+#include "codec/base/thread_pool.h"  // header-only
 #include "tools/bench_attention_kernels.h"
 #include "tools/cli.h"
 #include "tools/error.h"
@@ -221,20 +220,13 @@ void ParallelFor(size_t jobs, uint32_t threads, const F& f) {
 }
 
 // The threads of the timed calls: a pool of threads - 1 workers and the
-// calling thread, waiting on a condition variable between calls, or (spawn)
-// threads started by each call as ParallelFor does.
+// calling thread (started before the first call), or (spawn) threads
+// started by each call as ParallelFor does.
 class Workers {
  public:
-  Workers(uint32_t threads, bool spawn) : count_(threads), spawn_(spawn) {
-    for (size_t w = 1; !spawn && w < threads; ++w) pool_.emplace_back([this, w] { Work(w); });
-  }
-  ~Workers() {
-    {
-      std::lock_guard<std::mutex> lock(mutex_);
-      stop_ = true;
-    }
-    wake_.notify_all();
-    for (std::thread& t : pool_) t.join();
+  Workers(uint32_t threads, bool spawn)
+      : count_(threads), spawn_(spawn), pool_(spawn ? 0 : threads - 1) {
+    pool_.Start(threads - 1);
   }
 
   uint32_t count() const { return count_; }
@@ -242,22 +234,7 @@ class Workers {
   // f(job, worker) for every job < jobs, worker < count().
   void Run(size_t jobs, const std::function<void(size_t, size_t)>& f) {
     if (spawn_) return ParallelFor(jobs, count_, f);
-    if (pool_.empty() || jobs <= 1) {
-      for (size_t job = 0; job < jobs; ++job) f(job, 0);
-      return;
-    }
-    {
-      std::lock_guard<std::mutex> lock(mutex_);
-      task_ = &f;
-      jobs_ = jobs;
-      next_ = 0;
-      busy_ = pool_.size();
-      ++generation_;
-    }
-    wake_.notify_all();
-    Drain(0);
-    std::unique_lock<std::mutex> lock(mutex_);
-    done_.wait(lock, [&] { return busy_ == 0; });
+    pool_.Run(jobs, f);
   }
 
   // kvcodec's jobs on the pool; with spawn, its own threads.
@@ -273,34 +250,10 @@ class Workers {
   static void RunJobs(void* self, void* job_opaque, kvc_job_fn job, size_t count) {
     static_cast<Workers*>(self)->Run(count, [&](size_t i, size_t) { job(job_opaque, i); });
   }
-  void Drain(size_t worker) {
-    for (size_t job; (job = next_.fetch_add(1)) < jobs_;) (*task_)(job, worker);
-  }
-  void Work(size_t worker) {
-    uint64_t seen = 0;
-    std::unique_lock<std::mutex> lock(mutex_);
-    for (;;) {
-      wake_.wait(lock, [&] { return stop_ || generation_ != seen; });
-      if (stop_) return;
-      seen = generation_;
-      lock.unlock();
-      Drain(worker);
-      lock.lock();
-      if (--busy_ == 0) done_.notify_one();
-    }
-  }
 
   const uint32_t count_;
   const bool spawn_;
-  std::vector<std::thread> pool_;
-  std::mutex mutex_;
-  std::condition_variable wake_, done_;
-  bool stop_ = false;
-  uint64_t generation_ = 0;
-  size_t busy_ = 0;
-  const std::function<void(size_t, size_t)>* task_ = nullptr;
-  size_t jobs_ = 0;
-  std::atomic<size_t> next_{0};
+  ThreadPool pool_;
 };
 
 // The f16 baseline: jobs of (KV head, block of tokens), like the compressed

@@ -116,4 +116,12 @@ Status ParallelFor(size_t num_jobs, uint32_t threads,
   return ParallelFor(num_jobs, parallelism, run);
 }
 
+CallThreads::CallThreads(uint32_t threads)
+    : pool_((threads != 0 ? threads : std::max(1u, std::thread::hardware_concurrency())) - 1) {}
+
+void CallThreads::Run(void* self, void* job_opaque, kvc_job_fn job, size_t count) {
+  static_cast<CallThreads*>(self)->pool_.Run(count,
+                                             [&](size_t i, size_t) { job(job_opaque, i); });
+}
+
 }  // namespace kvc

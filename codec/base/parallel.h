@@ -9,6 +9,7 @@
 #include <functional>
 
 #include "base/status.h"
+#include "base/thread_pool.h"
 #include "kvcodec/kvcodec.h"
 
 namespace kvc {
@@ -29,6 +30,24 @@ Status ParallelFor(size_t num_jobs, const Parallelism& parallelism,
 // threads: 0 means one per core.
 Status ParallelFor(size_t num_jobs, uint32_t threads,
                    const std::function<Status(size_t job)>& run);
+
+// Threads started once for a call that runs several rounds of jobs, joined
+// when it ends (kvc_decode_attention: checksums, then attention): a round
+// then costs a wake-up, not a start of every thread.
+class CallThreads {
+ public:
+  explicit CallThreads(uint32_t threads);  // 0: one per core
+  Parallelism parallelism() {
+    Parallelism p;
+    p.runner = Run;
+    p.runner_opaque = this;
+    return p;
+  }
+
+ private:
+  static void Run(void* self, void* job_opaque, kvc_job_fn job, size_t count);
+  ThreadPool pool_;
+};
 
 }  // namespace kvc
 

@@ -1,0 +1,107 @@
+// Threads that run several rounds of jobs: up to `workers` threads, each
+// started once, the calling thread working beside them, each round's jobs
+// handed out through an atomic counter. Header-only and free of the library's other internals, so
+// that `kvc bench --attention` gives its f16 baseline and kvcodec the same
+// pool (an engine's, as kvc_parallel_runner sees it), and kvcodec's own calls
+// keep theirs for one call (base/parallel.h).
+#ifndef KVCODEC_CODEC_BASE_THREAD_POOL_H_
+#define KVCODEC_CODEC_BASE_THREAD_POOL_H_
+
+#include <atomic>
+#include <condition_variable>
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <mutex>
+#include <system_error>
+#include <thread>
+#include <vector>
+
+namespace kvc {
+
+class ThreadPool {
+ public:
+  // Up to `workers` threads, started when a round first has jobs for them.
+  explicit ThreadPool(size_t workers) : max_workers_(workers) {}
+  ~ThreadPool() {
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      stop_ = true;
+    }
+    wake_.notify_all();
+    for (std::thread& t : threads_) t.join();
+  }
+  ThreadPool(const ThreadPool&) = delete;
+  ThreadPool& operator=(const ThreadPool&) = delete;
+
+  // Starts up to n workers now (fewer if the system refuses more).
+  void Start(size_t n) {
+    n = n < max_workers_ ? n : max_workers_;
+    try {
+      while (threads_.size() < n) {
+        const size_t thread = threads_.size() + 1;
+        const uint64_t seen = round_;  // no round is running
+        threads_.emplace_back([this, thread, seen] { Work(thread, seen); });
+      }
+    } catch (const std::system_error&) {
+      // The threads started will do.
+    }
+  }
+
+  // Threads that may take jobs: the workers and the caller.
+  size_t size() const { return max_workers_ + 1; }
+
+  // f(job, thread) for every job < jobs, thread < size(); returns when all
+  // have returned. f must not throw. Not reentrant.
+  void Run(size_t jobs, const std::function<void(size_t, size_t)>& f) {
+    if (jobs > 1) Start(jobs - 1);
+    if (threads_.empty() || jobs <= 1) {
+      for (size_t job = 0; job < jobs; ++job) f(job, 0);
+      return;
+    }
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      task_ = &f;
+      jobs_ = jobs;
+      next_ = 0;
+      busy_ = threads_.size();
+      ++round_;
+    }
+    wake_.notify_all();
+    Drain(0);
+    std::unique_lock<std::mutex> lock(mutex_);
+    done_.wait(lock, [&] { return busy_ == 0; });
+  }
+
+ private:
+  void Drain(size_t thread) {
+    for (size_t job; (job = next_.fetch_add(1)) < jobs_;) (*task_)(job, thread);
+  }
+  void Work(size_t thread, uint64_t seen) {
+    std::unique_lock<std::mutex> lock(mutex_);
+    for (;;) {
+      wake_.wait(lock, [&] { return stop_ || round_ != seen; });
+      if (stop_) return;
+      seen = round_;
+      lock.unlock();
+      Drain(thread);
+      lock.lock();
+      if (--busy_ == 0) done_.notify_one();
+    }
+  }
+
+  const size_t max_workers_;
+  std::vector<std::thread> threads_;
+  std::mutex mutex_;
+  std::condition_variable wake_, done_;
+  bool stop_ = false;
+  uint64_t round_ = 0;
+  size_t busy_ = 0;
+  const std::function<void(size_t, size_t)>* task_ = nullptr;
+  size_t jobs_ = 0;
+  std::atomic<size_t> next_{0};
+};
+
+}  // namespace kvc
+
+#endif  // KVCODEC_CODEC_BASE_THREAD_POOL_H_
