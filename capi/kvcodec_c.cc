@@ -526,14 +526,17 @@ kvc_status kvc_decode_attention(const kvc_buffer* key_blocks, size_t key_block_c
       return Status(KVC_ERR_UNSUPPORTED_FEATURE,
                     StrFormat("attention flags 0x%x unknown", o.flags));
     }
+    const Checksums checksums = (o.flags & KVC_ATTENTION_TRUSTED_BLOCKS) ? Checksums::kTrust
+                                                                         : Checksums::kVerify;
     // Without the caller's pool, threads started once serve both rounds of
-    // jobs below.
+    // jobs below (checksums, then attention); trusted blocks leave one round,
+    // whose threads start working as they are started.
     Parallelism parallelism;
     parallelism.threads = o.threads;
     parallelism.runner = o.runner;
     parallelism.runner_opaque = o.runner_opaque;
     std::optional<CallThreads> call_threads;
-    if (o.runner == nullptr && o.threads != 1) {
+    if (o.runner == nullptr && o.threads != 1 && checksums == Checksums::kVerify) {
       call_threads.emplace(o.threads);
       parallelism = call_threads->parallelism();
     }
@@ -548,8 +551,6 @@ kvc_status kvc_decode_attention(const kvc_buffer* key_blocks, size_t key_block_c
       return i < key_block_count ? StrFormat("key block %zu: ", i)
                                  : StrFormat("value block %zu: ", i - key_block_count);
     };
-    const Checksums checksums = (o.flags & KVC_ATTENTION_TRUSTED_BLOCKS) ? Checksums::kTrust
-                                                                         : Checksums::kVerify;
     std::vector<EncodedBlock> blocks(total);
     std::vector<SectionRef> sections(total);
     Parallelism frames = parallelism;

@@ -7,6 +7,7 @@
 #ifndef KVCODEC_CODEC_BASE_THREAD_POOL_H_
 #define KVCODEC_CODEC_BASE_THREAD_POOL_H_
 
+#include <algorithm>
 #include <atomic>
 #include <condition_variable>
 #include <cstddef>
@@ -34,17 +35,10 @@ class ThreadPool {
   ThreadPool(const ThreadPool&) = delete;
   ThreadPool& operator=(const ThreadPool&) = delete;
 
-  // Starts up to n workers now (fewer if the system refuses more).
+  // Starts up to n workers now (fewer if the system refuses more), idle
+  // until the next round.
   void Start(size_t n) {
-    n = n < max_workers_ ? n : max_workers_;
-    try {
-      while (threads_.size() < n) {
-        const size_t thread = threads_.size() + 1;
-        const uint64_t seen = round_;  // no round is running
-        threads_.emplace_back([this, thread, seen] { Work(thread, seen); });
-      }
-    } catch (const std::system_error&) {
-      // The threads started will do.
+    while (threads_.size() < std::min(n, max_workers_) && Grow(round_)) {
     }
   }
 
@@ -54,8 +48,7 @@ class ThreadPool {
   // f(job, thread) for every job < jobs, thread < size(); returns when all
   // have returned. f must not throw. Not reentrant.
   void Run(size_t jobs, const std::function<void(size_t, size_t)>& f) {
-    if (jobs > 1) Start(jobs - 1);
-    if (threads_.empty() || jobs <= 1) {
+    if (jobs <= 1 || max_workers_ == 0) {
       for (size_t job = 0; job < jobs; ++job) f(job, 0);
       return;
     }
@@ -68,12 +61,35 @@ class ThreadPool {
       ++round_;
     }
     wake_.notify_all();
+    // Workers this round needs and the pool lacks join it as they start:
+    // the first ones work while the next ones are being started.
+    const size_t wanted = std::min(jobs - 1, max_workers_);
+    while (threads_.size() < wanted && next_.load() < jobs_ && Grow(round_ - 1)) {
+    }
     Drain(0);
     std::unique_lock<std::mutex> lock(mutex_);
     done_.wait(lock, [&] { return busy_ == 0; });
   }
 
  private:
+  // Starts one worker that next runs the round after `seen` (the current
+  // one, given round_ - 1). False if the system refused.
+  bool Grow(uint64_t seen) {
+    const size_t thread = threads_.size() + 1;
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      if (seen != round_) ++busy_;  // it joins the running round
+    }
+    try {
+      threads_.emplace_back([this, thread, seen] { Work(thread, seen); });
+      return true;
+    } catch (const std::system_error&) {
+      std::lock_guard<std::mutex> lock(mutex_);
+      if (seen != round_) --busy_;
+      return false;
+    }
+  }
+
   void Drain(size_t thread) {
     for (size_t job; (job = next_.fetch_add(1)) < jobs_;) (*task_)(job, thread);
   }
