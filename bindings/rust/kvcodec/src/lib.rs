@@ -909,6 +909,66 @@ pub fn decode_attention<K: AsRef<[u8]>, V: AsRef<[u8]>>(
     queries: &[f32],
     options: &AttentionOptions,
 ) -> Result<Attention> {
+    attention(key_blocks, value_blocks, queries, options, None)
+}
+
+/// A thread pool of the caller's (the C API's `kvc_parallel_runner`): a
+/// decode step is short, and starting threads for each (what
+/// [`decode_attention`] does with `threads` other than 1) can cost more than
+/// the step. `run` must call `job(i)` exactly once for every `i` in
+/// `0..count`, on any of its threads (the calling one included) in any order,
+/// and return once every call has returned. A rayon pool, for one:
+/// `pool.install(|| (0..count).into_par_iter().for_each(|i| job(i)))`.
+pub trait Runner: Sync {
+    fn run(&self, count: usize, job: &(dyn Fn(usize) + Sync));
+}
+
+/// [`decode_attention`] with its jobs on `runner` (`options.threads` is then
+/// not used). A runner that returns without running every job, or panics,
+/// makes the call fail; it does not give a partial result.
+pub fn decode_attention_on<K: AsRef<[u8]>, V: AsRef<[u8]>>(
+    runner: &dyn Runner,
+    key_blocks: &[K],
+    value_blocks: &[V],
+    queries: &[f32],
+    options: &AttentionOptions,
+) -> Result<Attention> {
+    attention(key_blocks, value_blocks, queries, options, Some(runner))
+}
+
+/// One call's jobs, as kvcodec hands them to a runner: they may run
+/// concurrently (kvc_parallel_runner's contract), so the pointer may be
+/// shared across threads.
+struct CJobs {
+    job: sys::kvc_job_fn,
+    opaque: *mut c_void,
+}
+unsafe impl Sync for CJobs {}
+
+impl CJobs {
+    fn run(&self, i: usize) {
+        if let Some(job) = self.job {
+            unsafe { job(self.opaque, i) }
+        }
+    }
+}
+
+unsafe extern "C" fn run_on_runner(runner_opaque: *mut c_void, job_opaque: *mut c_void,
+                                   job: sys::kvc_job_fn, count: usize) {
+    let runner = &*(runner_opaque as *const &dyn Runner);
+    let jobs = CJobs { job, opaque: job_opaque };
+    let call = |i: usize| jobs.run(i);
+    // No panic may unwind into C; the jobs it left unrun make the call fail.
+    let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| runner.run(count, &call)));
+}
+
+fn attention<K: AsRef<[u8]>, V: AsRef<[u8]>>(
+    key_blocks: &[K],
+    value_blocks: &[V],
+    queries: &[f32],
+    options: &AttentionOptions,
+    runner: Option<&dyn Runner>,
+) -> Result<Attention> {
     let buffers = |blocks: &[&[u8]]| -> Vec<sys::kvc_buffer> {
         blocks.iter().map(|b| sys::kvc_buffer { data: b.as_ptr() as *const c_void, size: b.len() }).collect()
     };
@@ -936,6 +996,11 @@ pub fn decode_attention<K: AsRef<[u8]>, V: AsRef<[u8]>>(
     c_options.token_begin = options.token_begin;
     c_options.token_end = options.token_end;
     c_options.flags = if options.trusted_blocks { sys::KVC_ATTENTION_TRUSTED_BLOCKS } else { 0 };
+    let runner_ref: Option<&dyn Runner> = runner;
+    if let Some(runner) = runner_ref.as_ref() {
+        c_options.runner = Some(run_on_runner);
+        c_options.runner_opaque = runner as *const &dyn Runner as *mut c_void;
+    }
     if let Some(scale) = options.scale {
         if scale == 0.0 {
             return Err(Error::invalid(

@@ -247,3 +247,62 @@ fn decode_attention_errors() {
     let e = decode_attention(&keys, &values, &queries, &zero).unwrap_err();
     assert!(e.status() == Status::InvalidArgument && e.message().contains("scale"));
 }
+
+/// Runs the jobs on three scoped threads, last index first.
+struct ScopedPool;
+impl Runner for ScopedPool {
+    fn run(&self, count: usize, job: &(dyn Fn(usize) + Sync)) {
+        let next = std::sync::atomic::AtomicUsize::new(count);
+        std::thread::scope(|scope| {
+            for _ in 0..3 {
+                scope.spawn(|| loop {
+                    let left = next.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+                    if left == 0 || left > count {
+                        break;
+                    }
+                    job(left - 1);
+                });
+            }
+        });
+    }
+}
+
+/// Skips the last job.
+struct SkippingPool;
+impl Runner for SkippingPool {
+    fn run(&self, count: usize, job: &(dyn Fn(usize) + Sync)) {
+        (0..count.saturating_sub(1)).for_each(job);
+    }
+}
+
+/// Panics before running any job.
+struct PanickingPool;
+impl Runner for PanickingPool {
+    fn run(&self, _: usize, _: &(dyn Fn(usize) + Sync)) {
+        panic!("the pool is shutting down");
+    }
+}
+
+#[test]
+fn decode_attention_on_a_runner() {
+    // 9000 tokens: several chunks, so several jobs a round.
+    let (heads, tokens, dim) = (2usize, 9000usize, 64usize);
+    let shape = [heads, tokens, dim];
+    let (k, v) = (sample(heads * tokens * dim, 30), sample(heads * tokens * dim, 31));
+    let keys = vec![encode(&k, shape, "tq-mse-b2", Kind::Keys, 0..2, 0..5000, (0, 0)),
+                    encode(&k, shape, "tq-mse-b2", Kind::Keys, 0..2, 5000..9000, (0, 0))];
+    let values = vec![encode(&v, shape, "tq-mse-b3", Kind::Values, 0..2, 0..9000, (0, 0))];
+    let queries = sample(heads * 4 * dim, 32);
+    let one = AttentionOptions { threads: 1, ..Default::default() };
+    let expected = decode_attention(&keys, &values, &queries, &one).unwrap();
+    for trusted_blocks in [false, true] {
+        let options = AttentionOptions { trusted_blocks, ..one };
+        assert_eq!(decode_attention_on(&ScopedPool, &keys, &values, &queries, &options).unwrap(),
+                   expected);
+    }
+    for runner in [&SkippingPool as &dyn Runner, &PanickingPool] {
+        let err = decode_attention_on(runner, &keys, &values, &queries, &one).unwrap_err();
+        assert_eq!(err.status(), Status::InvalidArgument);
+        assert!(err.to_string().contains("parallel runner"), "{}", err);
+    }
+}
