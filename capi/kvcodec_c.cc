@@ -144,6 +144,14 @@ Status ReadBlockFrameSection(const void* src, size_t size, BlockHeader* header,
   return ReadBlockHeader(*section, header);
 }
 
+kvc_block_options DefaultBlockOptions() {
+  kvc_block_options o;
+  std::memset(&o, 0, sizeof(o));
+  o.struct_size = sizeof(o);
+  o.threads = 1;
+  return o;
+}
+
 kvc_attention_options DefaultAttentionOptions() {
   kvc_attention_options o;
   std::memset(&o, 0, sizeof(o));
@@ -166,6 +174,27 @@ Status CheckFinite(const float* x, size_t n, size_t row_size, const char* name) 
 
 Status ReadBlockFrame(const void* src, size_t size, BlockFrame* frame) {
   KVC_RETURN_IF_ERROR(ReadBlockFrameSection(src, size, &frame->header, &frame->section));
+  frame->codec = TensorCodec::Create(frame->header.config, frame->header.head_dim);
+  return ReadBlockLayout(*frame->codec, frame->header, frame->section, &frame->layout);
+}
+
+// A block read for kvc_block_scores2 / kvc_block_attend2: its options (NULL:
+// the defaults) checked, their threads or runner in *parallelism, the
+// checksum skipped for trusted blocks.
+Status ReadBlockFrame(const void* src, size_t size, const kvc_block_options* options,
+                      Parallelism* parallelism, BlockFrame* frame) {
+  kvc_block_options o = DefaultBlockOptions();
+  if (options) KVC_RETURN_IF_ERROR(ImportSized(options, o, &o, "block options"));
+  if (o.flags & ~KVC_ATTENTION_TRUSTED_BLOCKS) {
+    return Status(KVC_ERR_UNSUPPORTED_FEATURE, StrFormat("block flags 0x%x unknown", o.flags));
+  }
+  parallelism->threads = o.threads;
+  parallelism->runner = o.runner;
+  parallelism->runner_opaque = o.runner_opaque;
+  const Checksums checksums =
+      (o.flags & KVC_ATTENTION_TRUSTED_BLOCKS) ? Checksums::kTrust : Checksums::kVerify;
+  KVC_RETURN_IF_ERROR(
+      ReadBlockFrameSection(src, size, &frame->header, &frame->section, checksums));
   frame->codec = TensorCodec::Create(frame->header.config, frame->header.head_dim);
   return ReadBlockLayout(*frame->codec, frame->header, frame->section, &frame->layout);
 }
@@ -452,11 +481,30 @@ kvc_status kvc_block_scores(const void* src, size_t src_size,
                             const float* queries, uint32_t queries_per_head,
                             float* scores, size_t scores_capacity,
                             kvc_diagnostics* diag) {
+  return kvc_block_scores2(src, src_size, queries, queries_per_head, nullptr, scores,
+                           scores_capacity, diag);
+}
+
+kvc_status kvc_block_attend(const void* src, size_t src_size, const float* weights,
+                            uint32_t queries_per_head, float* out, size_t out_capacity,
+                            kvc_diagnostics* diag) {
+  return kvc_block_attend2(src, src_size, weights, queries_per_head, nullptr, out, out_capacity,
+                           diag);
+}
+
+void kvc_block_options_init(kvc_block_options* options) {
+  if (options) *options = DefaultBlockOptions();
+}
+
+kvc_status kvc_block_scores2(const void* src, size_t src_size, const float* queries,
+                             uint32_t queries_per_head, const kvc_block_options* options,
+                             float* scores, size_t scores_capacity, kvc_diagnostics* diag) {
   return Guard(diag, [&]() -> Status {
     KVC_RETURN_IF_ERROR(NotNull(queries, "queries"));
     KVC_RETURN_IF_ERROR(NotNull(scores, "scores"));
+    Parallelism parallelism;
     BlockFrame frame;
-    KVC_RETURN_IF_ERROR(ReadBlockFrame(src, src_size, &frame));
+    KVC_RETURN_IF_ERROR(ReadBlockFrame(src, src_size, options, &parallelism, &frame));
     const BlockHeader& h = frame.header;
     if (queries_per_head == 0) {
       return Status(KVC_ERR_INVALID_ARGUMENT, "queries_per_head is 0");
@@ -471,18 +519,19 @@ kvc_status kvc_block_scores(const void* src, size_t src_size,
     KVC_RETURN_IF_ERROR(CheckFinite(queries, size_t{h.head_count} * queries_per_head * h.head_dim,
                                     h.head_dim, "queries"));
     return ScoreBlockPayload(*frame.codec, h, frame.section.payload, frame.layout, queries,
-                             queries_per_head, scores);
+                             queries_per_head, parallelism, scores);
   });
 }
 
-kvc_status kvc_block_attend(const void* src, size_t src_size, const float* weights,
-                            uint32_t queries_per_head, float* out, size_t out_capacity,
-                            kvc_diagnostics* diag) {
+kvc_status kvc_block_attend2(const void* src, size_t src_size, const float* weights,
+                             uint32_t queries_per_head, const kvc_block_options* options,
+                             float* out, size_t out_capacity, kvc_diagnostics* diag) {
   return Guard(diag, [&]() -> Status {
     KVC_RETURN_IF_ERROR(NotNull(weights, "weights"));
     KVC_RETURN_IF_ERROR(NotNull(out, "out"));
+    Parallelism parallelism;
     BlockFrame frame;
-    KVC_RETURN_IF_ERROR(ReadBlockFrame(src, src_size, &frame));
+    KVC_RETURN_IF_ERROR(ReadBlockFrame(src, src_size, options, &parallelism, &frame));
     const BlockHeader& h = frame.header;
     if (queries_per_head == 0) {
       return Status(KVC_ERR_INVALID_ARGUMENT, "queries_per_head is 0");
@@ -497,7 +546,7 @@ kvc_status kvc_block_attend(const void* src, size_t src_size, const float* weigh
                                     size_t{h.head_count} * queries_per_head * h.token_count,
                                     h.token_count, "weights"));
     return AttendBlockPayload(*frame.codec, h, frame.section.payload, frame.layout, weights,
-                              queries_per_head, out);
+                              queries_per_head, parallelism, out);
   });
 }
 

@@ -1,5 +1,5 @@
-// Attention on encoded blocks through the C API (kvc_block_scores,
-// kvc_block_attend, kvc_decode_attention). Parameters come from the end of
+// Attention on encoded blocks through the C API (kvc_block_scores2,
+// kvc_block_attend2, kvc_decode_attention). Parameters come from the end of
 // the input, values and splices from the rest: one layer's K and V blocks of
 // two methods, split differently by tokens, then damaged or mismatched (input
 // bytes spliced into a block, its section checksum recomputed or not, a
@@ -304,16 +304,22 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
       const std::vector<float> q = MakeValues(p, rows * info.head_dim, 0.25f, 7);
       std::vector<float> scores(rows * info.token_count);
       const size_t capacity = scores.size() - (short_output ? 1 : 0);
-      kvc_status s = kvc_block_scores(b.bytes.data(), b.bytes.size(), q.data(), group,
-                                      scores.data(), capacity, &diag);
+      // The options' calls: trusted blocks skip the checksum, so that damage
+      // reaches the parsers and kernels (which must still reject it cleanly).
+      kvc_block_options block_options;
+      kvc_block_options_init(&block_options);
+      block_options.threads = threads;
+      block_options.flags = trusted ? KVC_ATTENTION_TRUSTED_BLOCKS : 0;
+      kvc_status s = kvc_block_scores2(b.bytes.data(), b.bytes.size(), q.data(), group,
+                                       &block_options, scores.data(), capacity, &diag);
       FUZZ_ASSERT(s == KVC_OK || diag.message[0] != '\0');
       FUZZ_ASSERT(!(s == KVC_OK && short_output));
       if (s == KVC_OK && b_moderate) FUZZ_ASSERT(AllFinite(scores.data(), scores.size()));
 
       const std::vector<float> w = MakeValues(p, rows * info.token_count, 1.0f / 64, 11);
       std::vector<float> out(rows * info.head_dim);
-      s = kvc_block_attend(b.bytes.data(), b.bytes.size(), w.data(), group, out.data(),
-                           out.size() - (short_output ? 1 : 0), &diag);
+      s = kvc_block_attend2(b.bytes.data(), b.bytes.size(), w.data(), group, &block_options,
+                            out.data(), out.size() - (short_output ? 1 : 0), &diag);
       FUZZ_ASSERT(s == KVC_OK || diag.message[0] != '\0');
       FUZZ_ASSERT(!(s == KVC_OK && short_output));
       if (s == KVC_OK && b_moderate) FUZZ_ASSERT(AllFinite(out.data(), out.size()));

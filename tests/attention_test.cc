@@ -425,6 +425,69 @@ TEST_CASE("decode attention runs its jobs on a caller's pool") {
   CHECK(std::memcmp(out.data(), pool_out.data(), out.size() * 4) == 0);
 }
 
+TEST_CASE("block scores and attend with options: threads, a caller's pool, trusted blocks") {
+  const uint32_t heads = 5, tokens = 300, dim = 64, per_head = 2;
+  TestPool pool;
+  size_t round = 0;
+  for (const char* preset : {"tq-mse-b4", "tq-prod-b3", "kv-3.25", "turboangle", "raw-f16"}) {
+    for (kvc_kind kind : {KVC_KIND_KEYS, KVC_KIND_VALUES}) {
+      ++round;
+      const std::string name = preset;
+      CAPTURE(name);
+      CAPTURE(kind);
+      const kvc_tensor_config config = PresetLayer(preset, 1, kind);
+      const std::vector<float> x = KeyLike(size_t{heads} * tokens, dim, 40 + round);
+      Block b = Encode(config, kind, x, KVC_DTYPE_F16, 0, heads, 0, tokens, dim);
+      const std::vector<float> q = GaussianVectors(size_t{heads} * per_head, dim, 50 + round, false);
+      const std::vector<float> w =
+          GaussianVectors(size_t{heads} * per_head, tokens, 60 + round, false);
+      kvc_diagnostics diag;
+      std::vector<float> scores(size_t{heads} * per_head * tokens), out(size_t{heads} * per_head * dim);
+      REQUIRE(kvc_block_scores(b.bytes.data(), b.bytes.size(), q.data(), per_head, scores.data(),
+                               scores.size(), &diag) == KVC_OK);
+      REQUIRE(kvc_block_attend(b.bytes.data(), b.bytes.size(), w.data(), per_head, out.data(),
+                               out.size(), &diag) == KVC_OK);
+      auto same = [&](const kvc_block_options* options) {
+        std::vector<float> s2(scores.size()), o2(out.size());
+        REQUIRE_MESSAGE(kvc_block_scores2(b.bytes.data(), b.bytes.size(), q.data(), per_head,
+                                          options, s2.data(), s2.size(), &diag) == KVC_OK,
+                        diag.message);
+        REQUIRE_MESSAGE(kvc_block_attend2(b.bytes.data(), b.bytes.size(), w.data(), per_head,
+                                          options, o2.data(), o2.size(), &diag) == KVC_OK,
+                        diag.message);
+        CHECK(std::memcmp(s2.data(), scores.data(), scores.size() * 4) == 0);
+        CHECK(std::memcmp(o2.data(), out.data(), out.size() * 4) == 0);
+      };
+      same(nullptr);
+      kvc_block_options options;
+      kvc_block_options_init(&options);
+      CHECK(options.threads == 1);
+      options.threads = 3;
+      same(&options);
+      options.runner = TestPool::Run;
+      options.runner_opaque = &pool;
+      pool.calls = 0;
+      same(&options);
+      CHECK(pool.calls == 2);
+      // A damaged checksum: an error unless the block is trusted.
+      b.bytes.back() ^= 0x40;
+      std::vector<float> s2(scores.size());
+      CHECK(kvc_block_scores2(b.bytes.data(), b.bytes.size(), q.data(), per_head, &options,
+                              s2.data(), s2.size(), &diag) == KVC_ERR_CHECKSUM);
+      options.flags = KVC_ATTENTION_TRUSTED_BLOCKS;
+      same(&options);
+      options.flags = 0x2;
+      CHECK(kvc_block_scores2(b.bytes.data(), b.bytes.size(), q.data(), per_head, &options,
+                              s2.data(), s2.size(), &diag) == KVC_ERR_UNSUPPORTED_FEATURE);
+      options.flags = 0;
+      b.bytes.back() ^= 0x40;
+      options.runner = SkipLastJob;
+      CHECK(kvc_block_attend2(b.bytes.data(), b.bytes.size(), w.data(), per_head, &options,
+                              s2.data(), s2.size(), &diag) == KVC_ERR_INVALID_ARGUMENT);
+    }
+  }
+}
+
 TEST_CASE("decode attention rejects malformed calls with a message") {
   const Layer l = MakeLayer("tq-mse-b4", 2, 40, 64, KVC_DTYPE_F16, {16}, {24}, 7);
   std::vector<kvc_buffer> kb = l.Buffers(l.key_blocks), vb = l.Buffers(l.value_blocks);

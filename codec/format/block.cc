@@ -641,30 +641,30 @@ Status AttendHeadRange(const TensorCodec& codec, const BlockHeader& h,
 
 Status ScoreBlockPayload(const TensorCodec& codec, const BlockHeader& h,
                          const uint8_t* payload, const BlockLayout& layout,
-                         const float* queries, uint32_t queries_per_head, float* scores) {
+                         const float* queries, uint32_t queries_per_head,
+                         const Parallelism& parallelism, float* scores) {
   const size_t d = h.head_dim;
   const size_t tokens = h.token_count;
-  for (uint32_t head = 0; head < h.head_count; ++head) {
-    KVC_RETURN_IF_ERROR(ScoreHeadRange(codec, h, payload, layout, head, 0, h.token_count,
-                                       queries + size_t{head} * queries_per_head * d,
-                                       queries_per_head,
-                                       scores + size_t{head} * queries_per_head * tokens));
-  }
-  return OkStatus();
+  return ParallelFor(h.head_count, parallelism, [&](size_t job) {
+    const uint32_t head = static_cast<uint32_t>(job);
+    return ScoreHeadRange(codec, h, payload, layout, head, 0, h.token_count,
+                          queries + size_t{head} * queries_per_head * d, queries_per_head,
+                          scores + size_t{head} * queries_per_head * tokens);
+  });
 }
 
 Status AttendBlockPayload(const TensorCodec& codec, const BlockHeader& h,
                           const uint8_t* payload, const BlockLayout& layout,
-                          const float* weights, uint32_t queries_per_head, float* out) {
+                          const float* weights, uint32_t queries_per_head,
+                          const Parallelism& parallelism, float* out) {
   const size_t d = h.head_dim;
   const size_t tokens = h.token_count;
-  for (uint32_t head = 0; head < h.head_count; ++head) {
-    KVC_RETURN_IF_ERROR(AttendHeadRange(codec, h, payload, layout, head, 0, h.token_count,
-                                        weights + size_t{head} * queries_per_head * tokens,
-                                        queries_per_head,
-                                        out + size_t{head} * queries_per_head * d));
-  }
-  return OkStatus();
+  return ParallelFor(h.head_count, parallelism, [&](size_t job) {
+    const uint32_t head = static_cast<uint32_t>(job);
+    return AttendHeadRange(codec, h, payload, layout, head, 0, h.token_count,
+                           weights + size_t{head} * queries_per_head * tokens, queries_per_head,
+                           out + size_t{head} * queries_per_head * d);
+  });
 }
 
 }  // namespace kvc

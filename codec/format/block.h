@@ -11,6 +11,7 @@
 #include <string>
 #include <vector>
 
+#include "base/parallel.h"
 #include "base/status.h"
 #include "format/section.h"
 #include "format/tensor_view.h"
@@ -100,16 +101,18 @@ Status DecodeBlockPayload(const TensorCodec& codec, const BlockHeader& header,
                           const TensorView& output, simd::Writes writes,
                           const uint8_t* unverified_section = nullptr);
 // queries: [head_count][queries_per_head][head_dim]; scores:
-// [head_count][queries_per_head][token_count].
+// [head_count][queries_per_head][token_count]. A job per head; the error
+// reported is the first head's.
 Status ScoreBlockPayload(const TensorCodec& codec, const BlockHeader& header,
                          const uint8_t* payload, const BlockLayout& layout,
                          const float* queries, uint32_t queries_per_head,
-                         float* scores);
+                         const Parallelism& parallelism, float* scores);
 // weights: [head_count][queries_per_head][token_count]; out:
 // [head_count][queries_per_head][head_dim], overwritten.
 Status AttendBlockPayload(const TensorCodec& codec, const BlockHeader& header,
                           const uint8_t* payload, const BlockLayout& layout,
-                          const float* weights, uint32_t queries_per_head, float* out);
+                          const float* weights, uint32_t queries_per_head,
+                          const Parallelism& parallelism, float* out);
 
 // The same for tokens [t0, t0 + count) of one head (t0 a multiple of 8,
 // relative to the block's first token): scores [num_queries][count], weights

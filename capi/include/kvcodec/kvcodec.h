@@ -319,12 +319,6 @@ KVC_API kvc_status kvc_block_attend(const void* src, size_t src_size,
                                     uint32_t queries_per_head, float* out,
                                     size_t out_capacity, kvc_diagnostics* diag);
 
-/* A caller's buffer. Layout fixed forever (no struct_size). */
-typedef struct kvc_buffer {
-  const void* data;
-  size_t size;
-} kvc_buffer;
-
 /* A caller's thread pool, for calls short enough that starting threads of
  * their own would cost more than the work (a decode step: starting 16
  * threads took 0.45 ms on a 16-core Xeon). runner(runner_opaque, job_opaque,
@@ -336,6 +330,41 @@ typedef struct kvc_buffer {
 typedef void (*kvc_job_fn)(void* job_opaque, size_t index);
 typedef void (*kvc_parallel_runner)(void* runner_opaque, void* job_opaque,
                                     kvc_job_fn job, size_t count);
+
+/* Options of kvc_block_scores2 and kvc_block_attend2 (API 0.2). */
+typedef struct kvc_block_options {
+  uint32_t struct_size; /* sizeof(kvc_block_options) */
+  /* The block's heads shared out: 1 (the default) runs them on the calling
+   * thread, as kvc_block_scores does; 0: one thread per core. Ignored when
+   * runner is set. */
+  uint32_t threads;
+  uint32_t flags; /* KVC_ATTENTION_TRUSTED_BLOCKS: the checksum is skipped */
+  kvc_parallel_runner runner;
+  void* runner_opaque;
+} kvc_block_options;
+
+KVC_API void kvc_block_options_init(kvc_block_options* options);
+
+/* kvc_block_scores and kvc_block_attend with options (NULL: the defaults,
+ * which are what those two do). Results do not depend on the threads. */
+KVC_API kvc_status kvc_block_scores2(const void* src, size_t src_size,
+                                     const float* queries,
+                                     uint32_t queries_per_head,
+                                     const kvc_block_options* options,
+                                     float* scores, size_t scores_capacity,
+                                     kvc_diagnostics* diag);
+KVC_API kvc_status kvc_block_attend2(const void* src, size_t src_size,
+                                     const float* weights,
+                                     uint32_t queries_per_head,
+                                     const kvc_block_options* options,
+                                     float* out, size_t out_capacity,
+                                     kvc_diagnostics* diag);
+
+/* A caller's buffer. Layout fixed forever (no struct_size). */
+typedef struct kvc_buffer {
+  const void* data;
+  size_t size;
+} kvc_buffer;
 
 typedef struct kvc_attention_options {
   uint32_t struct_size; /* sizeof(kvc_attention_options) */
