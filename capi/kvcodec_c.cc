@@ -172,31 +172,43 @@ Status CheckFinite(const float* x, size_t n, size_t row_size, const char* name) 
   return OkStatus();
 }
 
-Status ReadBlockFrame(const void* src, size_t size, BlockFrame* frame) {
-  KVC_RETURN_IF_ERROR(ReadBlockFrameSection(src, size, &frame->header, &frame->section));
-  frame->codec = TensorCodec::Create(frame->header.config, frame->header.head_dim);
-  return ReadBlockLayout(*frame->codec, frame->header, frame->section, &frame->layout);
-}
-
-// A block read for kvc_block_scores2 / kvc_block_attend2: its options (NULL:
-// the defaults) checked, their threads or runner in *parallelism, the
-// checksum skipped for trusted blocks.
-Status ReadBlockFrame(const void* src, size_t size, const kvc_block_options* options,
-                      Parallelism* parallelism, BlockFrame* frame) {
-  kvc_block_options o = DefaultBlockOptions();
-  if (options) KVC_RETURN_IF_ERROR(ImportSized(options, o, &o, "block options"));
-  if (o.flags & ~KVC_ATTENTION_TRUSTED_BLOCKS) {
-    return Status(KVC_ERR_UNSUPPORTED_FEATURE, StrFormat("block flags 0x%x unknown", o.flags));
-  }
-  parallelism->threads = o.threads;
-  parallelism->runner = o.runner;
-  parallelism->runner_opaque = o.runner_opaque;
-  const Checksums checksums =
-      (o.flags & KVC_ATTENTION_TRUSTED_BLOCKS) ? Checksums::kTrust : Checksums::kVerify;
+Status ReadBlockFrame(const void* src, size_t size, BlockFrame* frame,
+                      Checksums checksums = Checksums::kVerify) {
   KVC_RETURN_IF_ERROR(
       ReadBlockFrameSection(src, size, &frame->header, &frame->section, checksums));
   frame->codec = TensorCodec::Create(frame->header.config, frame->header.head_dim);
   return ReadBlockLayout(*frame->codec, frame->header, frame->section, &frame->layout);
+}
+
+// The choices kvc_attention_options and kvc_block_options share: where the
+// jobs run, and (flags) whether checksums are verified.
+template <class Options>
+Parallelism ParallelismOf(const Options& o) {
+  Parallelism p;
+  p.threads = o.threads;
+  p.runner = o.runner;
+  p.runner_opaque = o.runner_opaque;
+  return p;
+}
+template <class Options>
+Status ChecksumsOf(const Options& o, const char* name, Checksums* checksums) {
+  if (o.flags & ~KVC_ATTENTION_TRUSTED_BLOCKS) {
+    return Status(KVC_ERR_UNSUPPORTED_FEATURE, StrFormat("%s flags 0x%x unknown", name, o.flags));
+  }
+  *checksums = (o.flags & KVC_ATTENTION_TRUSTED_BLOCKS) ? Checksums::kTrust : Checksums::kVerify;
+  return OkStatus();
+}
+
+// A block read for kvc_block_scores2 / kvc_block_attend2: its options (NULL:
+// the defaults) checked, their threads or runner in *parallelism.
+Status ReadBlockFrame(const void* src, size_t size, const kvc_block_options* options,
+                      Parallelism* parallelism, BlockFrame* frame) {
+  kvc_block_options o = DefaultBlockOptions();
+  if (options) KVC_RETURN_IF_ERROR(ImportSized(options, o, &o, "block options"));
+  Checksums checksums;
+  KVC_RETURN_IF_ERROR(ChecksumsOf(o, "block", &checksums));
+  *parallelism = ParallelismOf(o);
+  return ReadBlockFrame(src, size, frame, checksums);
 }
 
 }  // namespace
@@ -571,19 +583,12 @@ kvc_status kvc_decode_attention(const kvc_buffer* key_blocks, size_t key_block_c
       KVC_RETURN_IF_ERROR(
           (ImportSized<kvc_attention_options, kFirstSize>(options, o, &o, "attention options")));
     }
-    if (o.flags & ~KVC_ATTENTION_TRUSTED_BLOCKS) {
-      return Status(KVC_ERR_UNSUPPORTED_FEATURE,
-                    StrFormat("attention flags 0x%x unknown", o.flags));
-    }
-    const Checksums checksums = (o.flags & KVC_ATTENTION_TRUSTED_BLOCKS) ? Checksums::kTrust
-                                                                         : Checksums::kVerify;
+    Checksums checksums;
+    KVC_RETURN_IF_ERROR(ChecksumsOf(o, "attention", &checksums));
     // Without the caller's pool, threads started once serve both rounds of
     // jobs below (checksums, then attention); trusted blocks leave one round,
     // whose threads start working as they are started.
-    Parallelism parallelism;
-    parallelism.threads = o.threads;
-    parallelism.runner = o.runner;
-    parallelism.runner_opaque = o.runner_opaque;
+    Parallelism parallelism = ParallelismOf(o);
     std::optional<CallThreads> call_threads;
     if (o.runner == nullptr && o.threads != 1 && checksums == Checksums::kVerify) {
       call_threads.emplace(o.threads);

@@ -241,16 +241,12 @@ class Workers {
   void Attach(kvc_attention_options* options) {
     options->threads = count_;
     if (!spawn_ && count_ > 1) {
-      options->runner = RunJobs;
-      options->runner_opaque = this;
+      options->runner = ThreadPool::RunJobs;
+      options->runner_opaque = &pool_;
     }
   }
 
  private:
-  static void RunJobs(void* self, void* job_opaque, kvc_job_fn job, size_t count) {
-    static_cast<Workers*>(self)->Run(count, [&](size_t i, size_t) { job(job_opaque, i); });
-  }
-
   const uint32_t count_;
   const bool spawn_;
   ThreadPool pool_;
@@ -491,30 +487,26 @@ Result Measure(const kvc_config* config, const BenchCache& c, const Options& o,
   trusted_blocks.flags = KVC_ATTENTION_TRUSTED_BLOCKS;
   kvc_attention_options trusted = ao;
   trusted.flags = KVC_ATTENTION_TRUSTED_BLOCKS;
-  for (uint32_t rep = 0; rep < o.reps; ++rep) {
-    t_f16_scores.push_back(
-        timer->Seconds([&] { baseline.Scores(c.keys.data(), f16_scores.data()); }));
-    // kvc_block_scores has no threads of its own: blocks are shared out.
-    t_scores.push_back(timer->Seconds([&] {
-      workers.Run(blocks, [&](size_t b, size_t) {
-        kvc_diagnostics block_diag;
-        if (kvc_block_scores(e.keys[b].data(), e.keys[b].size(), c.queries.data(), c.group,
-                             scores[b].data(), scores[b].size(), &block_diag) != KVC_OK) {
-          errors[b] = std::string("kvc_block_scores: ") + block_diag.message;
-        }
-      });
-    }));
-    // The same with blocks checked when they were loaded, not at each call.
-    t_trusted_scores.push_back(timer->Seconds([&] {
+  // Every key block's scores, timed. kvc_block_scores has no threads of its
+  // own: blocks are shared out. options: NULL (kvc_block_scores: checksums
+  // verified) or trusted blocks (checked when they were loaded).
+  const auto all_scores = [&](const kvc_block_options* options) {
+    return timer->Seconds([&] {
       workers.Run(blocks, [&](size_t b, size_t) {
         kvc_diagnostics block_diag;
         if (kvc_block_scores2(e.keys[b].data(), e.keys[b].size(), c.queries.data(), c.group,
-                              &trusted_blocks, scores[b].data(), scores[b].size(),
+                              options, scores[b].data(), scores[b].size(),
                               &block_diag) != KVC_OK) {
           errors[b] = std::string("kvc_block_scores2: ") + block_diag.message;
         }
       });
-    }));
+    });
+  };
+  for (uint32_t rep = 0; rep < o.reps; ++rep) {
+    t_f16_scores.push_back(
+        timer->Seconds([&] { baseline.Scores(c.keys.data(), f16_scores.data()); }));
+    t_scores.push_back(all_scores(nullptr));
+    t_trusted_scores.push_back(all_scores(&trusted_blocks));
     for (const std::string& error : errors) {
       if (!error.empty()) {
         r.error = error;

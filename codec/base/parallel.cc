@@ -37,6 +37,10 @@ class Jobs {
     if (!status.ok()) Fail(job, status);
   }
 
+  size_t count() const { return count_; }
+  Status failure() const { return failure_; }
+
+ private:
   void Fail(size_t job, const Status& status) {
     std::lock_guard<std::mutex> lock(mutex_);
     if (job < failed_job_) {
@@ -45,10 +49,6 @@ class Jobs {
     }
   }
 
-  size_t count() const { return count_; }
-  Status failure() const { return failure_; }
-
- private:
   const size_t count_;
   const std::function<Status(size_t)>& run_;
   std::mutex mutex_;
@@ -75,8 +75,7 @@ Status ParallelFor(size_t num_jobs, const Parallelism& parallelism,
                    const std::function<Status(size_t job)>& run) {
   Jobs jobs(num_jobs, run);
   if (parallelism.runner != nullptr && num_jobs > 1) {
-    RunnerJobs r{&jobs, std::make_unique<std::atomic<uint8_t>[]>(num_jobs)};
-    for (size_t i = 0; i < num_jobs; ++i) r.ran[i].store(0);
+    RunnerJobs r{&jobs, std::make_unique<std::atomic<uint8_t>[]>(num_jobs)};  // zeroed
     parallelism.runner(parallelism.runner_opaque, &r, RunRunnerJob, num_jobs);
     for (size_t i = 0; i < num_jobs; ++i) {
       if (r.ran[i].load() == 0) {
@@ -118,10 +117,5 @@ Status ParallelFor(size_t num_jobs, uint32_t threads,
 
 CallThreads::CallThreads(uint32_t threads)
     : pool_((threads != 0 ? threads : std::max(1u, std::thread::hardware_concurrency())) - 1) {}
-
-void CallThreads::Run(void* self, void* job_opaque, kvc_job_fn job, size_t count) {
-  static_cast<CallThreads*>(self)->pool_.Run(count,
-                                             [&](size_t i, size_t) { job(job_opaque, i); });
-}
 
 }  // namespace kvc

@@ -39,13 +39,12 @@ class CallThreads {
   explicit CallThreads(uint32_t threads);  // 0: one per core
   Parallelism parallelism() {
     Parallelism p;
-    p.runner = Run;
-    p.runner_opaque = this;
+    p.runner = ThreadPool::RunJobs;
+    p.runner_opaque = &pool_;
     return p;
   }
 
  private:
-  static void Run(void* self, void* job_opaque, kvc_job_fn job, size_t count);
   ThreadPool pool_;
 };
 

@@ -1,9 +1,10 @@
 // Threads that run several rounds of jobs: up to `workers` threads, each
 // started once, the calling thread working beside them, each round's jobs
-// handed out through an atomic counter. Header-only and free of the library's other internals, so
-// that `kvc bench --attention` gives its f16 baseline and kvcodec the same
-// pool (an engine's, as kvc_parallel_runner sees it), and kvcodec's own calls
-// keep theirs for one call (base/parallel.h).
+// handed out through an atomic counter. Header-only and free of the
+// library's other internals, so that `kvc bench --attention` gives its f16
+// baseline and kvcodec the same pool (an engine's, as kvc_parallel_runner
+// sees it), and kvcodec's own calls keep theirs for one call
+// (base/parallel.h).
 #ifndef KVCODEC_CODEC_BASE_THREAD_POOL_H_
 #define KVCODEC_CODEC_BASE_THREAD_POOL_H_
 
@@ -42,11 +43,8 @@ class ThreadPool {
     }
   }
 
-  // Threads that may take jobs: the workers and the caller.
-  size_t size() const { return max_workers_ + 1; }
-
-  // f(job, thread) for every job < jobs, thread < size(); returns when all
-  // have returned. f must not throw. Not reentrant.
+  // f(job, thread) for every job < jobs, thread <= workers (0: the caller);
+  // returns when all have returned. f must not throw. Not reentrant.
   void Run(size_t jobs, const std::function<void(size_t, size_t)>& f) {
     if (jobs <= 1 || max_workers_ == 0) {
       for (size_t job = 0; job < jobs; ++job) f(job, 0);
@@ -69,6 +67,11 @@ class ThreadPool {
     Drain(0);
     std::unique_lock<std::mutex> lock(mutex_);
     done_.wait(lock, [&] { return busy_ == 0; });
+  }
+
+  // The pool as a kvc_parallel_runner (the pool is runner_opaque).
+  static void RunJobs(void* pool, void* job_opaque, void (*job)(void*, size_t), size_t count) {
+    static_cast<ThreadPool*>(pool)->Run(count, [&](size_t i, size_t) { job(job_opaque, i); });
   }
 
  private:

@@ -996,8 +996,7 @@ fn attention<K: AsRef<[u8]>, V: AsRef<[u8]>>(
     c_options.token_begin = options.token_begin;
     c_options.token_end = options.token_end;
     c_options.flags = if options.trusted_blocks { sys::KVC_ATTENTION_TRUSTED_BLOCKS } else { 0 };
-    let runner_ref: Option<&dyn Runner> = runner;
-    if let Some(runner) = runner_ref.as_ref() {
+    if let Some(runner) = &runner {
         c_options.runner = Some(run_on_runner);
         c_options.runner_opaque = runner as *const &dyn Runner as *mut c_void;
     }
